@@ -1,0 +1,202 @@
+"""Blobs on a local disk.
+
+Layout under the data directory::
+
+    staging/<random>.part        bytes being received; the writer holds an exclusive flock on it
+    blobs/<id[-2:]>/<id[-4:-2]>/<id>   committed blobs, named by object id only
+
+Commit is fsync(file) → rename(staging → blobs/…) → fsync(directory): a blob is either wholly there or
+absent. Crash behaviour: a staging file whose flock nobody holds is abandoned and the sweep deletes it;
+a blob without a metadata row (crash between rename and the row insert, or between row delete and
+unlink) is deleted by the sweep once it is older than ``STRAY_GRACE_SECONDS``, which keeps the sweep of
+one process away from another process's commit in flight. Several processes may share one directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import secrets
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+
+from ..core.errors import InsufficientStorage, NotFound
+from ..core.ports import LiveCheck
+
+log = logging.getLogger("cairn.blobs")
+
+READ_CHUNK_BYTES = 1 << 20
+STRAY_GRACE_SECONDS = 15 * 60
+STAGING_GRACE_SECONDS = 60
+SWEEP_BATCH = 500
+
+
+def _write_all(fd: int, data: bytearray | bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _raise_storage_error(exc: OSError) -> None:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise InsufficientStorage("The storage volume is full.") from exc
+    raise exc
+
+
+class LocalBlobWriter:
+    def __init__(self, store: LocalBlobStore, fd: int, path: Path) -> None:
+        self._store = store
+        self._fd: int | None = fd
+        self._path = path
+
+    async def write(self, data: bytes | bytearray) -> None:
+        assert self._fd is not None, "write after commit or abort"
+        try:
+            await anyio.to_thread.run_sync(_write_all, self._fd, data)
+        except OSError as exc:
+            _raise_storage_error(exc)
+
+    async def commit(self, blob_id: str) -> None:
+        assert self._fd is not None, "commit after commit or abort"
+        fd, self._fd = self._fd, None
+        await anyio.to_thread.run_sync(self._store._commit_staged, fd, self._path, blob_id)
+
+    async def abort(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            await anyio.to_thread.run_sync(self._store._discard_staged, fd, self._path)
+
+
+class LocalBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.staging_dir = root / "staging"
+        self.blobs_dir = root / "blobs"
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        self.blobs_dir.mkdir(parents=True, exist_ok=True)
+
+    def blob_path(self, blob_id: str) -> Path:
+        return self.blobs_dir / blob_id[-2:] / blob_id[-4:-2] / blob_id
+
+    async def stage(self) -> LocalBlobWriter:
+        path = self.staging_dir / f"{secrets.token_hex(16)}.part"
+        fd = await anyio.to_thread.run_sync(self._open_staging, path)
+        return LocalBlobWriter(self, fd, path)
+
+    @staticmethod
+    def _open_staging(path: Path) -> int:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+
+    def _commit_staged(self, fd: int, path: Path, blob_id: str) -> None:
+        try:
+            os.fsync(fd)
+            target = self.blob_path(blob_id)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(path, target)
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            _raise_storage_error(exc)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _discard_staged(fd: int, path: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        os.close(fd)
+
+    async def read(self, blob_id: str, start: int, end: int) -> AsyncIterator[bytes]:
+        try:
+            fd = await anyio.to_thread.run_sync(os.open, self.blob_path(blob_id), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError as exc:
+            log.error("blob.missing id=%s", blob_id)
+            raise NotFound(f"No such file: '{blob_id}'.", param="file_id") from exc
+        try:
+            position = start
+            while position < end:
+                data = await anyio.to_thread.run_sync(os.pread, fd, min(READ_CHUNK_BYTES, end - position), position)
+                if not data:
+                    raise OSError(errno.EIO, f"blob {blob_id} is shorter than its recorded size")
+                position += len(data)
+                yield data
+        finally:
+            os.close(fd)
+
+    async def delete(self, blob_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            await anyio.to_thread.run_sync(self.blob_path(blob_id).unlink)
+
+    async def free_bytes(self) -> int:
+        usage = await anyio.to_thread.run_sync(shutil.disk_usage, self.root)
+        return usage.free
+
+    async def sweep(self, is_live: LiveCheck) -> int:
+        removed = await anyio.to_thread.run_sync(self._sweep_staging)
+        lock_fd = os.open(self.root / "sweep.lock", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return removed  # another process is sweeping
+            candidates = await anyio.to_thread.run_sync(self._old_blob_ids)
+            for i in range(0, len(candidates), SWEEP_BATCH):
+                batch = candidates[i : i + SWEEP_BATCH]
+                live = await is_live(batch)
+                for blob_id in batch:
+                    if blob_id not in live:
+                        await self.delete(blob_id)
+                        removed += 1
+        finally:
+            os.close(lock_fd)
+        return removed
+
+    def _sweep_staging(self) -> int:
+        removed = 0
+        cutoff = time.time() - STAGING_GRACE_SECONDS
+        for entry in os.scandir(self.staging_dir):
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                    continue  # may be between create and flock in another process
+                fd = os.open(entry.path, os.O_WRONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live writer holds it
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+            finally:
+                os.close(fd)
+        return removed
+
+    def _old_blob_ids(self) -> list[str]:
+        cutoff = time.time() - STRAY_GRACE_SECONDS
+        found = []
+        for shard in os.scandir(self.blobs_dir):
+            for sub in os.scandir(shard.path):
+                for entry in os.scandir(sub.path):
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        found.append(entry.name)
+        return found

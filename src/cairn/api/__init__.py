@@ -1,0 +1,1 @@
+"""HTTP faces: parse → call the engine → render. One module per API family."""

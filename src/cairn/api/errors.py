@@ -1,0 +1,94 @@
+"""Error envelopes. Every failure, from the engine, from request validation or from a bug, leaves as
+the envelope of the API family it happened in, and no traceback ever reaches a client."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from ..core.errors import (
+    CairnError,
+    InsufficientStorage,
+    InvalidInput,
+    NotFound,
+    RequestTimeout,
+    TooLarge,
+    Unauthenticated,
+    Unavailable,
+)
+from .responses import json_response
+
+log = logging.getLogger("cairn.api")
+
+STATUS: dict[type[CairnError], int] = {
+    InvalidInput: 400,
+    Unauthenticated: 401,
+    NotFound: 404,
+    RequestTimeout: 408,
+    TooLarge: 413,
+    Unavailable: 503,
+    InsufficientStorage: 507,
+}
+
+OPENAI_TYPES = {401: "authentication_error", 429: "rate_limit_error"}
+
+
+def status_for(exc: CairnError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def openai_error(status: int, message: str, *, code: str, param: str | None = None) -> Response:
+    """The OpenAI envelope: ``{"error": {"message", "type", "param", "code"}}``."""
+    kind = OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if status in (400, 404, 409, 413):
+        headers["x-should-retry"] = "false"
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return json_response(body, status_code=status, headers=headers)
+
+
+async def _cairn_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CairnError)
+    status = status_for(exc)
+    if status >= 500:
+        log.warning("request.failed code=%s message=%s", exc.code, exc.message, exc_info=exc.__cause__)
+    return openai_error(status, exc.message, code=exc.code, param=exc.param)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    location = [str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body", "header")]
+    param = ".".join(location) or None
+    message = f"Invalid value for '{param}': {first.get('msg', 'invalid')}." if param else "Invalid request."
+    return openai_error(400, message, code="invalid_request", param=param)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    message = "No such route." if exc.status_code == 404 else str(exc.detail)
+    response = openai_error(exc.status_code, message, code=codes.get(exc.status_code, "http_error"))
+    response.headers.update(exc.headers or {})
+    return response
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("request.crashed method=%s path=%s", request.method, request.url.path, exc_info=exc)
+    return openai_error(500, "The server had an internal error.", code="internal_error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(CairnError, _cairn_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

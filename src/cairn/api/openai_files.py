@@ -1,0 +1,231 @@
+"""The OpenAI Files API: objects in the tenant's bucket ``files``, keyed by object id."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from ..core.errors import InvalidInput
+from ..core.keys import sanitize_filename
+from ..core.objects import StagedBlob
+from ..core.records import ObjectRecord
+from .deps import PrincipalDep, ServicesDep
+from .http import body_chunks, declared_length, object_download
+from .multipart import MAX_FORM_OVERHEAD_BYTES, FilePart, boundary_of, read_form
+from .responses import json_response
+
+BUCKET = "files"
+UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+LISTED_PURPOSES = (*UPLOAD_PURPOSES, "assistants_output", "batch_output", "fine-tune-results")
+EXPIRES_MIN_SECONDS = 3600
+EXPIRES_MAX_SECONDS = 2_592_000
+MAX_LIMIT = 10_000
+
+router = APIRouter(tags=["Files"])
+
+
+class FileObject(BaseModel):
+    object: Literal["file"] = "file"
+    id: str
+    bytes: int
+    created_at: int
+    expires_at: int | None
+    filename: str
+    purpose: str
+    status: Literal["processed"] = "processed"
+    status_details: None = None
+
+
+class FileList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FileObject]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class FileDeleted(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool
+
+
+def file_object(record: ObjectRecord) -> dict[str, Any]:
+    return {
+        "object": "file",
+        "id": record.id,
+        "bytes": record.bytes,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "filename": record.filename,
+        "purpose": record.purpose,
+        "status": "processed",
+        "status_details": None,
+    }
+
+
+def _purpose(fields: dict[str, str]) -> str:
+    purpose = fields.get("purpose")
+    if purpose is None:
+        raise InvalidInput("Missing required parameter: 'purpose'.", param="purpose")
+    if purpose not in UPLOAD_PURPOSES:
+        raise InvalidInput(
+            f"Invalid value for 'purpose': '{purpose}'. Expected one of: {', '.join(UPLOAD_PURPOSES)}.",
+            param="purpose",
+        )
+    return purpose
+
+
+def _expires_after(fields: dict[str, str]) -> int | None:
+    """Seconds from ``expires_after``, sent as a JSON string or as bracket fields."""
+    if "expires_after" in fields:
+        try:
+            value = json.loads(fields["expires_after"])
+        except ValueError as exc:
+            raise InvalidInput("expires_after must be a JSON object.", param="expires_after") from exc
+        if not isinstance(value, dict):
+            raise InvalidInput("expires_after must be a JSON object.", param="expires_after")
+        anchor, seconds = value.get("anchor"), value.get("seconds")
+    elif "expires_after[anchor]" in fields or "expires_after[seconds]" in fields:
+        anchor, seconds = fields.get("expires_after[anchor]"), fields.get("expires_after[seconds]")
+    else:
+        return None
+    if anchor != "created_at":
+        raise InvalidInput("expires_after.anchor must be 'created_at'.", param="expires_after.anchor")
+    try:
+        seconds = int(seconds)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("expires_after.seconds must be an integer.", param="expires_after.seconds") from exc
+    if not EXPIRES_MIN_SECONDS <= seconds <= EXPIRES_MAX_SECONDS:
+        raise InvalidInput(
+            f"expires_after.seconds must be between {EXPIRES_MIN_SECONDS} and {EXPIRES_MAX_SECONDS}.",
+            param="expires_after.seconds",
+        )
+    return seconds
+
+
+_MULTIPART_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "purpose"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "purpose": {"type": "string", "enum": list(UPLOAD_PURPOSES)},
+                        "expires_after": {
+                            "type": "string",
+                            "description": 'JSON {"anchor": "created_at", "seconds": 3600..2592000}; '
+                            "bracket fields expires_after[anchor] / expires_after[seconds] are accepted too.",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/files", response_model=FileObject, openapi_extra=_MULTIPART_BODY, summary="Upload a file")
+async def create_file(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
+    """Streams the multipart body into storage: the file is never held in memory or spooled whole."""
+    engine = services.objects
+    boundary = boundary_of(request.headers.get("content-type", ""))
+    length = declared_length(request)
+    if length is not None:
+        await engine.ensure_capacity(max(0, length - MAX_FORM_OVERHEAD_BYTES))
+    staged: StagedBlob | None = None
+    upload: FilePart | None = None
+
+    async def on_file(part: FilePart, fields_so_far: dict[str, str], data: AsyncIterator[bytes]) -> None:
+        nonlocal staged, upload
+        sanitize_filename(part.filename)
+        if "purpose" in fields_so_far:
+            _purpose(fields_so_far)
+        _expires_after(fields_so_far)
+        upload = part
+        staged = await engine.stage(data)
+
+    try:
+        fields = await read_form(
+            body_chunks(request, services.settings.idle_timeout), boundary, file_field="file", on_file=on_file
+        )
+        if staged is None or upload is None:
+            raise InvalidInput("Missing required parameter: 'file'.", param="file")
+        filename = sanitize_filename(upload.filename)
+        record = await engine.commit(
+            staged,
+            tenant=principal.tenant,
+            bucket=BUCKET,
+            filename=filename,
+            mime_type=upload.content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream",
+            purpose=_purpose(fields),
+            expires_after=_expires_after(fields),
+        )
+    except BaseException:
+        if staged is not None:
+            await staged.writer.abort()
+        raise
+    return json_response(file_object(record))
+
+
+@router.get("/files", response_model=FileList, summary="List files")
+async def list_files(
+    services: ServicesDep,
+    principal: PrincipalDep,
+    after: Annotated[str | None, Query(description="Object id to continue after.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = MAX_LIMIT,
+    order: Annotated[Literal["asc", "desc"], Query(description="By creation time.")] = "desc",
+    purpose: Annotated[str | None, Query()] = None,
+) -> Response:
+    if purpose is not None and purpose not in LISTED_PURPOSES:
+        raise InvalidInput(f"Invalid value for 'purpose': '{purpose}'.", param="purpose")
+    page = await services.objects.list(
+        principal.tenant, BUCKET, purpose=purpose, after=after, limit=limit, order=order
+    )
+    data = [file_object(record) for record in page.items]
+    return json_response(
+        {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": page.has_more,
+        }
+    )
+
+
+@router.get("/files/{file_id}", response_model=FileObject, summary="Retrieve a file")
+async def retrieve_file(file_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
+    return json_response(file_object(await services.objects.get(principal.tenant, BUCKET, file_id)))
+
+
+@router.delete("/files/{file_id}", response_model=FileDeleted, summary="Delete a file")
+async def delete_file(file_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
+    record = await services.objects.delete(principal.tenant, BUCKET, file_id)
+    return json_response({"id": record.id, "object": "file", "deleted": True})
+
+
+@router.api_route(
+    "/files/{file_id}/content",
+    methods=["GET", "HEAD"],
+    summary="Download a file's bytes",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The bytes."},
+        206: {"description": "One byte range (Range: bytes=a-b)."},
+        304: {"description": "If-None-Match matched the ETag (the sha256)."},
+        416: {"description": "Range not satisfiable."},
+    },
+)
+async def file_content(file_id: str, request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
+    record = await services.objects.get(principal.tenant, BUCKET, file_id)
+    return await object_download(request, services.objects, record)

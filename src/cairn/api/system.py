@@ -1,0 +1,55 @@
+"""Health, version, and the discovery routes Llama Stack clients call."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from .. import __version__
+from ..core.errors import CairnError
+from .deps import PrincipalDep, ServicesDep
+from .responses import json_response
+
+router = APIRouter(tags=["System"])
+
+
+@router.get("/health", summary="Liveness; with deep=1 also checks each dependency")
+async def health(services: ServicesDep, deep: Annotated[bool, Query()] = False) -> Response:
+    if not deep:
+        return json_response({"status": "ok"})
+    checks: dict[str, str] = {}
+    try:
+        await services.objects.meta.ping()
+        checks["metadata"] = "ok"
+    except CairnError as exc:
+        checks["metadata"] = exc.message
+    try:
+        await services.objects.blobs.free_bytes()
+        checks["blobs"] = "ok"
+    except OSError as exc:
+        checks["blobs"] = f"unavailable: {exc.strerror}"
+    healthy = all(value == "ok" for value in checks.values())
+    return json_response({"status": "ok" if healthy else "degraded", "checks": checks}, status_code=200 if healthy else 503)
+
+
+@router.get("/v1/health", summary="Health in the Llama Stack shape")
+async def llama_stack_health() -> Response:
+    return json_response({"status": "OK"})
+
+
+@router.get("/v1/version", summary="Server version")
+async def version() -> Response:
+    return json_response({"version": __version__})
+
+
+@router.get("/v1/providers", summary="Providers in the Llama Stack shape")
+async def providers(_principal: PrincipalDep) -> Response:
+    files = {"api": "files", "provider_id": "cairn", "provider_type": "inline::cairn", "config": {}, "health": {"status": "OK"}}
+    return json_response({"data": [files]})
+
+
+@router.get("/v1/models", summary="Models (none until inference exists)")
+async def models(_principal: PrincipalDep) -> Response:
+    return json_response({"data": []})

@@ -1,0 +1,80 @@
+"""The composer: the only place that picks adapters, builds the engine and mounts the faces."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from . import __version__
+from .adapters.blobs_local import LocalBlobStore
+from .adapters.meta_sql import SqlMetadataStore
+from .api import openai_files, system
+from .api.deps import Services
+from .api.errors import install_error_handlers
+from .core.auth import ApiKeys
+from .core.objects import ObjectEngine
+from .settings import Settings
+
+log = logging.getLogger("cairn")
+
+
+def build_metadata(settings: Settings) -> SqlMetadataStore:
+    return SqlMetadataStore(settings.resolved_database_url)
+
+
+def build_services(settings: Settings) -> Services:
+    meta = build_metadata(settings)
+    blobs = LocalBlobStore(settings.data_dir.resolve())
+    engine = ObjectEngine(
+        meta, blobs, max_object_bytes=settings.max_upload_bytes, min_free_bytes=settings.min_free_bytes
+    )
+    return Services(settings=settings, objects=engine, api_keys=ApiKeys(meta))
+
+
+async def _expire_periodically(engine: ObjectEngine, interval: float) -> None:
+    while True:
+        try:
+            await engine.sweep()
+            await engine.expire_due()
+        except Exception:
+            log.exception("maintenance.failed")
+        await asyncio.sleep(interval)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    services = build_services(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await services.objects.meta.migrate()
+        maintenance = asyncio.create_task(_expire_periodically(services.objects, settings.expiry_interval))
+        log.info("cairn.ready url=http://%s:%d version=%s", settings.host, settings.port, __version__)
+        try:
+            yield
+        finally:
+            maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await maintenance
+            await services.objects.meta.close()
+
+    app = FastAPI(
+        title="Cairn",
+        version=__version__,
+        summary="Files and conversations for AI agents: an OpenAI-compatible Files API on a streaming engine.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    app.include_router(system.router)
+    app.include_router(openai_files.router, prefix="/v1")
+    app.include_router(openai_files.router, prefix="/v1/openai/v1", include_in_schema=False)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory``: every worker process builds its app from ``CAIRN_*``."""
+    return create_app(Settings())

@@ -1,0 +1,121 @@
+"""``cairn serve | keys``. Flags become ``CAIRN_*`` variables so every worker process sees the same settings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+from . import __version__
+from .app import build_metadata
+from .core.auth import ApiKeys, is_loopback_host
+from .core.errors import CairnError
+from .settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cairn", description="Cairn: files and conversations for AI agents.")
+    parser.add_argument("--version", action="version", version=f"cairn {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", help="address to listen on (CAIRN_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (CAIRN_PORT, default 8321)")
+    serve.add_argument("--data-dir", help="data directory (CAIRN_DATA_DIR, default ./cairn-data)")
+    serve.add_argument("--workers", type=int, help="server processes (CAIRN_WORKERS, default 1)")
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="create a key for a tenant and print it once")
+    create.add_argument("--tenant", required=True)
+    keys.add_parser("list", help="list keys (never the keys themselves)")
+    revoke = keys.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    for sub in (create, revoke, keys.choices["list"]):
+        sub.add_argument("--data-dir", help="data directory (CAIRN_DATA_DIR)")
+    return parser
+
+
+def _apply_flags(args: argparse.Namespace) -> Settings:
+    for flag in ("host", "port", "data_dir", "workers"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            os.environ[f"CAIRN_{flag.upper()}"] = str(value)
+    return Settings()
+
+
+async def _with_keys(settings: Settings, action: str, args: argparse.Namespace) -> int:
+    meta = build_metadata(settings)
+    try:
+        await meta.migrate()
+        keys = ApiKeys(meta)
+        if action == "create":
+            key, record = await keys.create(args.tenant)
+            print(f"Created key {record.id} for tenant '{record.tenant}'. It is shown only this once:")
+            print(key)
+        elif action == "list":
+            for record in await keys.list():
+                state = "revoked" if record.revoked_at else "active"
+                created = datetime.fromtimestamp(record.created_at, timezone.utc).isoformat()
+                print(f"{record.id}\t{record.tenant}\t{state}\t{created}")
+        elif action == "revoke":
+            if not await keys.revoke(args.key_id):
+                print(f"No active key with id {args.key_id}.", file=sys.stderr)
+                return 1
+            print(f"Revoked key {args.key_id}.")
+        elif action == "open_mode":
+            return 0 if await keys.open_mode() else 1
+    finally:
+        await meta.close()
+    return 0
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    open_mode = asyncio.run(_with_keys(settings, "open_mode", argparse.Namespace())) == 0
+    if open_mode and not is_loopback_host(settings.host):
+        print(
+            f"Refusing to listen on {settings.host} without API keys: anyone could read and write files. "
+            "Create one with 'cairn keys create --tenant NAME' or listen on 127.0.0.1.",
+            file=sys.stderr,
+        )
+        return 2
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["loggers"]["cairn"] = {"handlers": ["default"], "level": settings.log_level.upper(), "propagate": False}
+    uvicorn.run(
+        "cairn.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=log_config,
+        log_level=settings.log_level,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _apply_flags(args)
+        if args.command == "serve":
+            return _serve(settings)
+        return asyncio.run(_with_keys(settings, args.keys_command, args))
+    except CairnError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

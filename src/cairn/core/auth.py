@@ -1,0 +1,106 @@
+"""Principals, tenants and API keys.
+
+Keys look like ``cairn-<key id>-<secret>``. Only the sha256 of the whole key is stored: the secret has
+256 bits of entropy, so a fast hash is enough and lookups can go by hash. With no active key at all,
+Cairn serves one open tenant (``OPEN_TENANT``); that mode is only allowed on a loopback address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import InvalidInput, Unauthenticated
+from .ports import MetadataStore
+from .records import ApiKeyRecord
+
+OPEN_TENANT = "default"
+KEY_PREFIX = "cairn-"
+TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+OPEN_MODE_RECHECK_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    tenant: str
+    key_id: str | None
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def validate_tenant(name: str) -> str:
+    if not TENANT_PATTERN.fullmatch(name):
+        raise InvalidInput(
+            "Tenant names are 1-64 characters of letters, digits, '_', '.' and '-', starting with a letter or digit.",
+            param="tenant",
+        )
+    return name
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ApiKeys:
+    """Creates, lists, revokes and verifies API keys."""
+
+    def __init__(self, meta: MetadataStore, *, clock: Callable[[], float] = time.time) -> None:
+        self._meta = meta
+        self._clock = clock
+        self._open_mode_checked_at = float("-inf")
+        self._open_mode = False
+
+    async def create(self, tenant: str) -> tuple[str, ApiKeyRecord]:
+        """Returns the key (shown once, never stored) and its stored record."""
+        key_id = secrets.token_hex(6)
+        key = f"{KEY_PREFIX}{key_id}-{secrets.token_urlsafe(32)}"
+        record = ApiKeyRecord(
+            id=key_id,
+            tenant=validate_tenant(tenant),
+            key_hash=hash_key(key),
+            created_at=int(self._clock()),
+            revoked_at=None,
+        )
+        await self._meta.insert_api_key(record)
+        return key, record
+
+    async def list(self) -> list[ApiKeyRecord]:
+        return await self._meta.list_api_keys()
+
+    async def revoke(self, key_id: str) -> bool:
+        return await self._meta.revoke_api_key(key_id, int(self._clock()))
+
+    async def open_mode(self) -> bool:
+        """True while no active key exists. Re-read at most once a second, so keys created or revoked
+        by ``cairn keys`` in another process take effect within a second."""
+        now = time.monotonic()
+        if now - self._open_mode_checked_at >= OPEN_MODE_RECHECK_SECONDS:
+            self._open_mode = not await self._meta.has_active_api_keys()
+            self._open_mode_checked_at = now
+        return self._open_mode
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        if await self.open_mode():
+            return Principal(tenant=OPEN_TENANT, key_id=None)
+        if not authorization:
+            raise Unauthenticated("Missing API key. Send it as 'Authorization: Bearer <key>'.")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("Malformed Authorization header. Expected 'Bearer <key>'.")
+        record = await self._meta.find_api_key(hash_key(token))
+        if record is None:
+            raise Unauthenticated("Invalid API key.")
+        return Principal(tenant=record.tenant, key_id=record.id)

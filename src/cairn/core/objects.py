@@ -1,0 +1,211 @@
+"""Objects: the one way bytes come in (a stream into staging), are stored, and go out (a ranged read).
+
+A put is two steps so that a face can stream the bytes before it knows every attribute (a multipart
+form may send ``purpose`` after the file): ``stage`` hashes and stages the stream, ``commit`` makes the
+blob durable under a fresh id and then writes the metadata row. Until that row exists no reader can see
+the object; if anything fails in between, the staged or committed bytes are removed, and the startup
+sweep removes what a crash left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import anyio
+
+from .errors import InsufficientStorage, InvalidInput, NotFound, TooLarge
+from .ports import BlobStore, BlobWriter, MetadataStore, Order
+from .records import ListPage, ObjectRecord
+
+log = logging.getLogger("cairn.objects")
+
+OBJECT_ID_PREFIX = "file-"
+_OBJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+STAGE_BATCH_BYTES = 1 << 20
+EXPIRY_BATCH = 500
+
+
+def new_object_id(now_ms: int) -> str:
+    """``file-`` + 12 hex digits of milliseconds + 20 random hex digits: ids sort by creation time."""
+    return f"{OBJECT_ID_PREFIX}{now_ms:012x}{secrets.token_hex(10)}"
+
+
+@dataclass(slots=True)
+class StagedBlob:
+    writer: BlobWriter
+    bytes: int
+    sha256: str
+
+
+class ObjectEngine:
+    def __init__(
+        self,
+        meta: MetadataStore,
+        blobs: BlobStore,
+        *,
+        max_object_bytes: int,
+        min_free_bytes: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.meta = meta
+        self.blobs = blobs
+        self.max_object_bytes = max_object_bytes
+        self.min_free_bytes = min_free_bytes
+        self._clock = clock
+
+    def now(self) -> int:
+        return int(self._clock())
+
+    async def ensure_capacity(self, incoming_bytes: int) -> None:
+        """Refuse early what could never be stored: over the size cap, or more than the free space."""
+        if incoming_bytes > self.max_object_bytes:
+            raise TooLarge(
+                f"{incoming_bytes} bytes exceed the maximum object size of {self.max_object_bytes} bytes."
+            )
+        free = await self.blobs.free_bytes()
+        if free - incoming_bytes < self.min_free_bytes:
+            raise InsufficientStorage(
+                f"Not enough free storage for {incoming_bytes} bytes ({free} bytes free, "
+                f"{self.min_free_bytes} kept in reserve)."
+            )
+
+    async def stage(self, chunks: AsyncIterator[bytes]) -> StagedBlob:
+        """Hash and stage a byte stream in large batches; hashing and writing run in worker threads,
+        overlapping with the receipt of the next batch. Memory stays at about two batches."""
+        writer = await self.blobs.stage()
+        hasher = hashlib.sha256()
+        size = 0
+        batch = bytearray()
+        pending: asyncio.Future[None] | None = None
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > self.max_object_bytes:
+                    raise TooLarge(f"The upload exceeds the maximum object size of {self.max_object_bytes} bytes.")
+                batch += chunk
+                if len(batch) >= STAGE_BATCH_BYTES:
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.ensure_future(_absorb(writer, hasher, batch))
+                    batch = bytearray()
+            if pending is not None:
+                await pending
+                pending = None
+            if batch:
+                await _absorb(writer, hasher, batch)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                if pending is not None:
+                    await asyncio.gather(pending, return_exceptions=True)
+                await writer.abort()
+            raise
+        return StagedBlob(writer=writer, bytes=size, sha256=hasher.hexdigest())
+
+    async def commit(
+        self,
+        staged: StagedBlob,
+        *,
+        tenant: str,
+        bucket: str,
+        filename: str,
+        mime_type: str,
+        purpose: str,
+        expires_after: int | None = None,
+        key: str | None = None,
+    ) -> ObjectRecord:
+        now_ms = int(self._clock() * 1000)
+        object_id = new_object_id(now_ms)
+        created_at = now_ms // 1000
+        record = ObjectRecord(
+            id=object_id,
+            tenant=tenant,
+            bucket=bucket,
+            key=key or object_id,
+            filename=filename,
+            mime_type=mime_type,
+            bytes=staged.bytes,
+            sha256=staged.sha256,
+            purpose=purpose,
+            created_at=created_at,
+            expires_at=None if expires_after is None else created_at + expires_after,
+        )
+        try:
+            await staged.writer.commit(object_id)
+            await self.meta.insert_object(record)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await staged.writer.abort()
+                await self.blobs.delete(object_id)
+            raise
+        log.info("object.committed id=%s tenant=%s bucket=%s bytes=%d", object_id, tenant, bucket, staged.bytes)
+        return record
+
+    async def get(self, tenant: str, bucket: str, object_id: str) -> ObjectRecord:
+        record = None
+        if _OBJECT_ID.fullmatch(object_id):
+            record = await self.meta.get_object(tenant, bucket, object_id, self.now())
+        if record is None:
+            raise NotFound(f"No such file: '{object_id}'.", param="file_id")
+        return record
+
+    def read(self, record: ObjectRecord, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        return self.blobs.read(record.id, start, record.bytes if end is None else end)
+
+    async def list(
+        self,
+        tenant: str,
+        bucket: str,
+        *,
+        purpose: str | None = None,
+        after: str | None = None,
+        limit: int,
+        order: Order = "desc",
+    ) -> ListPage:
+        if limit < 1:
+            raise InvalidInput("limit must be at least 1.", param="limit")
+        if after is not None and not _OBJECT_ID.fullmatch(after):
+            raise InvalidInput("after must be an object id such as 'file-…'.", param="after")
+        return await self.meta.list_objects(
+            tenant, bucket, purpose=purpose, after=after, limit=limit, order=order, now=self.now()
+        )
+
+    async def delete(self, tenant: str, bucket: str, object_id: str) -> ObjectRecord:
+        record = None
+        if _OBJECT_ID.fullmatch(object_id):
+            record = await self.meta.delete_object(tenant, bucket, object_id, self.now())
+        if record is None:
+            raise NotFound(f"No such file: '{object_id}'.", param="file_id")
+        await self.blobs.delete(record.id)
+        log.info("object.deleted id=%s tenant=%s", record.id, tenant)
+        return record
+
+    async def expire_due(self) -> int:
+        """Delete expired objects (rows first, then bytes). Returns how many went."""
+        removed = 0
+        while batch := await self.meta.take_expired(self.now(), EXPIRY_BATCH):
+            for record in batch:
+                await self.blobs.delete(record.id)
+            removed += len(batch)
+            if len(batch) < EXPIRY_BATCH:
+                break
+        if removed:
+            log.info("object.expired count=%d", removed)
+        return removed
+
+    async def sweep(self) -> int:
+        """Remove what a crash left behind: abandoned staging files and blobs without a row."""
+        removed = await self.blobs.sweep(self.meta.existing_ids)
+        if removed:
+            log.info("blobs.swept count=%d", removed)
+        return removed
+
+
+async def _absorb(writer: BlobWriter, hasher: "hashlib._Hash", batch: bytearray) -> None:
+    await asyncio.gather(anyio.to_thread.run_sync(hasher.update, batch), writer.write(batch))

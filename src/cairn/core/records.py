@@ -1,0 +1,39 @@
+"""Plain records passed between the engine and its ports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRecord:
+    """One stored object. ``id`` (``file-…``) names it everywhere and also names its blob."""
+
+    id: str
+    tenant: str
+    bucket: str
+    key: str
+    filename: str
+    mime_type: str
+    bytes: int
+    sha256: str
+    purpose: str
+    created_at: int
+    expires_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """An API key as stored: only its hash, never the key itself."""
+
+    id: str
+    tenant: str
+    key_hash: str
+    created_at: int
+    revoked_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    items: list[ObjectRecord]
+    has_more: bool
