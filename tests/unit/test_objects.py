@@ -1,0 +1,188 @@
+"""The engine, on every backend set, with real adapters."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from cairn.core.errors import InsufficientStorage, InvalidInput, NotFound, TooLarge
+from cairn.core.objects import STAGE_BATCH_BYTES, ObjectEngine, new_object_id
+
+pytestmark = pytest.mark.anyio
+
+
+async def stream(data: bytes, piece: int = 65536) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), piece):
+        yield data[i : i + piece]
+
+
+async def put(engine: ObjectEngine, data: bytes, *, tenant: str = "t1", **kwargs: object) -> object:
+    staged = await engine.stage(stream(data))
+    return await engine.commit(
+        staged, tenant=tenant, bucket="files", filename="a.bin", mime_type="application/octet-stream",
+        purpose=str(kwargs.pop("purpose", "assistants")), **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def read_all(engine: ObjectEngine, record, start: int = 0, end: int | None = None) -> bytes:
+    return b"".join([chunk async for chunk in engine.read(record, start, end)])
+
+
+def staging_files(engine: ObjectEngine) -> list[str]:
+    return os.listdir(engine.blobs.staging_dir)  # type: ignore[attr-defined]
+
+
+async def test_put_then_read_round_trips_bytes_and_sha256(engine: ObjectEngine) -> None:
+    data = os.urandom(3 * STAGE_BATCH_BYTES + 12345)
+    record = await put(engine, data)
+    assert record.bytes == len(data)
+    assert record.sha256 == hashlib.sha256(data).hexdigest()
+    assert await read_all(engine, record) == data
+    assert await read_all(engine, record, 10, 2_000_000) == data[10:2_000_000]
+    assert staging_files(engine) == []
+
+
+async def test_put_empty_object(engine: ObjectEngine) -> None:
+    record = await put(engine, b"")
+    assert (record.bytes, record.sha256) == (0, hashlib.sha256(b"").hexdigest())
+    assert await read_all(engine, record) == b""
+
+
+async def test_stage_over_the_cap_is_refused_and_leaves_nothing(engine: ObjectEngine) -> None:
+    engine.max_object_bytes = 100_000
+    with pytest.raises(TooLarge):
+        await engine.stage(stream(os.urandom(100_001), piece=7000))
+    assert staging_files(engine) == []
+
+
+async def test_stream_that_breaks_leaves_no_staging_file(engine: ObjectEngine) -> None:
+    async def broken() -> AsyncIterator[bytes]:
+        yield os.urandom(STAGE_BATCH_BYTES * 2)
+        raise ConnectionResetError("client went away")
+
+    with pytest.raises(ConnectionResetError):
+        await engine.stage(broken())
+    assert staging_files(engine) == []
+
+
+async def test_aborted_stage_is_never_visible(engine: ObjectEngine) -> None:
+    staged = await engine.stage(stream(b"x" * 1000))
+    await staged.writer.abort()
+    assert staging_files(engine) == []
+    page = await engine.list("t1", "files", limit=10)
+    assert page.items == []
+
+
+async def test_ensure_capacity_refuses_over_cap_and_over_free_space(engine: ObjectEngine) -> None:
+    with pytest.raises(TooLarge):
+        await engine.ensure_capacity(engine.max_object_bytes + 1)
+    engine.min_free_bytes = 1 << 62
+    with pytest.raises(InsufficientStorage):
+        await engine.ensure_capacity(1)
+
+
+async def test_get_is_scoped_by_tenant_and_bucket(engine: ObjectEngine) -> None:
+    record = await put(engine, b"secret", tenant="alice")
+    assert (await engine.get("alice", "files", record.id)).id == record.id
+    for tenant, bucket in (("bob", "files"), ("alice", "other")):
+        with pytest.raises(NotFound):
+            await engine.get(tenant, bucket, record.id)
+        with pytest.raises(NotFound):
+            await engine.delete(tenant, bucket, record.id)
+    assert (await engine.list("bob", "files", limit=10)).items == []
+
+
+@pytest.mark.parametrize("odd", ["", "x" * 500, "file-\x00", "../etc/passwd", "file-ü", "a b"])
+async def test_odd_ids_are_not_found(engine: ObjectEngine, odd: str) -> None:
+    with pytest.raises(NotFound):
+        await engine.get("t1", "files", odd)
+    with pytest.raises(NotFound):
+        await engine.delete("t1", "files", odd)
+
+
+async def test_delete_reclaims_bytes_and_second_delete_is_not_found(engine: ObjectEngine) -> None:
+    record = await put(engine, b"bye")
+    path = engine.blobs.blob_path(record.id)  # type: ignore[attr-defined]
+    assert path.exists()
+    await engine.delete("t1", "files", record.id)
+    assert not path.exists()
+    with pytest.raises(NotFound):
+        await engine.delete("t1", "files", record.id)
+
+
+async def test_expired_objects_vanish_and_their_bytes_are_reclaimed(engine: ObjectEngine, clock) -> None:
+    keep = await put(engine, b"keep")
+    going = await put(engine, b"going", expires_after=3600)
+    assert going.expires_at == going.created_at + 3600
+    clock.now += 3600
+    with pytest.raises(NotFound):
+        await engine.get("t1", "files", going.id)
+    assert [r.id for r in (await engine.list("t1", "files", limit=10)).items] == [keep.id]
+    with pytest.raises(NotFound):
+        await engine.delete("t1", "files", going.id)
+    assert engine.blobs.blob_path(going.id).exists()  # type: ignore[attr-defined]
+    assert await engine.expire_due() == 1
+    assert not engine.blobs.blob_path(going.id).exists()  # type: ignore[attr-defined]
+    assert (await engine.get("t1", "files", keep.id)).id == keep.id
+
+
+async def test_keyset_pages_never_skip_or_repeat_within_one_second(engine: ObjectEngine) -> None:
+    created = [await put(engine, str(i).encode()) for i in range(25)]
+    assert len({r.created_at for r in created}) == 1  # the fake clock stands still
+    for order in ("asc", "desc"):
+        seen, after = [], None
+        while True:
+            page = await engine.list("t1", "files", limit=7, after=after, order=order)
+            seen += [r.id for r in page.items]
+            if not page.has_more:
+                break
+            after = page.items[-1].id
+        expected = sorted(r.id for r in created)
+        assert seen == (expected if order == "asc" else expected[::-1])
+
+
+async def test_list_filters_by_purpose(engine: ObjectEngine) -> None:
+    a = await put(engine, b"a", purpose="batch")
+    await put(engine, b"b", purpose="assistants")
+    page = await engine.list("t1", "files", limit=10, purpose="batch")
+    assert [r.id for r in page.items] == [a.id]
+
+
+async def test_list_rejects_bad_limit_and_cursor(engine: ObjectEngine) -> None:
+    with pytest.raises(InvalidInput):
+        await engine.list("t1", "files", limit=0)
+    with pytest.raises(InvalidInput):
+        await engine.list("t1", "files", limit=10, after="file-\x00")
+
+
+def test_object_ids_sort_by_creation_time() -> None:
+    ids = [new_object_id(ms) for ms in (1, 2, 1000, 10**12, 2 * 10**12)]
+    assert ids == sorted(ids)
+    assert all(i.startswith("file-") and len(i) == 37 for i in ids)
+
+
+async def test_sweep_removes_abandoned_staging_and_orphan_blobs(engine: ObjectEngine) -> None:
+    blobs = engine.blobs
+    live = await put(engine, b"live")
+    orphan = new_object_id(1)
+    orphan_path = blobs.blob_path(orphan)  # type: ignore[attr-defined]
+    orphan_path.parent.mkdir(parents=True, exist_ok=True)
+    orphan_path.write_bytes(b"left by a crash between rename and row insert")
+    abandoned = blobs.staging_dir / "dead.part"  # type: ignore[attr-defined]
+    abandoned.write_bytes(b"left by a crashed writer")
+    in_flight = await blobs.stage()
+    await in_flight.write(b"still being written")
+    old = 1_000_000_000
+    for path in (orphan_path, abandoned, blobs.blob_path(live.id)):  # type: ignore[attr-defined]
+        os.utime(path, (old, old))
+    for path in blobs.staging_dir.iterdir():  # type: ignore[attr-defined]
+        os.utime(path, (old, old))
+
+    assert await engine.sweep() == 2
+    assert not orphan_path.exists() and not abandoned.exists()
+    assert await read_all(engine, live) == b"live"
+    assert len(staging_files(engine)) == 1  # the writer holding its lock is left alone
+    await in_flight.abort()
