@@ -1,0 +1,112 @@
+"""`cairn serve` and `cairn keys` as a user runs them: real processes, real ports."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+CAIRN = [sys.executable, "-m", "cairn"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(CAIRN + args, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, database_url: str) -> dict[str, str]:
+    return {**os.environ, "CAIRN_DATA_DIR": str(tmp_path / "data"), "CAIRN_DATABASE_URL": database_url}
+
+
+@pytest.fixture
+def serve(cli_env: dict[str, str], tmp_path: Path) -> Iterator:
+    procs: list[subprocess.Popen[bytes]] = []
+    log = tmp_path / "serve.log"
+
+    def start(*args: str) -> str:
+        port = free_port()
+        with log.open("ab") as sink:
+            proc = subprocess.Popen([*CAIRN, "serve", "--port", str(port), *args], env=cli_env, stderr=sink)
+        procs.append(proc)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    assert f"cairn.ready url=http://127.0.0.1:{port}" in log.read_text()
+                    return f"http://127.0.0.1:{port}"
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError(f"server did not start: {log.read_text()}")
+
+    yield start
+    for proc in procs:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+def test_keys_create_list_revoke(cli_env: dict[str, str]) -> None:
+    created = run(["keys", "create", "--tenant", "acme"], cli_env)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("cairn-")
+    key_id = key.split("-")[1]
+    listed = run(["keys", "list"], cli_env)
+    assert f"{key_id}\tacme\tactive" in listed.stdout
+    assert key not in listed.stdout
+    assert run(["keys", "revoke", key_id], cli_env).returncode == 0
+    assert f"{key_id}\tacme\trevoked" in run(["keys", "list"], cli_env).stdout
+    assert run(["keys", "revoke", key_id], cli_env).returncode == 1
+    assert run(["keys", "create", "--tenant", "bad/name"], cli_env).returncode == 1
+
+
+def test_serve_refuses_a_public_address_without_keys(cli_env: dict[str, str]) -> None:
+    result = run(["serve", "--host", "0.0.0.0", "--port", str(free_port())], cli_env)
+    assert result.returncode == 2
+    assert "Refusing to listen" in result.stderr
+
+
+def test_serve_logs_its_url_and_answers_health(serve, cli_env: dict[str, str]) -> None:
+    url = serve()
+    assert httpx.get(f"{url}/health").json() == {"status": "ok"}
+    assert httpx.get(f"{url}/v1/version").json()["version"]
+    assert httpx.get(f"{url}/health", params={"deep": 1}).json()["checks"] == {"metadata": "ok", "blobs": "ok"}
+
+
+def test_several_workers_share_one_data_dir(serve, cli_env: dict[str, str]) -> None:
+    key = run(["keys", "create", "--tenant", "team"], cli_env).stdout.strip().splitlines()[-1]
+    url = serve("--workers", "2")
+    headers = {"Authorization": f"Bearer {key}"}
+    payloads = [os.urandom(300_000 + i) for i in range(24)]
+
+    def upload(data: bytes) -> dict:
+        # a fresh connection each time so the kernel spreads them over both workers
+        response = httpx.post(
+            f"{url}/v1/files", headers=headers, files={"file": ("x.bin", data)}, data={"purpose": "batch"}, timeout=60
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    with ThreadPoolExecutor(8) as pool:
+        created = list(pool.map(upload, payloads))
+    listed = httpx.get(f"{url}/v1/files", headers=headers, params={"limit": 100}).json()
+    assert {f["id"] for f in listed["data"]} == {f["id"] for f in created}
+    for meta, data in zip(created, payloads, strict=True):
+        body = httpx.get(f"{url}/v1/files/{meta['id']}/content", headers=headers).content
+        assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
