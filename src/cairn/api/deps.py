@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..core.auth import ApiKeys, Principal
 from ..core.objects import ObjectEngine
@@ -23,7 +24,15 @@ def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-async def principal(request: Request) -> Principal:
+_bearer = HTTPBearer(auto_error=False, description="An API key from `cairn keys create`; none in open mode.")
+
+
+async def principal(
+    request: Request,
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> Principal:
+    # ``_documented`` only puts the Bearer scheme into /docs; the engine parses the header itself so
+    # that a malformed header is told apart from a missing one.
     return await services(request).api_keys.authenticate(request.headers.get("authorization"))
 
 
