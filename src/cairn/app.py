@@ -35,13 +35,17 @@ def build_services(settings: Settings) -> Services:
     return Services(settings=settings, objects=engine, api_keys=ApiKeys(meta))
 
 
-async def _expire_periodically(engine: ObjectEngine, interval: float) -> None:
+async def _maintain(engine: ObjectEngine, interval: float) -> None:
+    """Once at start: remove what a crash left behind. Then, every ``interval``: reclaim expired objects."""
+    try:
+        await engine.sweep()
+    except Exception:
+        log.exception("maintenance.sweep_failed")
     while True:
         try:
-            await engine.sweep()
             await engine.expire_due()
         except Exception:
-            log.exception("maintenance.failed")
+            log.exception("maintenance.expiry_failed")
         await asyncio.sleep(interval)
 
 
@@ -51,7 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await services.objects.meta.migrate()
-        maintenance = asyncio.create_task(_expire_periodically(services.objects, settings.expiry_interval))
+        maintenance = asyncio.create_task(_maintain(services.objects, settings.expiry_interval))
         log.info("cairn.ready url=http://%s:%d version=%s", settings.host, settings.port, __version__)
         try:
             yield

@@ -38,9 +38,11 @@ async def test_bad_credentials_are_refused(meta: SqlMetadataStore, header: str) 
 
 async def test_revoked_key_stops_working(meta: SqlMetadataStore, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(auth, "OPEN_MODE_RECHECK_SECONDS", 0.0)
+    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.0)
     keys = ApiKeys(meta)
     key, record = await keys.create("acme")
     await keys.create("other")  # stays active, so the server does not fall back to open mode
+    await keys.authenticate(f"Bearer {key}")
     assert await keys.revoke(record.id)
     assert not await keys.revoke(record.id)
     with pytest.raises(Unauthenticated):

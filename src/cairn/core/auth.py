@@ -3,6 +3,8 @@
 Keys look like ``cairn-<key id>-<secret>``. Only the sha256 of the whole key is stored: the secret has
 256 bits of entropy, so a fast hash is enough and lookups can go by hash. With no active key at all,
 Cairn serves one open tenant (``OPEN_TENANT``); that mode is only allowed on a loopback address.
+Verified keys are remembered for ``KEY_CACHE_SECONDS``, so a revocation by ``cairn keys`` in another
+process takes effect within that time.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ OPEN_TENANT = "default"
 KEY_PREFIX = "cairn-"
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 OPEN_MODE_RECHECK_SECONDS = 1.0
+KEY_CACHE_SECONDS = 1.0
+KEY_CACHE_ENTRIES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,7 @@ class ApiKeys:
         self._clock = clock
         self._open_mode_checked_at = float("-inf")
         self._open_mode = False
+        self._verified: dict[str, tuple[float, Principal]] = {}
 
     async def create(self, tenant: str) -> tuple[str, ApiKeyRecord]:
         """Returns the key (shown once, never stored) and its stored record."""
@@ -100,7 +105,17 @@ class ApiKeys:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("Malformed Authorization header. Expected 'Bearer <key>'.")
-        record = await self._meta.find_api_key(hash_key(token))
+        key_hash = hash_key(token)
+        now = time.monotonic()
+        cached = self._verified.get(key_hash)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        record = await self._meta.find_api_key(key_hash)
         if record is None:
+            self._verified.pop(key_hash, None)
             raise Unauthenticated("Invalid API key.")
-        return Principal(tenant=record.tenant, key_id=record.id)
+        if len(self._verified) >= KEY_CACHE_ENTRIES:
+            self._verified.clear()
+        principal = Principal(tenant=record.tenant, key_id=record.id)
+        self._verified[key_hash] = (now + KEY_CACHE_SECONDS, principal)
+        return principal
