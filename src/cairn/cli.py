@@ -66,11 +66,18 @@ async def _with_keys(settings: Settings, action: str, args: argparse.Namespace) 
                 print(f"No active key with id {args.key_id}.", file=sys.stderr)
                 return 1
             print(f"Revoked key {args.key_id}.")
-        elif action == "open_mode":
-            return 0 if await keys.open_mode() else 1
     finally:
         await meta.close()
     return 0
+
+
+async def _open_mode(settings: Settings) -> bool:
+    meta = build_metadata(settings)
+    try:
+        await meta.migrate()
+        return await ApiKeys(meta).open_mode()
+    finally:
+        await meta.close()
 
 
 def _serve(settings: Settings) -> int:
@@ -78,8 +85,7 @@ def _serve(settings: Settings) -> int:
     from uvicorn.config import LOGGING_CONFIG
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    open_mode = asyncio.run(_with_keys(settings, "open_mode", argparse.Namespace())) == 0
-    if open_mode and not is_loopback_host(settings.host):
+    if asyncio.run(_open_mode(settings)) and not is_loopback_host(settings.host):
         print(
             f"Refusing to listen on {settings.host} without API keys: anyone could read and write files. "
             "Create one with 'cairn keys create --tenant NAME' or listen on 127.0.0.1.",
