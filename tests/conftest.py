@@ -27,7 +27,9 @@ from cairn.app import create_app
 from cairn.core.auth import ApiKeys
 from cairn.settings import Settings
 
-POSTGRES_ADMIN_URL = os.environ.get("CAIRN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CAIRN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 BACKENDS = ["sqlite+local", "postgres+local"]
 
 
@@ -58,7 +60,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     if not _postgres_reachable():
         if os.environ.get("CAIRN_TEST_REQUIRE_POSTGRES") == "1":
-            pytest.fail("PostgreSQL is required (CAIRN_TEST_REQUIRE_POSTGRES=1) but 127.0.0.1:5432 does not answer")
+            pytest.fail(
+                "PostgreSQL is required (CAIRN_TEST_REQUIRE_POSTGRES=1) but 127.0.0.1:5432 does not answer"
+            )
         pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
     name = f"cairn_test_{secrets.token_hex(6)}"
     asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))

@@ -68,7 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="Cairn",
         version=__version__,
-        summary="Files and conversations for AI agents: an OpenAI-compatible Files API on a streaming engine.",
+        summary="Files for AI agents: an OpenAI-compatible Files API on a streaming engine.",
         lifespan=lifespan,
     )
     app.state.services = services

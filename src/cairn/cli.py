@@ -1,4 +1,4 @@
-"""``cairn serve | keys``. Flags become ``CAIRN_*`` variables so every worker process sees the same settings."""
+"""``cairn serve | keys``. Flags become ``CAIRN_*`` variables so that every worker sees them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import copy
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from . import __version__
 from .app import build_metadata
@@ -18,7 +18,9 @@ from .settings import Settings
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cairn", description="Cairn: files and conversations for AI agents.")
+    parser = argparse.ArgumentParser(
+        prog="cairn", description="Cairn: files and conversations for AI agents."
+    )
     parser.add_argument("--version", action="version", version=f"cairn {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -28,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", help="data directory (CAIRN_DATA_DIR, default ./cairn-data)")
     serve.add_argument("--workers", type=int, help="server processes (CAIRN_WORKERS, default 1)")
 
-    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
     create = keys.add_parser("create", help="create a key for a tenant and print it once")
     create.add_argument("--tenant", required=True)
     keys.add_parser("list", help="list keys (never the keys themselves)")
@@ -59,7 +63,7 @@ async def _with_keys(settings: Settings, action: str, args: argparse.Namespace) 
         elif action == "list":
             for record in await keys.list():
                 state = "revoked" if record.revoked_at else "active"
-                created = datetime.fromtimestamp(record.created_at, timezone.utc).isoformat()
+                created = datetime.fromtimestamp(record.created_at, UTC).isoformat()
                 print(f"{record.id}\t{record.tenant}\t{state}\t{created}")
         elif action == "revoke":
             if not await keys.revoke(args.key_id):
@@ -93,7 +97,11 @@ def _serve(settings: Settings) -> int:
         )
         return 2
     log_config = copy.deepcopy(LOGGING_CONFIG)
-    log_config["loggers"]["cairn"] = {"handlers": ["default"], "level": settings.log_level.upper(), "propagate": False}
+    log_config["loggers"]["cairn"] = {
+        "handlers": ["default"],
+        "level": settings.log_level.upper(),
+        "propagate": False,
+    }
     uvicorn.run(
         "cairn.app:app_from_env",
         factory=True,

@@ -23,7 +23,9 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(100 * GiB, ge=1, description="Largest object accepted, in bytes.")
     min_free_bytes: int = Field(256 * MiB, ge=0, description="Free space kept in reserve on the blob volume.")
-    idle_timeout: float = Field(60.0, gt=0, description="Seconds a request body may stall before it is dropped.")
+    idle_timeout: float = Field(
+        60.0, gt=0, description="Seconds a request body may stall before it is dropped."
+    )
     expiry_interval: float = Field(60.0, gt=0, description="Seconds between sweeps for expired objects.")
     log_level: str = Field("info")
 

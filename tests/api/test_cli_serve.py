@@ -86,7 +86,10 @@ def test_serve_logs_its_url_and_answers_health(serve, cli_env: dict[str, str]) -
     url = serve()
     assert httpx.get(f"{url}/health").json() == {"status": "ok"}
     assert httpx.get(f"{url}/v1/version").json()["version"]
-    assert httpx.get(f"{url}/health", params={"deep": 1}).json()["checks"] == {"metadata": "ok", "blobs": "ok"}
+    assert httpx.get(f"{url}/health", params={"deep": 1}).json()["checks"] == {
+        "metadata": "ok",
+        "blobs": "ok",
+    }
 
 
 def test_several_workers_share_one_data_dir(serve, cli_env: dict[str, str]) -> None:
@@ -98,7 +101,11 @@ def test_several_workers_share_one_data_dir(serve, cli_env: dict[str, str]) -> N
     def upload(data: bytes) -> dict:
         # a fresh connection each time so the kernel spreads them over both workers
         response = httpx.post(
-            f"{url}/v1/files", headers=headers, files={"file": ("x.bin", data)}, data={"purpose": "batch"}, timeout=60
+            f"{url}/v1/files",
+            headers=headers,
+            files={"file": ("x.bin", data)},
+            data={"purpose": "batch"},
+            timeout=60,
         )
         assert response.status_code == 200, response.text
         return response.json()

@@ -36,7 +36,10 @@ def test_unsatisfiable_ranges(header: str) -> None:
         ('q"uote.txt', "attachment; filename=\"q_uote.txt\"; filename*=UTF-8''q%22uote.txt"),
         ("数据.csv", "attachment; filename=\".csv\"; filename*=UTF-8''%E6%95%B0%E6%8D%AE.csv"),
         ("résumé.pdf", "attachment; filename=\"resume.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf"),
-        ("a\r\nSet-Cookie: x", "attachment; filename=\"a__Set-Cookie: x\"; filename*=UTF-8''a%0D%0ASet-Cookie%3A%20x"),
+        (
+            "a\r\nSet-Cookie: x",
+            "attachment; filename=\"a__Set-Cookie: x\"; filename*=UTF-8''a%0D%0ASet-Cookie%3A%20x",
+        ),
     ],
 )
 def test_content_disposition(name: str, expected: str) -> None:

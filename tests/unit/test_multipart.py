@@ -17,7 +17,9 @@ BOUNDARY = b"----cairnboundary42"
 def form(*parts: tuple[str, str | None, bytes], end: bool = True) -> bytes:
     body = b""
     for name, filename, value in parts:
-        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
+        disposition = f'form-data; name="{name}"' + (
+            f'; filename="{filename}"' if filename is not None else ""
+        )
         body += b"--" + BOUNDARY + b"\r\nContent-Disposition: " + disposition.encode() + b"\r\n"
         if filename is not None:
             body += b"Content-Type: application/pdf\r\n"
@@ -30,7 +32,9 @@ async def pieces(body: bytes, size: int) -> AsyncIterator[bytes]:
         yield body[i : i + size]
 
 
-async def parse(body: bytes, size: int = 65536) -> tuple[dict[str, str], list[tuple[FilePart, dict[str, str], bytes]]]:
+async def parse(
+    body: bytes, size: int = 65536
+) -> tuple[dict[str, str], list[tuple[FilePart, dict[str, str], bytes]]]:
     files = []
 
     async def on_file(part: FilePart, fields: dict[str, str], data: AsyncIterator[bytes]) -> None:
@@ -47,7 +51,12 @@ async def test_fields_and_file_survive_any_split(size: int) -> None:
     fields, files = await parse(body, size)
     assert fields == {"purpose": "assistants", "x": "1"}
     [(part, before, data)] = files
-    assert (part.filename, part.content_type, before, data) == ("résumé.pdf", "application/pdf", {"purpose": "assistants"}, payload)
+    assert (part.filename, part.content_type, before, data) == (
+        "résumé.pdf",
+        "application/pdf",
+        {"purpose": "assistants"},
+        payload,
+    )
 
 
 async def test_missing_closing_boundary_is_refused() -> None:
@@ -64,7 +73,7 @@ async def test_truncated_inside_the_file_is_refused() -> None:
     "body",
     [
         b"not multipart at all",
-        b"--wrong\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n--wrong--\r\n",
+        b'--wrong\r\nContent-Disposition: form-data; name="a"\r\n\r\nx\r\n--wrong--\r\n',
         b"--" + BOUNDARY + b"\r\nContent-Type: text/plain\r\n\r\nx\r\n--" + BOUNDARY + b"--\r\n",
         b"--" + BOUNDARY + b"\r\nContent-Disposition: form-data\r\n\r\nx\r\n--" + BOUNDARY + b"--\r\n",
     ],

@@ -22,8 +22,13 @@ async def stream(data: bytes, piece: int = 65536) -> AsyncIterator[bytes]:
 async def put(engine: ObjectEngine, data: bytes, *, tenant: str = "t1", **kwargs: object) -> object:
     staged = await engine.stage(stream(data))
     return await engine.commit(
-        staged, tenant=tenant, bucket="files", filename="a.bin", mime_type="application/octet-stream",
-        purpose=str(kwargs.pop("purpose", "assistants")), **kwargs,  # type: ignore[arg-type]
+        staged,
+        tenant=tenant,
+        bucket="files",
+        filename="a.bin",
+        mime_type="application/octet-stream",
+        purpose=str(kwargs.pop("purpose", "assistants")),
+        **kwargs,  # type: ignore[arg-type]
     )
 
 

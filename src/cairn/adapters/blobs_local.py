@@ -41,7 +41,7 @@ SWEEP_BATCH = 500
 def _write_all(fd: int, data: bytearray | bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -133,7 +133,9 @@ class LocalBlobStore:
         try:
             position = start
             while position < end:
-                data = await anyio.to_thread.run_sync(os.pread, fd, min(READ_CHUNK_BYTES, end - position), position)
+                data = await anyio.to_thread.run_sync(
+                    os.pread, fd, min(READ_CHUNK_BYTES, end - position), position
+                )
                 if not data:
                     raise OSError(errno.EIO, f"blob {blob_id} is shorter than its recorded size")
                 position += len(data)

@@ -108,7 +108,9 @@ class SqlMetadataStore:
     async def migrate(self) -> None:
         async with _translated():
             if self.dialect == "sqlite":
-                lock_fd = os.open(f"{self._sqlite_path}.migrate-lock", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                lock_fd = os.open(
+                    f"{self._sqlite_path}.migrate-lock", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600
+                )
                 try:
                     await anyio.to_thread.run_sync(fcntl.flock, lock_fd, fcntl.LOCK_EX)
                     await self._upgrade()
@@ -126,7 +128,9 @@ class SqlMetadataStore:
                 await conn.commit()
             finally:
                 if self.dialect == "postgresql":
-                    await conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": POSTGRES_MIGRATION_LOCK})
+                    await conn.execute(
+                        sa.text("SELECT pg_advisory_unlock(:k)"), {"k": POSTGRES_MIGRATION_LOCK}
+                    )
                     await conn.commit()
 
     async def close(self) -> None:
@@ -174,7 +178,9 @@ class SqlMetadataStore:
             query = query.where(objects.c.purpose == purpose)
         if after is not None:
             query = query.where(objects.c.id < after if order == "desc" else objects.c.id > after)
-        query = query.order_by(objects.c.id.desc() if order == "desc" else objects.c.id.asc()).limit(limit + 1)
+        query = query.order_by(objects.c.id.desc() if order == "desc" else objects.c.id.asc()).limit(
+            limit + 1
+        )
         async with self._read() as conn:
             rows = (await conn.execute(query)).all()
         return ListPage(items=[_object(r) for r in rows[:limit]], has_more=len(rows) > limit)
@@ -182,7 +188,9 @@ class SqlMetadataStore:
     async def delete_object(self, tenant: str, bucket: str, object_id: str, now: int) -> ObjectRecord | None:
         statement = (
             objects.delete()
-            .where(objects.c.id == object_id, objects.c.tenant == tenant, objects.c.bucket == bucket, _live(now))
+            .where(
+                objects.c.id == object_id, objects.c.tenant == tenant, objects.c.bucket == bucket, _live(now)
+            )
             .returning(*objects.c)
         )
         async with self._write() as conn:
@@ -221,7 +229,9 @@ class SqlMetadataStore:
 
     async def revoke_api_key(self, key_id: str, now: int) -> bool:
         statement = (
-            api_keys.update().where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=now)
+            api_keys.update()
+            .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=now)
         )
         async with self._write() as conn:
             result = await conn.execute(statement)

@@ -129,7 +129,9 @@ async def object_download(request: Request, engine: ObjectEngine, record: Object
         return Response(status_code=status, headers=headers, media_type=record.mime_type)
     chunks = engine.read(record, start, end)
     first = await chunks.__anext__()  # opens the blob now, so a missing blob is still a clean error
-    return StreamingResponse(_prepend(first, chunks), status_code=status, headers=headers, media_type=record.mime_type)
+    return StreamingResponse(
+        _prepend(first, chunks), status_code=status, headers=headers, media_type=record.mime_type
+    )
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

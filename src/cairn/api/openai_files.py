@@ -101,7 +101,9 @@ def _expires_after(fields: dict[str, str]) -> int | None:
     try:
         seconds = int(seconds)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
-        raise InvalidInput("expires_after.seconds must be an integer.", param="expires_after.seconds") from exc
+        raise InvalidInput(
+            "expires_after.seconds must be an integer.", param="expires_after.seconds"
+        ) from exc
     if not EXPIRES_MIN_SECONDS <= seconds <= EXPIRES_MAX_SECONDS:
         raise InvalidInput(
             f"expires_after.seconds must be between {EXPIRES_MIN_SECONDS} and {EXPIRES_MAX_SECONDS}.",
@@ -214,18 +216,28 @@ async def delete_file(file_id: str, services: ServicesDep, principal: PrincipalD
     return json_response({"id": record.id, "object": "file", "deleted": True})
 
 
-@router.api_route(
+_DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "The bytes."},
+    206: {"description": "One byte range (Range: bytes=a-b)."},
+    304: {"description": "If-None-Match matched the ETag (the sha256)."},
+    416: {"description": "Range not satisfiable."},
+}
+
+
+@router.get(
     "/files/{file_id}/content",
-    methods=["GET", "HEAD"],
     summary="Download a file's bytes",
     response_class=Response,
-    responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "The bytes."},
-        206: {"description": "One byte range (Range: bytes=a-b)."},
-        304: {"description": "If-None-Match matched the ETag (the sha256)."},
-        416: {"description": "Range not satisfiable."},
-    },
+    responses=_DOWNLOAD_RESPONSES,
 )
-async def file_content(file_id: str, request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
+@router.head(
+    "/files/{file_id}/content",
+    summary="A file's download headers",
+    response_class=Response,
+    responses=_DOWNLOAD_RESPONSES,
+)
+async def file_content(
+    file_id: str, request: Request, services: ServicesDep, principal: PrincipalDep
+) -> Response:
     record = await services.objects.get(principal.tenant, BUCKET, file_id)
     return await object_download(request, services.objects, record)

@@ -9,5 +9,9 @@ import orjson
 from starlette.responses import Response
 
 
-def json_response(content: Any, *, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(content), status_code=status_code, headers=headers, media_type="application/json")
+def json_response(
+    content: Any, *, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(content), status_code=status_code, headers=headers, media_type="application/json"
+    )

@@ -31,7 +31,9 @@ async def health(services: ServicesDep, deep: Annotated[bool, Query()] = False) 
     except OSError as exc:
         checks["blobs"] = f"unavailable: {exc.strerror}"
     healthy = all(value == "ok" for value in checks.values())
-    return json_response({"status": "ok" if healthy else "degraded", "checks": checks}, status_code=200 if healthy else 503)
+    return json_response(
+        {"status": "ok" if healthy else "degraded", "checks": checks}, status_code=200 if healthy else 503
+    )
 
 
 @router.get("/v1/health", summary="Health in the Llama Stack shape")
@@ -46,7 +48,13 @@ async def version() -> Response:
 
 @router.get("/v1/providers", summary="Providers in the Llama Stack shape")
 async def providers(_principal: PrincipalDep) -> Response:
-    files = {"api": "files", "provider_id": "cairn", "provider_type": "inline::cairn", "config": {}, "health": {"status": "OK"}}
+    files = {
+        "api": "files",
+        "provider_id": "cairn",
+        "provider_type": "inline::cairn",
+        "config": {},
+        "health": {"status": "OK"},
+    }
     return json_response({"data": [files]})
 
 

@@ -42,7 +42,7 @@ def hash_key(key: str) -> str:
 def validate_tenant(name: str) -> str:
     if not TENANT_PATTERN.fullmatch(name):
         raise InvalidInput(
-            "Tenant names are 1-64 characters of letters, digits, '_', '.' and '-', starting with a letter or digit.",
+            "Tenant names are 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit.",
             param="tenant",
         )
     return name

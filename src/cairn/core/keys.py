@@ -27,8 +27,10 @@ def sanitize_filename(raw: str) -> str:
         raise InvalidInput("The filename is empty or not a file name.", param="filename")
     encoded = name.encode()
     if len(encoded) > MAX_FILENAME_BYTES:
-        stem, dot, ext = name.rpartition(".")
+        _, dot, ext = name.rpartition(".")
         keep_ext = dot + ext if dot and len((dot + ext).encode()) <= 16 else ""
         budget = MAX_FILENAME_BYTES - len(keep_ext.encode())
-        name = (name[: -len(keep_ext)] if keep_ext else name).encode()[:budget].decode(errors="ignore") + keep_ext
+        name = (name[: -len(keep_ext)] if keep_ext else name).encode()[:budget].decode(
+            errors="ignore"
+        ) + keep_ext
     return name

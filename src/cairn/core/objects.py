@@ -88,7 +88,9 @@ class ObjectEngine:
             async for chunk in chunks:
                 size += len(chunk)
                 if size > self.max_object_bytes:
-                    raise TooLarge(f"The upload exceeds the maximum object size of {self.max_object_bytes} bytes.")
+                    raise TooLarge(
+                        f"The upload exceeds the maximum object size of {self.max_object_bytes} bytes."
+                    )
                 batch += chunk
                 if len(batch) >= STAGE_BATCH_BYTES:
                     if pending is not None:
@@ -144,7 +146,9 @@ class ObjectEngine:
                 await staged.writer.abort()
                 await self.blobs.delete(object_id)
             raise
-        log.info("object.committed id=%s tenant=%s bucket=%s bytes=%d", object_id, tenant, bucket, staged.bytes)
+        log.info(
+            "object.committed id=%s tenant=%s bucket=%s bytes=%d", object_id, tenant, bucket, staged.bytes
+        )
         return record
 
     async def get(self, tenant: str, bucket: str, object_id: str) -> ObjectRecord:
@@ -207,5 +211,5 @@ class ObjectEngine:
         return removed
 
 
-async def _absorb(writer: BlobWriter, hasher: "hashlib._Hash", batch: bytearray) -> None:
+async def _absorb(writer: BlobWriter, hasher: hashlib._Hash, batch: bytearray) -> None:
     await asyncio.gather(anyio.to_thread.run_sync(hasher.update, batch), writer.write(batch))

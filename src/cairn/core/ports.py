@@ -43,7 +43,7 @@ class BlobStore(Protocol):
     async def free_bytes(self) -> int:
         """Bytes still free for new blobs."""
 
-    async def sweep(self, is_live: "LiveCheck") -> int:
+    async def sweep(self, is_live: LiveCheck) -> int:
         """Remove abandoned staging data and blobs that ``is_live`` does not know. Returns the count."""
 
 

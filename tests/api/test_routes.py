@@ -1,0 +1,34 @@
+"""The route table and the OpenAPI document stay what the docs promise."""
+
+from cairn.app import create_app
+from cairn.settings import Settings
+
+PUBLIC_PATHS = {
+    "/health": {"get"},
+    "/v1/health": {"get"},
+    "/v1/version": {"get"},
+    "/v1/providers": {"get"},
+    "/v1/models": {"get"},
+    "/v1/files": {"get", "post"},
+    "/v1/files/{file_id}": {"get", "delete"},
+    "/v1/files/{file_id}/content": {"get", "head"},
+}
+
+
+def test_openapi_lists_exactly_the_public_routes(tmp_path) -> None:
+    schema = create_app(Settings(data_dir=tmp_path)).openapi()
+    assert {path: set(ops) for path, ops in schema["paths"].items()} == PUBLIC_PATHS
+    upload = schema["paths"]["/v1/files"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert upload["required"] == ["file", "purpose"]
+    assert "HTTPBearer" in schema["components"]["securitySchemes"]
+
+
+def test_llama_stack_alias_serves_the_files_routes(client) -> None:
+    created = client.post(
+        "/v1/openai/v1/files", files={"file": ("a.txt", b"alias")}, data={"purpose": "assistants"}
+    ).json()
+    assert client.get(f"/v1/files/{created['id']}").json() == created
+    assert client.get("/v1/openai/v1/files").json()["data"] == [created]
+    assert client.get(f"/v1/openai/v1/files/{created['id']}/content").content == b"alias"
+    assert client.head(f"/v1/openai/v1/files/{created['id']}/content").headers["content-length"] == "5"
+    assert client.delete(f"/v1/openai/v1/files/{created['id']}").json()["deleted"] is True
