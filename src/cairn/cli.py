@@ -112,6 +112,7 @@ def _serve(settings: Settings) -> int:
         http="httptools",
         log_config=log_config,
         log_level=settings.log_level,
+        access_log=settings.access_log,
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=30,

@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     )
     expiry_interval: float = Field(60.0, gt=0, description="Seconds between sweeps for expired objects.")
     log_level: str = Field("info")
+    access_log: bool = Field(True, description="Log one line per request (uvicorn's access log).")
 
     @property
     def resolved_database_url(self) -> str:

@@ -14,17 +14,16 @@ from cairn.core.errors import Unavailable
 pytestmark = pytest.mark.anyio
 
 
-def test_plain_urls_get_async_drivers() -> None:
-    assert async_database_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+def test_plain_postgres_urls_get_the_async_driver() -> None:
+    assert async_database_url("sqlite:///x.db") == "sqlite:///x.db"
     assert async_database_url("postgresql://u:p@h/db") == "postgresql+asyncpg://u:p@h/db"
     assert async_database_url("postgresql+asyncpg://h/db") == "postgresql+asyncpg://h/db"
 
 
 async def test_migrate_is_idempotent_and_creates_the_listing_indexes(meta: SqlMetadataStore) -> None:
     await meta.migrate()
-    async with meta.engine.connect() as conn:
-        version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar_one()
-        indexes = await conn.run_sync(lambda c: {i["name"] for i in sa.inspect(c).get_indexes("objects")})
+    version = await meta._db.read(lambda c: c.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one())
+    indexes = await meta._db.read(lambda c: {i["name"] for i in sa.inspect(c).get_indexes("objects")})
     assert version == "0001"
     assert {"ix_objects_listing", "ix_objects_purpose", "ix_objects_expires_at"} <= indexes
 

@@ -52,6 +52,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _open_staging(path: Path) -> int:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
 def _raise_storage_error(exc: OSError) -> None:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         raise InsufficientStorage("The storage volume is full.") from exc
@@ -59,24 +65,42 @@ def _raise_storage_error(exc: OSError) -> None:
 
 
 class LocalBlobWriter:
-    def __init__(self, store: LocalBlobStore, fd: int, path: Path) -> None:
+    """Opens its staging file with the first write (or at commit), saving a thread hop per object."""
+
+    def __init__(self, store: LocalBlobStore) -> None:
         self._store = store
-        self._fd: int | None = fd
-        self._path = path
+        self._path = store.staging_dir / f"{secrets.token_hex(16)}.part"
+        self._fd: int | None = None
+        self._done = False
+
+    def _write_sync(self, data: bytes | bytearray) -> None:
+        if self._fd is None:
+            self._fd = _open_staging(self._path)
+        _write_all(self._fd, data)
 
     async def write(self, data: bytes | bytearray) -> None:
-        assert self._fd is not None, "write after commit or abort"
+        assert not self._done, "write after commit or abort"
         try:
-            await anyio.to_thread.run_sync(_write_all, self._fd, data)
+            await anyio.to_thread.run_sync(self._write_sync, data)
         except OSError as exc:
             _raise_storage_error(exc)
 
     async def commit(self, blob_id: str) -> None:
-        assert self._fd is not None, "commit after commit or abort"
+        assert not self._done, "commit after commit or abort"
+        self._done = True
+        try:
+            await anyio.to_thread.run_sync(self._commit_sync, blob_id)
+        except OSError as exc:
+            _raise_storage_error(exc)
+
+    def _commit_sync(self, blob_id: str) -> None:
+        if self._fd is None:
+            self._fd = _open_staging(self._path)
         fd, self._fd = self._fd, None
-        await anyio.to_thread.run_sync(self._store._commit_staged, fd, self._path, blob_id)
+        self._store._commit_staged(fd, self._path, blob_id)
 
     async def abort(self) -> None:
+        self._done = True
         fd, self._fd = self._fd, None
         if fd is not None:
             await anyio.to_thread.run_sync(self._store._discard_staged, fd, self._path)
@@ -94,15 +118,7 @@ class LocalBlobStore:
         return self.blobs_dir / blob_id[-2:] / blob_id[-4:-2] / blob_id
 
     async def stage(self) -> LocalBlobWriter:
-        path = self.staging_dir / f"{secrets.token_hex(16)}.part"
-        fd = await anyio.to_thread.run_sync(self._open_staging, path)
-        return LocalBlobWriter(self, fd, path)
-
-    @staticmethod
-    def _open_staging(path: Path) -> int:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return fd
+        return LocalBlobWriter(self)
 
     def _commit_staged(self, fd: int, path: Path, blob_id: str) -> None:
         try:

@@ -1,4 +1,9 @@
-"""Metadata in SQL through SQLAlchemy Core (async): SQLite (WAL) by default, PostgreSQL at scale.
+"""Metadata in SQL through SQLAlchemy Core: SQLite (WAL) by default, PostgreSQL at scale.
+
+Every operation is one synchronous function of a ``Connection``, run the cheapest way for the backend:
+on SQLite the whole function runs in one worker thread on a pooled ``sqlite3`` connection (a thread hop
+per operation, not per driver call), and writers of one process queue on a lock instead of spinning in
+SQLite's busy handler; on PostgreSQL it runs on the asyncpg event-loop driver through ``run_sync``.
 
 The schema is owned by the Alembic migrations in ``migrations/``; ``migrate()`` applies them under a
 lock (a file lock beside the SQLite database, an advisory lock on PostgreSQL) so several processes can
@@ -13,21 +18,25 @@ import contextlib
 import dataclasses
 import fcntl
 import os
-from collections.abc import AsyncIterator, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..core.errors import Unavailable
 from ..core.ports import Order
 from ..core.records import ApiKeyRecord, ListPage, ObjectRecord
+
+T = TypeVar("T")
+Work = Callable[[sa.Connection], T]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 POSTGRES_MIGRATION_LOCK = 0x6361_6972_6E  # "cairn"
@@ -60,16 +69,29 @@ api_keys = sa.Table(
     sa.Column("revoked_at", sa.BigInteger, nullable=True),
 )
 
+_live = sa.or_(objects.c.expires_at.is_(None), objects.c.expires_at > sa.bindparam("now"))
+_owned = sa.and_(
+    objects.c.id == sa.bindparam("object_id"),
+    objects.c.tenant == sa.bindparam("tenant"),
+    objects.c.bucket == sa.bindparam("bucket"),
+    _live,
+)
+GET_OBJECT = objects.select().where(_owned)
+DELETE_OBJECT = objects.delete().where(_owned).returning(*objects.c)
+INSERT_OBJECT = objects.insert()
+FIND_API_KEY = api_keys.select().where(api_keys.c.key_hash == sa.bindparam("key_hash"), api_keys.c.revoked_at.is_(None))
+
 
 def async_database_url(url: str) -> str:
-    """Pick the async driver for a plain ``sqlite:///`` or ``postgresql://`` URL."""
+    """Pick the async driver for a plain ``postgresql://`` URL (SQLite uses the standard ``sqlite3``)."""
     parsed = make_url(url)
-    driver = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}.get(parsed.drivername)
-    return parsed.set(drivername=driver).render_as_string(hide_password=False) if driver else url
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
 
 
-@contextlib.asynccontextmanager
-async def _translated() -> AsyncIterator[None]:
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
     try:
         yield
     except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError) as exc:
@@ -80,87 +102,95 @@ async def _translated() -> AsyncIterator[None]:
         raise
 
 
-def _live(now: int) -> sa.ColumnElement[bool]:
-    return sa.or_(objects.c.expires_at.is_(None), objects.c.expires_at > now)
+class _SqliteRunner:
+    """Runs each operation in one worker thread; one writer per process at a time."""
 
+    def __init__(self, url: URL) -> None:
+        self.path = Path(url.database or "")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.engine = sa.create_engine(url.set(drivername="sqlite"), pool_size=8, max_overflow=8)
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._write_lock = threading.Lock()
 
-def _object(row: sa.Row[Any]) -> ObjectRecord:
-    return ObjectRecord(**row._mapping)
+    async def read(self, work: Work[T]) -> T:
+        return await anyio.to_thread.run_sync(self._read, work)
 
+    async def write(self, work: Work[T]) -> T:
+        return await anyio.to_thread.run_sync(self._write, work)
 
-def _api_key(row: sa.Row[Any]) -> ApiKeyRecord:
-    return ApiKeyRecord(**row._mapping)
+    def _read(self, work: Work[T]) -> T:
+        with _translated(), self.engine.connect() as conn:
+            return work(conn)
 
-
-class SqlMetadataStore:
-    def __init__(self, url: str) -> None:
-        self.url = async_database_url(url)
-        parsed = make_url(self.url)
-        self.dialect = parsed.get_backend_name()
-        if self.dialect == "sqlite":
-            self._sqlite_path = Path(parsed.database or "")
-            self._sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-            self.engine = create_async_engine(self.url, pool_size=8, max_overflow=8)
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        else:
-            self.engine = create_async_engine(self.url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    def _write(self, work: Work[T]) -> T:
+        with _translated(), self._write_lock, self.engine.begin() as conn:
+            return work(conn)
 
     async def migrate(self) -> None:
-        async with _translated():
-            if self.dialect == "sqlite":
-                lock_fd = os.open(
-                    f"{self._sqlite_path}.migrate-lock", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600
-                )
-                try:
-                    await anyio.to_thread.run_sync(fcntl.flock, lock_fd, fcntl.LOCK_EX)
-                    await self._upgrade()
-                finally:
-                    os.close(lock_fd)
-            else:
-                await self._upgrade()
+        lock_fd = os.open(f"{self.path}.migrate-lock", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            await anyio.to_thread.run_sync(fcntl.flock, lock_fd, fcntl.LOCK_EX)
+            await self.write(_run_alembic_upgrade)
+        finally:
+            os.close(lock_fd)
 
-    async def _upgrade(self) -> None:
-        async with self.engine.connect() as conn:
-            if self.dialect == "postgresql":
+    async def close(self) -> None:
+        await anyio.to_thread.run_sync(self.engine.dispose)
+
+
+class _AsyncRunner:
+    """Runs each operation on an async driver (asyncpg) without threads."""
+
+    def __init__(self, url: URL) -> None:
+        self.engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+    async def read(self, work: Work[T]) -> T:
+        with _translated():
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(work)
+
+    async def write(self, work: Work[T]) -> T:
+        with _translated():
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(work)
+
+    async def migrate(self) -> None:
+        with _translated():
+            async with self.engine.connect() as conn:
                 await conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": POSTGRES_MIGRATION_LOCK})
-            try:
-                await conn.run_sync(_run_alembic_upgrade)
-                await conn.commit()
-            finally:
-                if self.dialect == "postgresql":
-                    await conn.execute(
-                        sa.text("SELECT pg_advisory_unlock(:k)"), {"k": POSTGRES_MIGRATION_LOCK}
-                    )
+                try:
+                    await conn.run_sync(_run_alembic_upgrade)
+                    await conn.commit()
+                finally:
+                    await conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": POSTGRES_MIGRATION_LOCK})
                     await conn.commit()
 
     async def close(self) -> None:
         await self.engine.dispose()
 
-    @contextlib.asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        async with _translated(), self.engine.connect() as conn:
-            yield conn
 
-    @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        async with _translated(), self.engine.begin() as conn:
-            yield conn
+class SqlMetadataStore:
+    def __init__(self, url: str) -> None:
+        parsed = make_url(async_database_url(url))
+        self.dialect = parsed.get_backend_name()
+        self._db = _SqliteRunner(parsed) if self.dialect == "sqlite" else _AsyncRunner(parsed)
+
+    async def migrate(self) -> None:
+        await self._db.migrate()
+
+    async def close(self) -> None:
+        await self._db.close()
 
     async def ping(self) -> None:
-        async with self._read() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        await self._db.read(lambda conn: conn.execute(sa.text("SELECT 1")).all())
 
     async def insert_object(self, record: ObjectRecord) -> None:
-        async with self._write() as conn:
-            await conn.execute(objects.insert().values(**dataclasses.asdict(record)))
+        values = dataclasses.asdict(record)
+        await self._db.write(lambda conn: conn.execute(INSERT_OBJECT, values))
 
     async def get_object(self, tenant: str, bucket: str, object_id: str, now: int) -> ObjectRecord | None:
-        query = objects.select().where(
-            objects.c.id == object_id, objects.c.tenant == tenant, objects.c.bucket == bucket, _live(now)
-        )
-        async with self._read() as conn:
-            row = (await conn.execute(query)).first()
-        return None if row is None else _object(row)
+        params = {"object_id": object_id, "tenant": tenant, "bucket": bucket, "now": now}
+        return await self._db.read(lambda conn: _first_object(conn.execute(GET_OBJECT, params)))
 
     async def list_objects(
         self,
@@ -173,80 +203,69 @@ class SqlMetadataStore:
         order: Order,
         now: int,
     ) -> ListPage:
-        query = objects.select().where(objects.c.tenant == tenant, objects.c.bucket == bucket, _live(now))
+        query = objects.select().where(objects.c.tenant == tenant, objects.c.bucket == bucket, _live)
         if purpose is not None:
             query = query.where(objects.c.purpose == purpose)
         if after is not None:
             query = query.where(objects.c.id < after if order == "desc" else objects.c.id > after)
-        query = query.order_by(objects.c.id.desc() if order == "desc" else objects.c.id.asc()).limit(
-            limit + 1
-        )
-        async with self._read() as conn:
-            rows = (await conn.execute(query)).all()
+        query = query.order_by(objects.c.id.desc() if order == "desc" else objects.c.id.asc()).limit(limit + 1)
+        rows = await self._db.read(lambda conn: conn.execute(query, {"now": now}).all())
         return ListPage(items=[_object(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
     async def delete_object(self, tenant: str, bucket: str, object_id: str, now: int) -> ObjectRecord | None:
-        statement = (
-            objects.delete()
-            .where(
-                objects.c.id == object_id, objects.c.tenant == tenant, objects.c.bucket == bucket, _live(now)
-            )
-            .returning(*objects.c)
-        )
-        async with self._write() as conn:
-            row = (await conn.execute(statement)).first()
-        return None if row is None else _object(row)
+        params = {"object_id": object_id, "tenant": tenant, "bucket": bucket, "now": now}
+        return await self._db.write(lambda conn: _first_object(conn.execute(DELETE_OBJECT, params)))
 
     async def take_expired(self, now: int, limit: int) -> list[ObjectRecord]:
         due = sa.select(objects.c.id).where(objects.c.expires_at <= now).limit(limit).scalar_subquery()
         statement = objects.delete().where(objects.c.id.in_(due)).returning(*objects.c)
-        async with self._write() as conn:
-            rows = (await conn.execute(statement)).all()
+        rows = await self._db.write(lambda conn: conn.execute(statement).all())
         return [_object(r) for r in rows]
 
     async def existing_ids(self, ids: Iterable[str]) -> set[str]:
         wanted = list(ids)
         if not wanted:
             return set()
-        async with self._read() as conn:
-            rows = await conn.execute(sa.select(objects.c.id).where(objects.c.id.in_(wanted)))
-        return {r.id for r in rows}
+        query = sa.select(objects.c.id).where(objects.c.id.in_(wanted))
+        return await self._db.read(lambda conn: set(conn.execute(query).scalars()))
 
     async def insert_api_key(self, record: ApiKeyRecord) -> None:
-        async with self._write() as conn:
-            await conn.execute(api_keys.insert().values(**dataclasses.asdict(record)))
+        values = dataclasses.asdict(record)
+        await self._db.write(lambda conn: conn.execute(api_keys.insert(), values))
 
     async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
-        query = api_keys.select().where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
-        async with self._read() as conn:
-            row = (await conn.execute(query)).first()
-        return None if row is None else _api_key(row)
+        row = await self._db.read(lambda conn: conn.execute(FIND_API_KEY, {"key_hash": key_hash}).first())
+        return None if row is None else ApiKeyRecord(**row._mapping)
 
     async def list_api_keys(self) -> list[ApiKeyRecord]:
-        async with self._read() as conn:
-            rows = await conn.execute(api_keys.select().order_by(api_keys.c.created_at, api_keys.c.id))
-        return [_api_key(r) for r in rows]
+        query = api_keys.select().order_by(api_keys.c.created_at, api_keys.c.id)
+        rows = await self._db.read(lambda conn: conn.execute(query).all())
+        return [ApiKeyRecord(**r._mapping) for r in rows]
 
     async def revoke_api_key(self, key_id: str, now: int) -> bool:
         statement = (
-            api_keys.update()
-            .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-            .values(revoked_at=now)
+            api_keys.update().where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=now)
         )
-        async with self._write() as conn:
-            result = await conn.execute(statement)
-        return result.rowcount == 1
+        return await self._db.write(lambda conn: conn.execute(statement).rowcount == 1)
 
     async def has_active_api_keys(self) -> bool:
         query = sa.select(api_keys.c.id).where(api_keys.c.revoked_at.is_(None)).limit(1)
-        async with self._read() as conn:
-            return (await conn.execute(query)).first() is not None
+        return await self._db.read(lambda conn: conn.execute(query).first() is not None)
+
+
+def _object(row: sa.Row[Any]) -> ObjectRecord:
+    return ObjectRecord(**row._mapping)
+
+
+def _first_object(result: sa.CursorResult[Any]) -> ObjectRecord | None:
+    row = result.first()
+    return None if row is None else _object(row)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA synchronous=FULL")  # an acknowledged object must survive a power loss
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 

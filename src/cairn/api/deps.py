@@ -20,7 +20,7 @@ class Services:
     api_keys: ApiKeys
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
@@ -33,7 +33,7 @@ async def principal(
 ) -> Principal:
     # ``_documented`` only puts the Bearer scheme into /docs; the engine parses the header itself so
     # that a malformed header is told apart from a missing one.
-    return await services(request).api_keys.authenticate(request.headers.get("authorization"))
+    return await request.app.state.services.api_keys.authenticate(request.headers.get("authorization"))
 
 
 ServicesDep = Annotated[Services, Depends(services)]

@@ -29,6 +29,8 @@ log = logging.getLogger("cairn.objects")
 OBJECT_ID_PREFIX = "file-"
 _OBJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 STAGE_BATCH_BYTES = 1 << 20
+INLINE_HASH_BYTES = 256 << 10
+FREE_SPACE_RECHECK_SECONDS = 1.0
 EXPIRY_BATCH = 500
 
 
@@ -59,17 +61,24 @@ class ObjectEngine:
         self.max_object_bytes = max_object_bytes
         self.min_free_bytes = min_free_bytes
         self._clock = clock
+        self._free = 0
+        self._free_checked_at = float("-inf")
 
     def now(self) -> int:
         return int(self._clock())
 
     async def ensure_capacity(self, incoming_bytes: int) -> None:
-        """Refuse early what could never be stored: over the size cap, or more than the free space."""
+        """Refuse early what could never be stored: over the size cap, or more than the free space
+        (re-read at most every ``FREE_SPACE_RECHECK_SECONDS``; the reserve absorbs the difference)."""
         if incoming_bytes > self.max_object_bytes:
             raise TooLarge(
                 f"{incoming_bytes} bytes exceed the maximum object size of {self.max_object_bytes} bytes."
             )
-        free = await self.blobs.free_bytes()
+        now = time.monotonic()
+        if now - self._free_checked_at >= FREE_SPACE_RECHECK_SECONDS:
+            self._free = await self.blobs.free_bytes()
+            self._free_checked_at = now
+        free = self._free
         if free - incoming_bytes < self.min_free_bytes:
             raise InsufficientStorage(
                 f"Not enough free storage for {incoming_bytes} bytes ({free} bytes free, "
@@ -212,4 +221,8 @@ class ObjectEngine:
 
 
 async def _absorb(writer: BlobWriter, hasher: hashlib._Hash, batch: bytearray) -> None:
-    await asyncio.gather(anyio.to_thread.run_sync(hasher.update, batch), writer.write(batch))
+    if len(batch) < INLINE_HASH_BYTES:  # cheaper than a thread hop
+        hasher.update(batch)
+        await writer.write(batch)
+    else:
+        await asyncio.gather(anyio.to_thread.run_sync(hasher.update, batch), writer.write(batch))
