@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -35,17 +36,21 @@ def build_services(settings: Settings) -> Services:
     return Services(settings=settings, objects=engine, api_keys=ApiKeys(meta))
 
 
+SWEEP_INTERVAL_SECONDS = 3600.0
+
+
 async def _maintain(engine: ObjectEngine, interval: float) -> None:
-    """Once at start: remove what a crash left behind. Then, every ``interval``: reclaim expired objects."""
-    try:
-        await engine.sweep()
-    except Exception:
-        log.exception("maintenance.sweep_failed")
+    """Every ``interval``: reclaim expired objects. At start and then hourly: remove what a crash left
+    behind (the sweep walks every blob, so it runs less often)."""
+    last_sweep = float("-inf")
     while True:
         try:
+            if time.monotonic() - last_sweep >= SWEEP_INTERVAL_SECONDS:
+                last_sweep = time.monotonic()
+                await engine.sweep()
             await engine.expire_due()
         except Exception:
-            log.exception("maintenance.expiry_failed")
+            log.exception("maintenance.failed")
         await asyncio.sleep(interval)
 
 

@@ -39,7 +39,7 @@ def serve(cli_env: dict[str, str], tmp_path: Path) -> Iterator:
     procs: list[subprocess.Popen[bytes]] = []
     log = tmp_path / "serve.log"
 
-    def start(*args: str) -> str:
+    def start(*args: str) -> tuple[str, subprocess.Popen[bytes]]:
         port = free_port()
         with log.open("ab") as sink:
             proc = subprocess.Popen([*CAIRN, "serve", "--port", str(port), *args], env=cli_env, stderr=sink)
@@ -50,15 +50,16 @@ def serve(cli_env: dict[str, str], tmp_path: Path) -> Iterator:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                     assert f"cairn.ready url=http://127.0.0.1:{port}" in log.read_text()
-                    return f"http://127.0.0.1:{port}"
+                    return f"http://127.0.0.1:{port}", proc
             except httpx.TransportError:
                 time.sleep(0.1)
         raise AssertionError(f"server did not start: {log.read_text()}")
 
     yield start
     for proc in procs:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
 
 
 def test_keys_create_list_revoke(cli_env: dict[str, str]) -> None:
@@ -83,7 +84,7 @@ def test_serve_refuses_a_public_address_without_keys(cli_env: dict[str, str]) ->
 
 
 def test_serve_logs_its_url_and_answers_health(serve, cli_env: dict[str, str]) -> None:
-    url = serve()
+    url, _ = serve()
     assert httpx.get(f"{url}/health").json() == {"status": "ok"}
     assert httpx.get(f"{url}/v1/version").json()["version"]
     assert httpx.get(f"{url}/health", params={"deep": 1}).json()["checks"] == {
@@ -94,7 +95,7 @@ def test_serve_logs_its_url_and_answers_health(serve, cli_env: dict[str, str]) -
 
 def test_several_workers_share_one_data_dir(serve, cli_env: dict[str, str]) -> None:
     key = run(["keys", "create", "--tenant", "team"], cli_env).stdout.strip().splitlines()[-1]
-    url = serve("--workers", "2")
+    url, _ = serve("--workers", "2")
     headers = {"Authorization": f"Bearer {key}"}
     payloads = [os.urandom(300_000 + i) for i in range(24)]
 
@@ -117,3 +118,40 @@ def test_several_workers_share_one_data_dir(serve, cli_env: dict[str, str]) -> N
     for meta, data in zip(created, payloads, strict=True):
         body = httpx.get(f"{url}/v1/files/{meta['id']}/content", headers=headers).content
         assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
+
+
+def test_a_crash_mid_upload_leaves_no_object_and_the_restarted_server_works(
+    serve, cli_env: dict[str, str]
+) -> None:
+    url, proc = serve()
+    port = int(url.rsplit(":", 1)[1])
+    boundary = "crashtest"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="half.bin"\r\n\r\n'
+    ).encode()
+    declared = len(head) + 8_000_000 + len(f"\r\n--{boundary}--\r\n")
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(
+            (
+                f"POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+            ).encode()
+            + head
+            + os.urandom(4_000_000)
+        )
+        staging = Path(cli_env["CAIRN_DATA_DIR"]) / "staging"
+        deadline = time.monotonic() + 30
+        while not any(staging.iterdir()):  # the server is writing the upload
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    url, _ = serve()
+    assert httpx.get(f"{url}/v1/files").json()["data"] == []
+    blobs = Path(cli_env["CAIRN_DATA_DIR"]) / "blobs"
+    assert [p for p in blobs.rglob("*") if p.is_file()] == []
+    created = httpx.post(f"{url}/v1/files", files={"file": ("ok.txt", b"ok")}, data={"purpose": "batch"})
+    assert created.status_code == 200
+    assert httpx.get(f"{url}/v1/files/{created.json()['id']}/content").content == b"ok"
