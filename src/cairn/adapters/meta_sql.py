@@ -79,7 +79,9 @@ _owned = sa.and_(
 GET_OBJECT = objects.select().where(_owned)
 DELETE_OBJECT = objects.delete().where(_owned).returning(*objects.c)
 INSERT_OBJECT = objects.insert()
-FIND_API_KEY = api_keys.select().where(api_keys.c.key_hash == sa.bindparam("key_hash"), api_keys.c.revoked_at.is_(None))
+FIND_API_KEY = api_keys.select().where(
+    api_keys.c.key_hash == sa.bindparam("key_hash"), api_keys.c.revoked_at.is_(None)
+)
 
 
 def async_database_url(url: str) -> str:
@@ -162,7 +164,9 @@ class _AsyncRunner:
                     await conn.run_sync(_run_alembic_upgrade)
                     await conn.commit()
                 finally:
-                    await conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": POSTGRES_MIGRATION_LOCK})
+                    await conn.execute(
+                        sa.text("SELECT pg_advisory_unlock(:k)"), {"k": POSTGRES_MIGRATION_LOCK}
+                    )
                     await conn.commit()
 
     async def close(self) -> None:
@@ -208,7 +212,9 @@ class SqlMetadataStore:
             query = query.where(objects.c.purpose == purpose)
         if after is not None:
             query = query.where(objects.c.id < after if order == "desc" else objects.c.id > after)
-        query = query.order_by(objects.c.id.desc() if order == "desc" else objects.c.id.asc()).limit(limit + 1)
+        query = query.order_by(objects.c.id.desc() if order == "desc" else objects.c.id.asc()).limit(
+            limit + 1
+        )
         rows = await self._db.read(lambda conn: conn.execute(query, {"now": now}).all())
         return ListPage(items=[_object(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
@@ -244,7 +250,9 @@ class SqlMetadataStore:
 
     async def revoke_api_key(self, key_id: str, now: int) -> bool:
         statement = (
-            api_keys.update().where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=now)
+            api_keys.update()
+            .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=now)
         )
         return await self._db.write(lambda conn: conn.execute(statement).rowcount == 1)
 
