@@ -16,7 +16,7 @@ from .adapters.meta_sql import SqlMetadataStore
 from .api import openai_files, system
 from .api.deps import Services
 from .api.errors import install_error_handlers
-from .core.auth import ApiKeys
+from .core.auth import ApiKeys, is_loopback_host
 from .core.objects import ObjectEngine
 from .settings import Settings
 
@@ -33,7 +33,8 @@ def build_services(settings: Settings) -> Services:
     engine = ObjectEngine(
         meta, blobs, max_object_bytes=settings.max_upload_bytes, min_free_bytes=settings.min_free_bytes
     )
-    return Services(settings=settings, objects=engine, api_keys=ApiKeys(meta))
+    api_keys = ApiKeys(meta, allow_open_mode=is_loopback_host(settings.host))
+    return Services(settings=settings, objects=engine, api_keys=api_keys)
 
 
 SWEEP_INTERVAL_SECONDS = 3600.0

@@ -41,7 +41,6 @@ async def test_revoked_key_stops_working(meta: SqlMetadataStore, monkeypatch: py
     monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.0)
     keys = ApiKeys(meta)
     key, record = await keys.create("acme")
-    await keys.create("other")  # stays active, so the server does not fall back to open mode
     await keys.authenticate(f"Bearer {key}")
     assert await keys.revoke(record.id)
     assert not await keys.revoke(record.id)
@@ -58,3 +57,22 @@ async def test_bad_tenant_names_are_refused(meta: SqlMetadataStore, name: str) -
 def test_loopback_detection() -> None:
     assert all(map(is_loopback_host, ["127.0.0.1", "127.8.9.1", "::1", "localhost"]))
     assert not any(map(is_loopback_host, ["0.0.0.0", "::", "10.0.0.1", "example.com", "192.168.1.1"]))
+
+
+async def test_revoking_every_key_does_not_reopen(
+    meta: SqlMetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "OPEN_MODE_RECHECK_SECONDS", 0.0)
+    keys = ApiKeys(meta)
+    _, record = await keys.create("acme")
+    assert await keys.revoke(record.id)
+    assert not await keys.open_mode()
+    with pytest.raises(Unauthenticated):
+        await keys.authenticate(None)
+
+
+async def test_open_mode_is_never_allowed_off_loopback(meta: SqlMetadataStore) -> None:
+    keys = ApiKeys(meta, allow_open_mode=False)
+    assert not await keys.open_mode()
+    with pytest.raises(Unauthenticated):
+        await keys.authenticate(None)

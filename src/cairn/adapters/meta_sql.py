@@ -256,8 +256,8 @@ class SqlMetadataStore:
         )
         return await self._db.write(lambda conn: conn.execute(statement).rowcount == 1)
 
-    async def has_active_api_keys(self) -> bool:
-        query = sa.select(api_keys.c.id).where(api_keys.c.revoked_at.is_(None)).limit(1)
+    async def has_api_keys(self) -> bool:
+        query = sa.select(api_keys.c.id).limit(1)
         return await self._db.read(lambda conn: conn.execute(query).first() is not None)
 
 

@@ -8,6 +8,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from ..core.errors import (
@@ -61,7 +62,11 @@ async def _cairn_error(_request: Request, exc: Exception) -> Response:
     status = status_for(exc)
     if status >= 500:
         log.warning("request.failed code=%s message=%s", exc.code, exc.message, exc_info=exc.__cause__)
-    return openai_error(status, exc.message, code=exc.code, param=exc.param)
+    response = openai_error(status, exc.message, code=exc.code, param=exc.param)
+    if isinstance(exc, RequestTimeout | TooLarge):
+        # The rest of the body is unread (stalled, or too big to be worth draining): end the connection.
+        response.headers["Connection"] = "close"
+    return response
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:
@@ -82,6 +87,15 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _client_disconnected(request: Request, exc: Exception) -> Response:
+    """A client that goes away mid-body is routine, not a crash: the staged bytes are already dropped
+    and the answer goes nowhere (the server discards sends to a closed connection)."""
+    log.info("request.aborted method=%s path=%s reason=client_disconnected", request.method, request.url.path)
+    return openai_error(
+        400, "The client disconnected before the request was complete.", code="client_disconnected"
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("request.crashed method=%s path=%s", request.method, request.url.path, exc_info=exc)
     return openai_error(500, "The server had an internal error.", code="internal_error")
@@ -91,4 +105,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CairnError, _cairn_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnected)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ..core.errors import InvalidInput
@@ -46,18 +46,21 @@ class _Events:
         self._header_name = bytearray()
         self._header_value = bytearray()
         self._headers: dict[str, bytes] = {}
-        self._parser = MultipartParser(
-            boundary,
-            callbacks={
-                "on_header_field": self._on_header_field,
-                "on_header_value": self._on_header_value,
-                "on_header_end": self._on_header_end,
-                "on_headers_finished": self._on_headers_finished,
-                "on_part_data": self._on_part_data,
-                "on_part_end": lambda: self._queue.append(("part_end", None)),
-                "on_end": lambda: self._queue.append(("end", None)),
-            },
-        )
+        try:
+            self._parser = MultipartParser(
+                boundary,
+                callbacks={
+                    "on_header_field": self._on_header_field,
+                    "on_header_value": self._on_header_value,
+                    "on_header_end": self._on_header_end,
+                    "on_headers_finished": self._on_headers_finished,
+                    "on_part_data": self._on_part_data,
+                    "on_part_end": lambda: self._queue.append(("part_end", None)),
+                    "on_end": lambda: self._queue.append(("end", None)),
+                },
+            )
+        except FormParserError as exc:  # e.g. a boundary longer than the parser accepts
+            raise InvalidInput(f"Unusable multipart boundary: {exc}", param="Content-Type") from exc
 
     def _on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._header_name += data[start:end]

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from ..core.errors import InvalidInput
-from ..core.keys import sanitize_filename
+from ..core.keys import clean_mime_type, sanitize_filename
 from ..core.objects import StagedBlob
 from ..core.records import ObjectRecord
 from .deps import PrincipalDep, ServicesDep
@@ -168,7 +168,9 @@ async def create_file(request: Request, services: ServicesDep, principal: Princi
             tenant=principal.tenant,
             bucket=BUCKET,
             filename=filename,
-            mime_type=upload.content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream",
+            mime_type=clean_mime_type(upload.content_type)
+            or mimetypes.guess_type(filename)[0]
+            or "application/octet-stream",
             purpose=_purpose(fields),
             expires_after=_expires_after(fields),
         )

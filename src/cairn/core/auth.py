@@ -1,8 +1,9 @@
 """Principals, tenants and API keys.
 
 Keys look like ``cairn-<key id>-<secret>``. Only the sha256 of the whole key is stored: the secret has
-256 bits of entropy, so a fast hash is enough and lookups can go by hash. With no active key at all,
-Cairn serves one open tenant (``OPEN_TENANT``); that mode is only allowed on a loopback address.
+256 bits of entropy, so a fast hash is enough and lookups can go by hash. Until the first key is ever
+created, Cairn serves one open tenant (``OPEN_TENANT``), and only on a loopback address; revoking every
+key later does not reopen it.
 Verified keys are remembered for ``KEY_CACHE_SECONDS``, so a revocation by ``cairn keys`` in another
 process takes effect within that time.
 """
@@ -60,8 +61,11 @@ def is_loopback_host(host: str) -> bool:
 class ApiKeys:
     """Creates, lists, revokes and verifies API keys."""
 
-    def __init__(self, meta: MetadataStore, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, meta: MetadataStore, *, allow_open_mode: bool = True, clock: Callable[[], float] = time.time
+    ) -> None:
         self._meta = meta
+        self._allow_open_mode = allow_open_mode
         self._clock = clock
         self._open_mode_checked_at = float("-inf")
         self._open_mode = False
@@ -88,11 +92,16 @@ class ApiKeys:
         return await self._meta.revoke_api_key(key_id, int(self._clock()))
 
     async def open_mode(self) -> bool:
-        """True while no active key exists. Re-read at most once a second, so keys created or revoked
-        by ``cairn keys`` in another process take effect within a second."""
+        """True while open mode is allowed and no key was ever created. Re-read at most once a second
+        until it turns false (for good), so a key created by ``cairn keys`` in another process closes
+        the server within a second."""
+        if not self._allow_open_mode:
+            return False
         now = time.monotonic()
-        if now - self._open_mode_checked_at >= OPEN_MODE_RECHECK_SECONDS:
-            self._open_mode = not await self._meta.has_active_api_keys()
+        if self._open_mode_checked_at == float("-inf") or (
+            self._open_mode and now - self._open_mode_checked_at >= OPEN_MODE_RECHECK_SECONDS
+        ):
+            self._open_mode = not await self._meta.has_api_keys()
             self._open_mode_checked_at = now
         return self._open_mode
 

@@ -12,7 +12,11 @@ import unicodedata
 from .errors import InvalidInput
 
 MAX_FILENAME_BYTES = 255
+MAX_MIME_TYPE_CHARS = 255
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MIME_TYPE = re.compile(
+    r"[A-Za-z0-9][\w!#$&^.+-]{0,126}/[A-Za-z0-9][\w!#$&^.+-]{0,126}(?: *;[\x20-\x7e]*)?", re.ASCII
+)
 
 
 def sanitize_filename(raw: str) -> str:
@@ -34,3 +38,13 @@ def sanitize_filename(raw: str) -> str:
             errors="ignore"
         ) + keep_ext
     return name
+
+
+def clean_mime_type(declared: str | None) -> str | None:
+    """A client-declared media type if it is a well-formed ``type/subtype`` (optionally with printable
+    ASCII parameters) of at most 255 characters, else None. It is echoed as a response header and stored
+    in a bounded column, so anything else (control characters, non-ASCII, overlong) is dropped."""
+    value = (declared or "").strip()
+    if len(value) <= MAX_MIME_TYPE_CHARS and _MIME_TYPE.fullmatch(value):
+        return value
+    return None

@@ -34,6 +34,11 @@ FREE_SPACE_RECHECK_SECONDS = 1.0
 EXPIRY_BATCH = 500
 
 
+def _not_found(object_id: str) -> NotFound:
+    shown = object_id if len(object_id) <= 80 else object_id[:80] + "…"
+    return NotFound(f"No such file: '{shown}'.", param="file_id")
+
+
 def new_object_id(now_ms: int) -> str:
     """``file-`` + 12 hex digits of milliseconds + 20 random hex digits: ids sort by creation time."""
     return f"{OBJECT_ID_PREFIX}{now_ms:012x}{secrets.token_hex(10)}"
@@ -165,7 +170,7 @@ class ObjectEngine:
         if _OBJECT_ID.fullmatch(object_id):
             record = await self.meta.get_object(tenant, bucket, object_id, self.now())
         if record is None:
-            raise NotFound(f"No such file: '{object_id}'.", param="file_id")
+            raise _not_found(object_id)
         return record
 
     def read(self, record: ObjectRecord, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
@@ -194,7 +199,7 @@ class ObjectEngine:
         if _OBJECT_ID.fullmatch(object_id):
             record = await self.meta.delete_object(tenant, bucket, object_id, self.now())
         if record is None:
-            raise NotFound(f"No such file: '{object_id}'.", param="file_id")
+            raise _not_found(object_id)
         await self.blobs.delete(record.id)
         log.info("object.deleted id=%s tenant=%s", record.id, tenant)
         return record

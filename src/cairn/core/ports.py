@@ -100,4 +100,5 @@ class MetadataStore(Protocol):
     async def revoke_api_key(self, key_id: str, now: int) -> bool:
         """Revoke an active key; False if no active key has this id."""
 
-    async def has_active_api_keys(self) -> bool: ...
+    async def has_api_keys(self) -> bool:
+        """Whether any key was ever created, revoked ones included."""

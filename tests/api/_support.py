@@ -1,0 +1,285 @@
+"""Helpers shared by the API tests: hand-built multipart bodies, a raw HTTP/1.1 connection for what
+httpx will not send (truncated bodies, stalls, pipelined requests on one socket), and the data
+directory views the cleanup tests inspect. Nothing here touches Cairn's code."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BOUNDARY = b"cairn-test-boundary-7f3a"
+MULTIPART = "multipart/form-data; boundary=" + BOUNDARY.decode()
+
+Part = tuple[list[bytes], bytes]  # (header lines without CRLF, body)
+
+
+def field_part(name: str, value: str | bytes) -> Part:
+    data = value.encode() if isinstance(value, str) else value
+    return [f'Content-Disposition: form-data; name="{name}"'.encode()], data
+
+
+def file_part(
+    data: bytes, filename: bytes | str = b"data.bin", *, name: str = "file", content_type: bytes | None = None
+) -> Part:
+    raw_name = filename.encode() if isinstance(filename, str) else filename
+    headers = [b'Content-Disposition: form-data; name="' + name.encode() + b'"; filename="' + raw_name + b'"']
+    if content_type is not None:
+        headers.append(b"Content-Type: " + content_type)
+    return headers, data
+
+
+def multipart(*parts: Part, boundary: bytes = BOUNDARY, close: bool = True) -> bytes:
+    """A multipart/form-data body from parts; ``close=False`` leaves out the closing boundary."""
+    out = bytearray()
+    for headers, body in parts:
+        out += b"--" + boundary + b"\r\n"
+        for line in headers:
+            out += line + b"\r\n"
+        out += b"\r\n" + body + b"\r\n"
+    if close:
+        out += b"--" + boundary + b"--\r\n"
+    return bytes(out)
+
+
+def upload_body(data: bytes, filename: bytes | str = b"data.bin", purpose: str = "assistants") -> bytes:
+    return multipart(field_part("purpose", purpose), file_part(data, filename))
+
+
+def upload(
+    client: httpx.Client, data: bytes, filename: str = "data.bin", purpose: str = "assistants", **fields: str
+) -> dict[str, Any]:
+    """Upload through httpx's own multipart encoder; returns the file object."""
+    response = client.post("/v1/files", data={"purpose": purpose, **fields}, files={"file": (filename, data)})
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def assert_openai_error(
+    response: httpx.Response, status: int, *, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    """The response is ``status`` with exactly the OpenAI envelope and no traceback in it."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["type"], str) and error["type"]
+    assert_no_traceback(response.text)
+    if code is not None:
+        assert error["code"] == code, error
+    if param is not None:
+        assert error["param"] == param, error
+    return error  # type: ignore[no-any-return]
+
+
+def assert_no_traceback(text: str) -> None:
+    for marker in ("Traceback", 'File "', "site-packages", "most recent call"):
+        assert marker not in text, text
+
+
+def staging_files(data_dir: Path) -> list[Path]:
+    staging = data_dir / "staging"
+    return sorted(staging.iterdir()) if staging.exists() else []
+
+
+def blob_files(data_dir: Path) -> list[Path]:
+    blobs = data_dir / "blobs"
+    return sorted(p for p in blobs.rglob("*") if p.is_file()) if blobs.exists() else []
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+@dataclass
+class RawResponse:
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        values = [v for k, v in self.headers if k.lower() == name.lower()]
+        return values[-1] if values else None
+
+
+@dataclass
+class RawConnection:
+    """One TCP connection speaking HTTP/1.1 by hand. Reads exactly one response at a time and keeps
+    whatever follows, so several requests can share the socket and a server close is visible."""
+
+    sock: socket.socket
+    buffer: bytearray = field(default_factory=bytearray)
+
+    @classmethod
+    def open(cls, url: str, timeout: float = 10.0) -> RawConnection:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        sock = socket.create_connection((host, int(port)), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(sock)
+
+    def __enter__(self) -> RawConnection:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        content_length: int | None = None,
+    ) -> None:
+        """Send a request; ``content_length`` may differ from ``len(body)`` (to send part of a body)."""
+        length = len(body) if content_length is None else content_length
+        lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in headers)]
+        if method not in ("GET", "HEAD", "DELETE") or body or content_length is not None:
+            lines.append(f"Content-Length: {length}")
+        self.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += chunk
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            self._fill()
+        data = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        return data
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            self._fill()
+        index = self.buffer.index(b"\r\n")
+        return self._take(index + 2)[:-2]
+
+    def response(self, *, head: bool = False) -> RawResponse:
+        while b"\r\n\r\n" not in self.buffer:
+            self._fill()
+        index = self.buffer.index(b"\r\n\r\n")
+        head_block = self._take(index + 4)[:-4].decode("latin-1").split("\r\n")
+        _, status, *reason = head_block[0].split(" ", 2)
+        headers = []
+        for line in head_block[1:]:
+            name, _, value = line.partition(":")
+            headers.append((name.strip(), value.strip()))
+        result = RawResponse(int(status), reason[0] if reason else "", headers, b"")
+        if head or result.status in (204, 304) or result.status < 200:
+            return result
+        length = result.header("content-length")
+        if length is not None:
+            result.body = self._take(int(length))
+        elif (result.header("transfer-encoding") or "").lower() == "chunked":
+            body = bytearray()
+            while size := int(self._line().split(b";")[0], 16):
+                body += self._take(size)
+                self._take(2)
+            while self._line():
+                pass
+            result.body = bytes(body)
+        else:
+            while True:
+                try:
+                    self._fill()
+                except ConnectionError:
+                    break
+            result.body = bytes(self.buffer)
+            self.buffer.clear()
+        return result
+
+    def server_closed(self, wait: float = 0.5) -> bool:
+        """True if the server has closed (or reset) the connection within ``wait`` seconds."""
+        self.sock.settimeout(wait)
+        try:
+            chunk = self.sock.recv(65536)
+        except TimeoutError:
+            return False
+        except OSError:
+            return True
+        finally:
+            self.sock.settimeout(10.0)
+        if chunk:
+            self.buffer += chunk
+            return False
+        return True
+
+
+def auth(key: str) -> tuple[str, str]:
+    return ("Authorization", f"Bearer {key}")
+
+
+def create_many(
+    url: str, key: str, count: int, *, purpose: str = "assistants", connections: int = 8, batch: int = 25
+) -> list[str]:
+    """Upload ``count`` tiny files as fast as the server takes them: several connections, each with
+    pipelined batches of requests. Returns the new ids (in no particular order)."""
+    import json
+    import threading
+
+    ids: list[str] = []
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def request(i: int) -> bytes:
+        body = upload_body(b"%d" % i, f"f{i}.txt", purpose)
+        head = (
+            f"POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: {MULTIPART}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+
+    def worker(numbers: list[int]) -> None:
+        try:
+            with RawConnection.open(url) as conn:
+                for start in range(0, len(numbers), batch):
+                    chunk = numbers[start : start + batch]
+                    conn.send(b"".join(request(i) for i in chunk))
+                    for _ in chunk:
+                        response = conn.response()
+                        assert response.status == 200, response.body
+                        with lock:
+                            ids.append(json.loads(response.body)["id"])
+        except BaseException as exc:  # surfaced in the calling thread
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=worker, args=(list(range(n, count, connections)),))
+        for n in range(connections)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return ids
