@@ -4,6 +4,9 @@ Every operation is one synchronous function of a ``Connection``, run the cheapes
 on SQLite the whole function runs in one worker thread on a pooled ``sqlite3`` connection (a thread hop
 per operation, not per driver call), and writers of one process queue on a lock instead of spinning in
 SQLite's busy handler; on PostgreSQL it runs on the asyncpg event-loop driver through ``run_sync``.
+Single-row lookups by primary or unique key on SQLite run inline on the event loop (tens of
+microseconds, far less than a thread handoff) on a connection that gives up after a few milliseconds
+if the database is busy, and then take the thread path (docs/decisions.md, D10).
 
 The schema is owned by the Alembic migrations in ``migrations/``; ``migrate()`` applies them under a
 lock (a file lock beside the SQLite database, an advisory lock on PostgreSQL) so several processes can
@@ -79,6 +82,7 @@ _owned = sa.and_(
 GET_OBJECT = objects.select().where(_owned)
 DELETE_OBJECT = objects.delete().where(_owned).returning(*objects.c)
 INSERT_OBJECT = objects.insert()
+ANY_API_KEY = sa.select(api_keys.c.id).limit(1)
 FIND_API_KEY = api_keys.select().where(
     api_keys.c.key_hash == sa.bindparam("key_hash"), api_keys.c.revoked_at.is_(None)
 )
@@ -104,21 +108,40 @@ def _translated() -> Iterator[None]:
         raise
 
 
+SQLITE_THREADS = 8
+INLINE_BUSY_TIMEOUT_MS = 5
+
+
 class _SqliteRunner:
-    """Runs each operation in one worker thread; one writer per process at a time."""
+    """Runs each operation in one worker thread; one writer per process at a time.
+
+    As many threads as pooled connections: more would only contend for the GIL, and connections
+    beyond the pool would be opened (with their PRAGMAs) and closed on every use."""
 
     def __init__(self, url: URL) -> None:
         self.path = Path(url.database or "")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sa.create_engine(url.set(drivername="sqlite"), pool_size=8, max_overflow=8)
+        self.engine = sa.create_engine(url.set(drivername="sqlite"), pool_size=SQLITE_THREADS, max_overflow=0)
         event.listen(self.engine, "connect", _sqlite_pragmas)
         self._write_lock = threading.Lock()
+        self._threads = anyio.CapacityLimiter(SQLITE_THREADS)
+        # Used only from the event loop, one call at a time: one connection is enough.
+        self._inline = sa.create_engine(url.set(drivername="sqlite"), poolclass=sa.pool.StaticPool)
+        event.listen(self._inline, "connect", _sqlite_pragmas)
+        event.listen(self._inline, "connect", _short_busy_timeout)
 
     async def read(self, work: Work[T]) -> T:
-        return await anyio.to_thread.run_sync(self._read, work)
+        return await anyio.to_thread.run_sync(self._read, work, limiter=self._threads)
+
+    async def read_point(self, work: Work[T]) -> T:
+        try:
+            with self._inline.connect() as conn:
+                return work(conn)
+        except sa.exc.OperationalError:  # busy (a checkpoint, a recovery): wait for it off the loop
+            return await self.read(work)
 
     async def write(self, work: Work[T]) -> T:
-        return await anyio.to_thread.run_sync(self._write, work)
+        return await anyio.to_thread.run_sync(self._write, work, limiter=self._threads)
 
     def _read(self, work: Work[T]) -> T:
         with _translated(), self.engine.connect() as conn:
@@ -137,6 +160,7 @@ class _SqliteRunner:
             os.close(lock_fd)
 
     async def close(self) -> None:
+        self._inline.dispose()
         await anyio.to_thread.run_sync(self.engine.dispose)
 
 
@@ -155,6 +179,8 @@ class _AsyncRunner:
         with _translated():
             async with self.engine.begin() as conn:
                 return await conn.run_sync(work)
+
+    read_point = read
 
     async def migrate(self) -> None:
         with _translated():
@@ -194,7 +220,7 @@ class SqlMetadataStore:
 
     async def get_object(self, tenant: str, bucket: str, object_id: str, now: int) -> ObjectRecord | None:
         params = {"object_id": object_id, "tenant": tenant, "bucket": bucket, "now": now}
-        return await self._db.read(lambda conn: _first_object(conn.execute(GET_OBJECT, params)))
+        return await self._db.read_point(lambda conn: _first_object(conn.execute(GET_OBJECT, params)))
 
     async def list_objects(
         self,
@@ -240,7 +266,9 @@ class SqlMetadataStore:
         await self._db.write(lambda conn: conn.execute(api_keys.insert(), values))
 
     async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
-        row = await self._db.read(lambda conn: conn.execute(FIND_API_KEY, {"key_hash": key_hash}).first())
+        row = await self._db.read_point(
+            lambda conn: conn.execute(FIND_API_KEY, {"key_hash": key_hash}).first()
+        )
         return None if row is None else ApiKeyRecord(**row._mapping)
 
     async def list_api_keys(self) -> list[ApiKeyRecord]:
@@ -257,8 +285,7 @@ class SqlMetadataStore:
         return await self._db.write(lambda conn: conn.execute(statement).rowcount == 1)
 
     async def has_api_keys(self) -> bool:
-        query = sa.select(api_keys.c.id).limit(1)
-        return await self._db.read(lambda conn: conn.execute(query).first() is not None)
+        return await self._db.read_point(lambda conn: conn.execute(ANY_API_KEY).first() is not None)
 
 
 def _object(row: sa.Row[Any]) -> ObjectRecord:
@@ -276,6 +303,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")  # an acknowledged object must survive a power loss
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _short_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute(f"PRAGMA busy_timeout={INLINE_BUSY_TIMEOUT_MS}")
 
 
 def _run_alembic_upgrade(connection: sa.Connection) -> None:
