@@ -910,25 +910,15 @@ class Bench:
             "one keep-alive "
             "httpx connection; latency includes ~0.3 ms of client)"
         )
-        rows = []
-        if self.list_1k:
-            rows.append(
-                [
-                    f"{HTTP_CREATES:,} files (created over HTTP)",
-                    f"{pct(self.list_1k, 50):.2f}",
-                    f"{pct(self.list_1k, 99):.2f}",
-                    str(len(self.list_1k)),
-                ]
-            )
-        if self.list_100k:
-            rows.append(
-                [
-                    f"{LIST_ROWS_LARGE:,} files ({self.bulk_rows:,} rows bulk-inserted into SQLite)",
-                    f"{pct(self.list_100k, 50):.2f}",
-                    f"{pct(self.list_100k, 99):.2f}",
-                    str(len(self.list_100k)),
-                ]
-            )
+        listings = [
+            (f"{HTTP_CREATES:,} files (created over HTTP)", self.list_1k),
+            (f"{LIST_ROWS_LARGE:,} files ({self.bulk_rows:,} rows bulk-inserted)", self.list_100k),
+        ]
+        rows = [
+            [label, f"{pct(pages, 50):.2f}", f"{pct(pages, 99):.2f}", str(len(pages))]
+            for label, pages in listings
+            if pages
+        ]
         P(table(["table size", "p50 ms", "p99 ms", "pages"], rows))
         if self.bulk_rows:
             P(

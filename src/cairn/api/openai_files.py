@@ -7,6 +7,7 @@ import mimetypes
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
+import anyio
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response
@@ -176,7 +177,8 @@ async def create_file(request: Request, services: ServicesDep, principal: Princi
         )
     except BaseException:
         if staged is not None:
-            await staged.writer.abort()
+            with anyio.CancelScope(shield=True):
+                await staged.writer.abort()
         raise
     return json_response(file_object(record))
 
