@@ -15,7 +15,7 @@ from .adapters.blobs_local import LocalBlobStore
 from .adapters.meta_sql import SqlMetadataStore
 from .api import openai_files, system
 from .api.deps import Services
-from .api.errors import install_error_handlers
+from .api.errors import drop_unused_validation_schema, install_error_handlers
 from .core.auth import ApiKeys, is_loopback_host
 from .core.objects import ObjectEngine
 from .settings import Settings
@@ -79,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
+    drop_unused_validation_schema(app)
     app.include_router(system.router)
     app.include_router(openai_files.router, prefix="/v1")
     app.include_router(openai_files.router, prefix="/v1/openai/v1", include_in_schema=False)

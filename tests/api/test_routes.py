@@ -23,6 +23,19 @@ def test_openapi_lists_exactly_the_public_routes(tmp_path) -> None:
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
 
 
+def test_openapi_documents_errors_as_the_openai_envelope_never_422(tmp_path) -> None:
+    schema = create_app(Settings(data_dir=tmp_path)).openapi()
+    envelope = "#/components/schemas/OpenAIError"
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert "422" not in operation["responses"], (path, method)
+            if path.startswith("/v1/files"):
+                for status in ("400", "401", "404"):
+                    content = operation["responses"][status]["content"]["application/json"]
+                    assert content["schema"]["$ref"] == envelope, (path, method, status)
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+
+
 def test_llama_stack_alias_serves_the_files_routes(client) -> None:
     created = client.post(
         "/v1/openai/v1/files", files={"file": ("a.txt", b"alias")}, data={"purpose": "assistants"}

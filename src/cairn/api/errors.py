@@ -4,9 +4,11 @@ the envelope of the API family it happened in, and no traceback ever reaches a c
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -36,6 +38,51 @@ STATUS: dict[type[CairnError], int] = {
 }
 
 OPENAI_TYPES = {401: "authentication_error", 429: "rate_limit_error"}
+
+
+class OpenAIErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str
+
+
+class OpenAIError(BaseModel):
+    error: OpenAIErrorBody
+
+
+ERROR_MEANINGS = {
+    400: "Invalid request: a bad or missing parameter, or a malformed body.",
+    401: "Missing, malformed, unknown or revoked API key.",
+    404: "No such object for this tenant.",
+    408: "The request body stalled for longer than the idle timeout.",
+    413: "Larger than the configured maximum.",
+    503: "A dependency (the metadata database) is unavailable; retry.",
+    507: "Not enough free storage.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the error statuses a route can answer, all in the envelope."""
+    return {status: {"model": OpenAIError, "description": ERROR_MEANINGS[status]} for status in statuses}
+
+
+def drop_unused_validation_schema(app: FastAPI) -> None:
+    """Validation errors answer 400 in the OpenAI envelope, never FastAPI's 422: keep /docs truthful."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def status_for(exc: CairnError) -> int:

@@ -17,6 +17,7 @@ from ..core.keys import clean_mime_type, sanitize_filename
 from ..core.objects import StagedBlob
 from ..core.records import ObjectRecord
 from .deps import PrincipalDep, ServicesDep
+from .errors import error_responses
 from .http import body_chunks, declared_length, object_download
 from .multipart import MAX_FORM_OVERHEAD_BYTES, FilePart, boundary_of, read_form
 from .responses import json_response
@@ -28,7 +29,7 @@ EXPIRES_MIN_SECONDS = 3600
 EXPIRES_MAX_SECONDS = 2_592_000
 MAX_LIMIT = 10_000
 
-router = APIRouter(tags=["Files"])
+router = APIRouter(tags=["Files"], responses=error_responses(400, 401, 404, 503))
 
 
 class FileObject(BaseModel):
@@ -137,7 +138,13 @@ _MULTIPART_BODY = {
 }
 
 
-@router.post("/files", response_model=FileObject, openapi_extra=_MULTIPART_BODY, summary="Upload a file")
+@router.post(
+    "/files",
+    response_model=FileObject,
+    openapi_extra=_MULTIPART_BODY,
+    summary="Upload a file",
+    responses=error_responses(408, 413, 507),
+)
 async def create_file(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
     """Streams the multipart body into storage: the file is never held in memory or spooled whole."""
     engine = services.objects
@@ -187,7 +194,9 @@ async def create_file(request: Request, services: ServicesDep, principal: Princi
 async def list_files(
     services: ServicesDep,
     principal: PrincipalDep,
-    after: Annotated[str | None, Query(description="Object id to continue after.")] = None,
+    after: Annotated[
+        str | None, Query(description="Object id to continue after.", pattern=r"^[A-Za-z0-9_-]{1,128}$")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = MAX_LIMIT,
     order: Annotated[Literal["asc", "desc"], Query(description="By creation time.")] = "desc",
     purpose: Annotated[str | None, Query()] = None,
@@ -221,7 +230,7 @@ async def delete_file(file_id: str, services: ServicesDep, principal: PrincipalD
 
 
 _DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/octet-stream": {}}, "description": "The bytes."},
+    200: {"content": {"*/*": {}}, "description": "The bytes, with the media type given at upload."},
     206: {"description": "One byte range (Range: bytes=a-b)."},
     304: {"description": "If-None-Match matched the ETag (the sha256)."},
     416: {"description": "Range not satisfiable."},

@@ -10,12 +10,21 @@ from starlette.responses import Response
 from .. import __version__
 from ..core.errors import CairnError
 from .deps import PrincipalDep, ServicesDep
+from .errors import error_responses
 from .responses import json_response
 
 router = APIRouter(tags=["System"])
+_keyed = error_responses(401, 503)
 
 
-@router.get("/health", summary="Liveness; with deep=1 also checks each dependency")
+@router.get(
+    "/health",
+    summary="Liveness; with deep=1 also checks each dependency",
+    responses={
+        **error_responses(400),
+        503: {"description": "A dependency failed its check (deep=1)."},
+    },
+)
 async def health(services: ServicesDep, deep: Annotated[bool, Query()] = False) -> Response:
     if not deep:
         return json_response({"status": "ok"})
@@ -46,7 +55,7 @@ async def version() -> Response:
     return json_response({"version": __version__})
 
 
-@router.get("/v1/providers", summary="Providers in the Llama Stack shape")
+@router.get("/v1/providers", summary="Providers in the Llama Stack shape", responses=_keyed)
 async def providers(_principal: PrincipalDep) -> Response:
     files = {
         "api": "files",
@@ -58,6 +67,6 @@ async def providers(_principal: PrincipalDep) -> Response:
     return json_response({"data": [files]})
 
 
-@router.get("/v1/models", summary="Models (none until inference exists)")
+@router.get("/v1/models", summary="Models (none until inference exists)", responses=_keyed)
 async def models(_principal: PrincipalDep) -> Response:
     return json_response({"data": []})
