@@ -13,11 +13,12 @@ from fastapi import FastAPI
 from . import __version__
 from .adapters.blobs_local import LocalBlobStore
 from .adapters.meta_sql import SqlMetadataStore
-from .api import openai_files, system
+from .api import artifacts, openai_files, system
 from .api.deps import Services
 from .api.errors import drop_unused_validation_schema, install_error_handlers
 from .core.auth import ApiKeys, is_loopback_host
 from .core.objects import ObjectEngine
+from .core.uploads import UploadEngine
 from .settings import Settings
 
 log = logging.getLogger("cairn")
@@ -34,13 +35,14 @@ def build_services(settings: Settings) -> Services:
         meta, blobs, max_object_bytes=settings.max_upload_bytes, min_free_bytes=settings.min_free_bytes
     )
     api_keys = ApiKeys(meta, allow_open_mode=is_loopback_host(settings.host))
-    return Services(settings=settings, objects=engine, api_keys=api_keys)
+    uploads = UploadEngine(engine, blobs, expires_after=settings.upload_expiry)
+    return Services(settings=settings, objects=engine, uploads=uploads, api_keys=api_keys)
 
 
 SWEEP_INTERVAL_SECONDS = 3600.0
 
 
-async def _maintain(engine: ObjectEngine, interval: float) -> None:
+async def _maintain(engine: ObjectEngine, uploads: UploadEngine, interval: float) -> None:
     """Every ``interval``: reclaim expired objects. At start and then hourly: remove what a crash left
     behind (the sweep walks every blob, so it runs less often)."""
     last_sweep = float("-inf")
@@ -50,6 +52,7 @@ async def _maintain(engine: ObjectEngine, interval: float) -> None:
                 last_sweep = time.monotonic()
                 await engine.sweep()
             await engine.expire_due()
+            await uploads.expire_due()
         except Exception:
             log.exception("maintenance.failed")
         await asyncio.sleep(interval)
@@ -61,7 +64,9 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await services.objects.meta.migrate()
-        maintenance = asyncio.create_task(_maintain(services.objects, settings.expiry_interval))
+        maintenance = asyncio.create_task(
+            _maintain(services.objects, services.uploads, settings.expiry_interval)
+        )
         log.info("cairn.ready url=http://%s:%d version=%s", settings.host, settings.port, __version__)
         try:
             yield
@@ -83,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(system.router)
     app.include_router(openai_files.router, prefix="/v1")
     app.include_router(openai_files.router, prefix="/v1/openai/v1", include_in_schema=False)
+    app.include_router(artifacts.router)
     return app
 
 

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     idle_timeout: float = Field(
         60.0, gt=0, description="Seconds a request body may stall before it is dropped."
     )
+    upload_expiry: int = Field(86_400, ge=60, description="Seconds an unfinished upload session lives.")
     expiry_interval: float = Field(60.0, gt=0, description="Seconds between sweeps for expired objects.")
     log_level: str = Field("info")
     access_log: bool = Field(True, description="Log one line per request (uvicorn's access log).")

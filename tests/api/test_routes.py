@@ -12,6 +12,10 @@ PUBLIC_PATHS = {
     "/v1/files": {"get", "post"},
     "/v1/files/{file_id}": {"get", "delete"},
     "/v1/files/{file_id}/content": {"get", "head"},
+    "/v1/artifacts": {"get", "post"},
+    "/v1/artifacts/sessions/{upload_id}": {"get", "post", "delete"},
+    "/v1/artifacts/bulk": {"post"},
+    "/v1/artifacts/{key}": {"get", "delete"},
 }
 
 
@@ -29,7 +33,7 @@ def test_openapi_documents_errors_as_the_openai_envelope_never_422(tmp_path) -> 
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             assert "422" not in operation["responses"], (path, method)
-            if path.startswith("/v1/files"):
+            if path.startswith(("/v1/files", "/v1/artifacts")):
                 for status in ("400", "401", "404"):
                     content = operation["responses"][status]["content"]["application/json"]
                     assert content["schema"]["$ref"] == envelope, (path, method, status)

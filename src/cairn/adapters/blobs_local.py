@@ -3,6 +3,9 @@
 Layout under the data directory::
 
     staging/<random>.part        bytes being received; the writer holds an exclusive flock on it
+    sessions/<upload id>         an upload session's staged bytes; its size is the session's offset;
+                                 the request appending to it holds an exclusive flock on it
+    sessions/<upload id>.release present while another request asks the holder to let go
     blobs/<id[-2:]>/<id[-4:-2]>/<id>   committed blobs, named by object id only
 
 Commit is fsync(file) → rename(staging → blobs/…) → fsync(directory): a blob is either wholly there or
@@ -10,6 +13,8 @@ absent. Crash behaviour: a staging file whose flock nobody holds is abandoned an
 a blob without a metadata row (crash between rename and the row insert, or between row delete and
 unlink) is deleted by the sweep once it is older than ``STRAY_GRACE_SECONDS``, which keeps the sweep of
 one process away from another process's commit in flight. Several processes may share one directory.
+A completed session's bytes become a blob by a hard link (then the row, then the session file goes),
+so a crash at any step leaves either the session resumable or the object complete.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pathlib import Path
 
 import anyio
 
-from ..core.errors import InsufficientStorage, NotFound
+from ..core.errors import InsufficientStorage, Locked, NotFound
 from ..core.ports import LiveCheck
 
 log = logging.getLogger("cairn.blobs")
@@ -35,6 +40,7 @@ log = logging.getLogger("cairn.blobs")
 READ_CHUNK_BYTES = 1 << 20
 STRAY_GRACE_SECONDS = 15 * 60
 STAGING_GRACE_SECONDS = 60
+LOCK_POLL_SECONDS = 0.05
 SWEEP_BATCH = 500
 
 
@@ -106,13 +112,112 @@ class LocalBlobWriter:
             await anyio.to_thread.run_sync(self._store._discard_staged, fd, self._path)
 
 
+class LocalSessionAppender:
+    def __init__(self, store: LocalBlobStore, path: Path, fd: int) -> None:
+        self._store = store
+        self._path = path
+        self._fd = fd
+        self.offset = os.fstat(fd).st_size
+
+    async def write(self, data: bytes | bytearray) -> None:
+        try:
+            await anyio.to_thread.run_sync(_write_all, self._fd, data)
+        except OSError as exc:
+            self.offset = await anyio.to_thread.run_sync(lambda: os.fstat(self._fd).st_size)
+            _raise_storage_error(exc)
+        self.offset += len(data)
+
+    async def truncate(self, offset: int) -> None:
+        await anyio.to_thread.run_sync(os.ftruncate, self._fd, offset)
+        self.offset = offset
+
+    async def sync(self) -> None:
+        await anyio.to_thread.run_sync(os.fsync, self._fd)
+
+    async def publish(self, blob_id: str) -> None:
+        await anyio.to_thread.run_sync(self._publish, blob_id)
+
+    def _publish(self, blob_id: str) -> None:
+        try:
+            os.fsync(self._fd)
+            target = self._store.blob_path(blob_id)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(self._path, target)
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            _raise_storage_error(exc)
+
+    def release_requested(self) -> bool:
+        return self._path.with_suffix(".release").exists()
+
+    async def release(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)  # drops the flock
+
+
 class LocalBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.staging_dir = root / "staging"
+        self.sessions_dir = root / "sessions"
         self.blobs_dir = root / "blobs"
-        self.staging_dir.mkdir(parents=True, exist_ok=True)
-        self.blobs_dir.mkdir(parents=True, exist_ok=True)
+        for directory in (self.staging_dir, self.sessions_dir, self.blobs_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def _session_path(self, session_id: str) -> Path:
+        return self.sessions_dir / session_id
+
+    async def acquire(self, session_id: str, wait: float) -> LocalSessionAppender:
+        path = self._session_path(session_id)
+        fd = await anyio.to_thread.run_sync(
+            os.open, path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        release_request = path.with_suffix(".release")
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise Locked(
+                            "Another request is still writing to this upload; retry shortly."
+                        ) from None
+                    release_request.touch()
+                    await anyio.sleep(LOCK_POLL_SECONDS)
+        except BaseException:
+            os.close(fd)
+            raise
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                release_request.unlink()
+        return LocalSessionAppender(self, path, fd)
+
+    async def staged_size(self, session_id: str) -> int:
+        try:
+            stat = await anyio.to_thread.run_sync(self._session_path(session_id).stat)
+        except FileNotFoundError:
+            return 0
+        return stat.st_size
+
+    async def read_staged(self, session_id: str) -> AsyncIterator[bytes]:
+        path = self._session_path(session_id)
+        fd = await anyio.to_thread.run_sync(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            position = 0
+            while data := await anyio.to_thread.run_sync(os.pread, fd, READ_CHUNK_BYTES, position):
+                position += len(data)
+                yield data
+        finally:
+            os.close(fd)
+
+    async def discard(self, session_id: str) -> None:
+        path = self._session_path(session_id)
+        for stale in (path, path.with_suffix(".release")):
+            with contextlib.suppress(FileNotFoundError):
+                await anyio.to_thread.run_sync(stale.unlink)
 
     def blob_path(self, blob_id: str) -> Path:
         return self.blobs_dir / blob_id[-2:] / blob_id[-4:-2] / blob_id

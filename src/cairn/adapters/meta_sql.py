@@ -34,9 +34,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from ..core.errors import Unavailable
+from ..core.errors import Conflict, Unavailable
 from ..core.ports import Order
-from ..core.records import ApiKeyRecord, ListPage, ObjectRecord
+from ..core.records import ApiKeyRecord, ListPage, ObjectRecord, UploadSession
 
 T = TypeVar("T")
 Work = Callable[[sa.Connection], T]
@@ -72,6 +72,26 @@ api_keys = sa.Table(
     sa.Column("revoked_at", sa.BigInteger, nullable=True),
 )
 
+upload_sessions = sa.Table(
+    "upload_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("bucket", sa.String(64), nullable=False),
+    sa.Column("key", sa.String(1024), nullable=False),
+    sa.Column("filename", sa.String(1024), nullable=False),
+    sa.Column("mime_type", sa.String(255), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("purpose", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("object_id", sa.String(64), nullable=True),
+)
+
+# Keys hold only ASCII below 0x7f (core.keys), so every key with a prefix sorts below prefix + 0x7f.
+KEY_RANGE_END = "\x7f"
+
 _live = sa.or_(objects.c.expires_at.is_(None), objects.c.expires_at > sa.bindparam("now"))
 _owned = sa.and_(
     objects.c.id == sa.bindparam("object_id"),
@@ -80,6 +100,9 @@ _owned = sa.and_(
     _live,
 )
 GET_OBJECT = objects.select().where(_owned)
+GET_OBJECT_ANY_BUCKET = objects.select().where(
+    objects.c.id == sa.bindparam("object_id"), objects.c.tenant == sa.bindparam("tenant"), _live
+)
 DELETE_OBJECT = objects.delete().where(_owned).returning(*objects.c)
 INSERT_OBJECT = objects.insert()
 ANY_API_KEY = sa.select(api_keys.c.id).limit(1)
@@ -218,9 +241,12 @@ class SqlMetadataStore:
         values = dataclasses.asdict(record)
         await self._db.write(lambda conn: conn.execute(INSERT_OBJECT, values))
 
-    async def get_object(self, tenant: str, bucket: str, object_id: str, now: int) -> ObjectRecord | None:
+    async def get_object(
+        self, tenant: str, bucket: str | None, object_id: str, now: int
+    ) -> ObjectRecord | None:
         params = {"object_id": object_id, "tenant": tenant, "bucket": bucket, "now": now}
-        return await self._db.read_point(lambda conn: _first_object(conn.execute(GET_OBJECT, params)))
+        query = GET_OBJECT if bucket is not None else GET_OBJECT_ANY_BUCKET
+        return await self._db.read_point(lambda conn: _first_object(conn.execute(query, params)))
 
     async def list_objects(
         self,
@@ -260,6 +286,98 @@ class SqlMetadataStore:
             return set()
         query = sa.select(objects.c.id).where(objects.c.id.in_(wanted))
         return await self._db.read(lambda conn: set(conn.execute(query).scalars()))
+
+    async def get_object_by_key(self, tenant: str, bucket: str, key: str, now: int) -> ObjectRecord | None:
+        query = objects.select().where(
+            objects.c.tenant == tenant, objects.c.bucket == bucket, objects.c.key == key, _live
+        )
+        return await self._db.read_point(lambda conn: _first_object(conn.execute(query, {"now": now})))
+
+    async def list_objects_by_key(
+        self, tenant: str, bucket: str, *, prefix: str, start_after: str | None, limit: int, now: int
+    ) -> ListPage:
+        query = objects.select().where(objects.c.tenant == tenant, objects.c.bucket == bucket, _live)
+        if prefix:
+            query = query.where(objects.c.key >= prefix, objects.c.key < prefix + KEY_RANGE_END)
+        if start_after is not None:
+            query = query.where(objects.c.key > start_after)
+        query = query.order_by(objects.c.key).limit(limit + 1)
+        rows = await self._db.read(lambda conn: conn.execute(query, {"now": now}).all())
+        return ListPage(items=[_object(r) for r in rows[:limit]], has_more=len(rows) > limit)
+
+    async def delete_object_by_key(self, tenant: str, bucket: str, key: str, now: int) -> ObjectRecord | None:
+        statement = (
+            objects.delete()
+            .where(objects.c.tenant == tenant, objects.c.bucket == bucket, objects.c.key == key, _live)
+            .returning(*objects.c)
+        )
+        return await self._db.write(lambda conn: _first_object(conn.execute(statement, {"now": now})))
+
+    async def insert_session(self, session: UploadSession) -> None:
+        values = dataclasses.asdict(session)
+        await self._db.write(lambda conn: conn.execute(upload_sessions.insert(), values))
+
+    async def get_session(self, tenant: str, session_id: str, now: int) -> UploadSession | None:
+        query = upload_sessions.select().where(
+            upload_sessions.c.id == session_id,
+            upload_sessions.c.tenant == tenant,
+            upload_sessions.c.expires_at > now,
+        )
+        row = await self._db.read_point(lambda conn: conn.execute(query).first())
+        return None if row is None else UploadSession(**row._mapping)
+
+    async def delete_session(self, tenant: str, session_id: str) -> UploadSession | None:
+        statement = (
+            upload_sessions.delete()
+            .where(upload_sessions.c.id == session_id, upload_sessions.c.tenant == tenant)
+            .returning(*upload_sessions.c)
+        )
+        row = await self._db.write(lambda conn: conn.execute(statement).first())
+        return None if row is None else UploadSession(**row._mapping)
+
+    async def complete_session(self, session_id: str, record: ObjectRecord) -> ObjectRecord | None:
+        def work(conn: sa.Connection) -> ObjectRecord | None:
+            if conn.dialect.name == "postgresql":
+                # Uploads completing onto one key at once would both delete nothing under READ COMMITTED
+                # and one insert would then violate the unique key: take turns per key instead.
+                # (SQLite already has one writer at a time.)
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+                    {"k": f"{record.tenant}/{record.bucket}/{record.key}"},
+                )
+            marked = conn.execute(
+                upload_sessions.update()
+                .where(upload_sessions.c.id == session_id, upload_sessions.c.object_id.is_(None))
+                .values(object_id=record.id)
+            )
+            if marked.rowcount != 1:
+                raise Conflict("The upload is no longer pending: it was completed, cancelled or expired.")
+            replaced = conn.execute(
+                objects.delete()
+                .where(
+                    objects.c.tenant == record.tenant,
+                    objects.c.bucket == record.bucket,
+                    objects.c.key == record.key,
+                )
+                .returning(*objects.c)
+            ).first()
+            conn.execute(INSERT_OBJECT, dataclasses.asdict(record))
+            return None if replaced is None else _object(replaced)
+
+        return await self._db.write(work)
+
+    async def take_expired_sessions(self, now: int, limit: int) -> list[UploadSession]:
+        due = (
+            sa.select(upload_sessions.c.id)
+            .where(upload_sessions.c.expires_at <= now)
+            .limit(limit)
+            .scalar_subquery()
+        )
+        statement = (
+            upload_sessions.delete().where(upload_sessions.c.id.in_(due)).returning(*upload_sessions.c)
+        )
+        rows = await self._db.write(lambda conn: conn.execute(statement).all())
+        return [UploadSession(**r._mapping) for r in rows]
 
     async def insert_api_key(self, record: ApiKeyRecord) -> None:
         values = dataclasses.asdict(record)

@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..core.auth import ApiKeys, Principal
 from ..core.objects import ObjectEngine
+from ..core.uploads import UploadEngine
 from ..settings import Settings
 
 
@@ -17,6 +18,7 @@ from ..settings import Settings
 class Services:
     settings: Settings
     objects: ObjectEngine
+    uploads: UploadEngine
     api_keys: ApiKeys
 
 

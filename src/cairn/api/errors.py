@@ -15,13 +15,17 @@ from starlette.responses import Response
 
 from ..core.errors import (
     CairnError,
+    Conflict,
     InsufficientStorage,
     InvalidInput,
+    Locked,
     NotFound,
+    OffsetMismatch,
     RequestTimeout,
     TooLarge,
     Unauthenticated,
     Unavailable,
+    UploadInterrupted,
 )
 from .responses import json_response
 
@@ -32,6 +36,8 @@ STATUS: dict[type[CairnError], int] = {
     Unauthenticated: 401,
     NotFound: 404,
     RequestTimeout: 408,
+    Conflict: 409,
+    Locked: 423,
     TooLarge: 413,
     Unavailable: 503,
     InsufficientStorage: 507,
@@ -56,7 +62,9 @@ ERROR_MEANINGS = {
     401: "Missing, malformed, unknown or revoked API key.",
     404: "No such object for this tenant.",
     408: "The request body stalled for longer than the idle timeout.",
+    409: "The request contradicts the upload's state (wrong offset, already complete).",
     413: "Larger than the configured maximum.",
+    423: "Another request holds the upload and did not let go in time; retry.",
     503: "A dependency (the metadata database) is unavailable; retry.",
     507: "Not enough free storage.",
 }
@@ -110,6 +118,8 @@ async def _cairn_error(_request: Request, exc: Exception) -> Response:
     if status >= 500:
         log.warning("request.failed code=%s message=%s", exc.code, exc.message, exc_info=exc.__cause__)
     response = openai_error(status, exc.message, code=exc.code, param=exc.param)
+    if isinstance(exc, OffsetMismatch | UploadInterrupted):
+        response.headers["Upload-Offset"] = str(exc.current)
     if isinstance(exc, RequestTimeout | TooLarge):
         # The rest of the body is unread (stalled, or too big to be worth draining): end the connection.
         response.headers["Connection"] = "close"

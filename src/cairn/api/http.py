@@ -17,7 +17,8 @@ from ..core.errors import InvalidInput, RequestTimeout
 from ..core.objects import ObjectEngine
 from ..core.records import ObjectRecord
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.ASCII)
+_DIGITS = re.compile(r"[0-9]{1,19}")
 _UNSAFE_ASCII = re.compile(r'[^\x20-\x7e]|["\\%]')
 
 # Security headers on every download of user content.
@@ -29,13 +30,18 @@ DOWNLOAD_HEADERS = {
 }
 
 
-def declared_length(request: Request) -> int | None:
-    raw = request.headers.get("content-length")
+def header_int(request: Request, name: str) -> int | None:
+    """A non-negative integer header (ASCII digits only: ``str.isdigit`` also accepts '²'), or None."""
+    raw = request.headers.get(name)
     if raw is None:
         return None
-    if not raw.isdigit():
-        raise InvalidInput("Content-Length must be a non-negative integer.", param="Content-Length")
+    if not _DIGITS.fullmatch(raw.strip()):
+        raise InvalidInput(f"{name} must be a non-negative integer.", param=name)
     return int(raw)
+
+
+def declared_length(request: Request) -> int | None:
+    return header_int(request, "Content-Length")
 
 
 async def body_chunks(request: Request, idle_timeout: float) -> AsyncIterator[bytes]:

@@ -220,7 +220,7 @@ async def list_files(
 
 @router.get("/files/{file_id}", response_model=FileObject, summary="Retrieve a file")
 async def retrieve_file(file_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
-    return json_response(file_object(await services.objects.get(principal.tenant, BUCKET, file_id)))
+    return json_response(file_object(await services.objects.get(principal.tenant, None, file_id)))
 
 
 @router.delete("/files/{file_id}", response_model=FileDeleted, summary="Delete a file")
@@ -252,5 +252,5 @@ _DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def file_content(
     file_id: str, request: Request, services: ServicesDep, principal: PrincipalDep
 ) -> Response:
-    record = await services.objects.get(principal.tenant, BUCKET, file_id)
+    record = await services.objects.get(principal.tenant, None, file_id)  # artifacts download here too
     return await object_download(request, services.objects, record)

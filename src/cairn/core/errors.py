@@ -5,6 +5,12 @@
     ├── NotFound              no such object for this tenant (never "exists elsewhere")
     ├── TooLarge              body or declared size over the configured maximum
     ├── InsufficientStorage   not enough free space to accept the bytes
+    │   └── ChecksumMismatch  the bytes do not hash to the declared digest (staged bytes are kept)
+    ├── Conflict              the request contradicts the current state
+    │   ├── OffsetMismatch    an append at the wrong offset (carries the current one)
+    │   ├── UploadCompleted   an append to an upload that is already complete
+    │   └── UploadInterrupted a newer request for the upload stopped this append (carries the offset)
+    ├── Locked                another request holds the upload and did not let go in time
     ├── Unauthenticated       missing, malformed, unknown or revoked API key
     ├── RequestTimeout        the client stopped sending the body
     └── Unavailable           a dependency (database, storage) cannot serve now
@@ -28,8 +34,43 @@ class InvalidInput(CairnError):
     code = "invalid_request"
 
 
+class ChecksumMismatch(InvalidInput):
+    code = "checksum_mismatch"
+
+
 class NotFound(CairnError):
     code = "not_found"
+
+
+class Conflict(CairnError):
+    code = "conflict"
+
+
+class OffsetMismatch(Conflict):
+    code = "offset_mismatch"
+
+    def __init__(self, current: int, sent: int) -> None:
+        super().__init__(f"The upload is at offset {current}, not {sent}.", param="offset")
+        self.current = current
+
+
+class UploadCompleted(Conflict):
+    code = "upload_completed"
+
+
+class UploadInterrupted(Conflict):
+    code = "upload_interrupted"
+
+    def __init__(self, current: int) -> None:
+        super().__init__(
+            f"A newer request for this upload stopped this one at offset {current}; resume from there.",
+            param="offset",
+        )
+        self.current = current
+
+
+class Locked(CairnError):
+    code = "upload_locked"
 
 
 class TooLarge(CairnError):

@@ -48,3 +48,26 @@ def clean_mime_type(declared: str | None) -> str | None:
     if len(value) <= MAX_MIME_TYPE_CHARS and _MIME_TYPE.fullmatch(value):
         return value
     return None
+
+
+MAX_KEY_CHARS = 1024
+_KEY = re.compile(r"[A-Za-z0-9_.\-/]{1,1024}", re.ASCII)
+
+
+def validate_key(key: str, *, reserved: tuple[str, ...] = ()) -> str:
+    """An object key such as ``runs/42/out.csv``: ``a-zA-Z0-9_-./`` only, no empty, ``.`` or ``..``
+    segment, no leading or trailing ``/``, and a first segment that is not one of ``reserved``."""
+    segments = key.split("/")
+    if (
+        not _KEY.fullmatch(key)
+        or any(segment in ("", ".", "..") for segment in segments)
+        or segments[0] in reserved
+    ):
+        rule = (
+            "Keys are 1-1024 characters of a-z, A-Z, 0-9, '_', '-', '.' and '/', without empty, '.' or '..' "
+            "segments or a leading or trailing '/'"
+        )
+        if reserved:
+            rule += f"; the first segment may not be {' or '.join(repr(r) for r in reserved)}"
+        raise InvalidInput(rule + ".", param="key")
+    return key

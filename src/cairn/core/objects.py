@@ -32,6 +32,7 @@ STAGE_BATCH_BYTES = 1 << 20
 INLINE_HASH_BYTES = 256 << 10
 FREE_SPACE_RECHECK_SECONDS = 1.0
 EXPIRY_BATCH = 500
+LIST_SCAN_BATCH = 1000
 
 
 def _not_found(object_id: str) -> NotFound:
@@ -42,6 +43,13 @@ def _not_found(object_id: str) -> NotFound:
 def new_object_id(now_ms: int) -> str:
     """``file-`` + 12 hex digits of milliseconds + 20 random hex digits: ids sort by creation time."""
     return f"{OBJECT_ID_PREFIX}{now_ms:012x}{secrets.token_hex(10)}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyListing:
+    objects: list[ObjectRecord]
+    prefixes: list[str]
+    has_more: bool
 
 
 @dataclass(slots=True)
@@ -165,7 +173,8 @@ class ObjectEngine:
         )
         return record
 
-    async def get(self, tenant: str, bucket: str, object_id: str) -> ObjectRecord:
+    async def get(self, tenant: str, bucket: str | None, object_id: str) -> ObjectRecord:
+        """An object by id; with ``bucket=None`` in any of the tenant's buckets (every object is a file)."""
         record = None
         if _OBJECT_ID.fullmatch(object_id):
             record = await self.meta.get_object(tenant, bucket, object_id, self.now())
@@ -192,6 +201,49 @@ class ObjectEngine:
             raise InvalidInput("after must be an object id such as 'file-…'.", param="after")
         return await self.meta.list_objects(
             tenant, bucket, purpose=purpose, after=after, limit=limit, order=order, now=self.now()
+        )
+
+    async def get_by_key(self, tenant: str, bucket: str, key: str) -> ObjectRecord:
+        record = await self.meta.get_object_by_key(tenant, bucket, key, self.now())
+        if record is None:
+            raise NotFound(f"No such object: '{key[:80]}'.", param="key")
+        return record
+
+    async def delete_by_key(self, tenant: str, bucket: str, key: str) -> ObjectRecord:
+        record = await self.meta.delete_object_by_key(tenant, bucket, key, self.now())
+        if record is None:
+            raise NotFound(f"No such object: '{key[:80]}'.", param="key")
+        await self.blobs.delete(record.id)
+        log.info("object.deleted id=%s tenant=%s", record.id, tenant)
+        return record
+
+    async def list_keys(
+        self, tenant: str, bucket: str, *, prefix: str, delimiter: str, start_index: int, limit: int
+    ) -> KeyListing:
+        """Objects under ``prefix`` in key order; with a delimiter, keys that continue past the next
+        delimiter are folded into one common prefix each (S3's CommonPrefixes). ``start_index`` counts
+        entries (objects and prefixes) to skip."""
+        wanted = start_index + limit + 1
+        entries: list[ObjectRecord | str] = []
+        start_after: str | None = None
+        while len(entries) < wanted:
+            page = await self.meta.list_objects_by_key(
+                tenant, bucket, prefix=prefix, start_after=start_after, limit=LIST_SCAN_BATCH, now=self.now()
+            )
+            for record in page.items:
+                cut = record.key.find(delimiter, len(prefix)) if delimiter else -1
+                if cut < 0:
+                    entries.append(record)
+                elif not entries or entries[-1] != record.key[: cut + 1]:
+                    entries.append(record.key[: cut + 1])
+            if not page.has_more:
+                break
+            start_after = page.items[-1].key
+        window = entries[start_index : start_index + limit]
+        return KeyListing(
+            objects=[e for e in window if isinstance(e, ObjectRecord)],
+            prefixes=[e for e in window if isinstance(e, str)],
+            has_more=len(entries) > start_index + limit,
         )
 
     async def delete(self, tenant: str, bucket: str, object_id: str) -> ObjectRecord:

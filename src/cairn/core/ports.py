@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import Literal, Protocol
 
-from .records import ApiKeyRecord, ListPage, ObjectRecord
+from .records import ApiKeyRecord, ListPage, ObjectRecord, UploadSession
 
 Order = Literal["asc", "desc"]
 
@@ -47,6 +47,43 @@ class BlobStore(Protocol):
         """Remove abandoned staging data and blobs that ``is_live`` does not know. Returns the count."""
 
 
+class SessionAppender(Protocol):
+    """Exclusive access to one upload session's staged bytes, held for one append."""
+
+    offset: int
+    """Bytes staged so far: the size of the staging, never a counter."""
+
+    async def write(self, data: bytes | bytearray) -> None: ...
+
+    async def truncate(self, offset: int) -> None:
+        """Drop staged bytes past ``offset`` (an append that must not count)."""
+
+    async def sync(self) -> None:
+        """Make every byte written so far durable."""
+
+    async def publish(self, blob_id: str) -> None:
+        """Make the staged bytes durable and readable as ``blob_id``; the staging stays until discarded."""
+
+    def release_requested(self) -> bool:
+        """Whether another request asked for this session; the holder should stop soon."""
+
+    async def release(self) -> None: ...
+
+
+class SessionStaging(Protocol):
+    """Staging for upload sessions, readable and appendable by any process sharing the store."""
+
+    async def acquire(self, session_id: str, wait: float) -> SessionAppender:
+        """Take the session exclusively. If another request holds it, ask it to let go and wait up to
+        ``wait`` seconds; raises ``Locked`` if it did not."""
+
+    async def staged_size(self, session_id: str) -> int: ...
+
+    def read_staged(self, session_id: str) -> AsyncIterator[bytes]: ...
+
+    async def discard(self, session_id: str) -> None: ...
+
+
 class LiveCheck(Protocol):
     async def __call__(self, blob_ids: list[str]) -> set[str]:
         """Return the subset of ``blob_ids`` that have a metadata row."""
@@ -65,8 +102,38 @@ class MetadataStore(Protocol):
 
     async def insert_object(self, record: ObjectRecord) -> None: ...
 
-    async def get_object(self, tenant: str, bucket: str, object_id: str, now: int) -> ObjectRecord | None:
-        """The live (not expired) object, or None."""
+    async def get_object_by_key(
+        self, tenant: str, bucket: str, key: str, now: int
+    ) -> ObjectRecord | None: ...
+
+    async def list_objects_by_key(
+        self, tenant: str, bucket: str, *, prefix: str, start_after: str | None, limit: int, now: int
+    ) -> ListPage:
+        """Live objects whose key starts with ``prefix``, in key order, strictly after ``start_after``."""
+
+    async def delete_object_by_key(
+        self, tenant: str, bucket: str, key: str, now: int
+    ) -> ObjectRecord | None: ...
+
+    async def insert_session(self, session: UploadSession) -> None: ...
+
+    async def get_session(self, tenant: str, session_id: str, now: int) -> UploadSession | None:
+        """The session unless it expired or was deleted."""
+
+    async def delete_session(self, tenant: str, session_id: str) -> UploadSession | None: ...
+
+    async def complete_session(self, session_id: str, record: ObjectRecord) -> ObjectRecord | None:
+        """In one transaction: mark the session completed with ``record.id``, remove the object that held
+        the same key (returned, so its bytes can go) and insert ``record``. Raises ``Conflict`` if the
+        session is gone or already completed."""
+
+    async def take_expired_sessions(self, now: int, limit: int) -> list[UploadSession]:
+        """Delete up to ``limit`` expired sessions (any tenant) and return them so their staging can go."""
+
+    async def get_object(
+        self, tenant: str, bucket: str | None, object_id: str, now: int
+    ) -> ObjectRecord | None:
+        """The live (not expired) object, or None. ``bucket=None``: in any of the tenant's buckets."""
 
     async def list_objects(
         self,

@@ -37,3 +37,22 @@ class ApiKeyRecord:
 class ListPage:
     items: list[ObjectRecord]
     has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSession:
+    """An upload in progress: bytes are appended to its staging until ``size`` is reached, then the
+    object ``(tenant, bucket, key)`` appears whole. The offset is never stored: it is the staged size."""
+
+    id: str
+    tenant: str
+    bucket: str
+    key: str
+    filename: str
+    mime_type: str
+    size: int
+    sha256: str | None
+    purpose: str
+    created_at: int
+    expires_at: int
+    object_id: str | None

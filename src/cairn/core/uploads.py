@@ -1,0 +1,302 @@
+"""Upload sessions: create → append bytes at an offset (as often as needed, from any process) →
+the object appears whole. One engine behind every resumable face (artifacts, buckets, later OpenAI
+Uploads and tus).
+
+Invariants, all enforced here and not in the faces:
+- The offset is the number of bytes staged, read from the staging itself, never a counter.
+- One appender per session: a new request asks the current holder to let go and waits a bounded time.
+- An append at the wrong offset changes nothing and reports the current offset.
+- Bytes beyond the declared size are refused; an append cut short by the client keeps what arrived.
+- Completion is atomic: staged bytes → durable blob → object row and session state in one transaction.
+  A declared sha256 that does not match keeps the staged bytes so the client can fix and retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import anyio
+
+from .errors import (
+    ChecksumMismatch,
+    InvalidInput,
+    NotFound,
+    OffsetMismatch,
+    TooLarge,
+    UploadCompleted,
+    UploadInterrupted,
+)
+from .objects import STAGE_BATCH_BYTES, ObjectEngine, new_object_id
+from .ports import MetadataStore, SessionAppender, SessionStaging
+from .records import ObjectRecord, UploadSession
+
+log = logging.getLogger("cairn.uploads")
+
+SESSION_ID_PREFIX = "upload-"
+_SESSION_ID = re.compile(r"upload-[0-9a-f]{32}")
+LOCK_WAIT_SECONDS = 10.0
+RELEASE_POLL_SECONDS = 0.25
+EXPIRY_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    session: UploadSession
+    offset: int
+    completed: ObjectRecord | None
+
+
+class UploadEngine:
+    def __init__(
+        self,
+        objects: ObjectEngine,
+        staging: SessionStaging,
+        *,
+        expires_after: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._objects = objects
+        self._meta: MetadataStore = objects.meta
+        self._staging = staging
+        self._expires_after = expires_after
+        self._clock = clock
+        # sha256 state per session, valid while its offset matches the staged size (same process only)
+        self._hashers: dict[str, tuple[int, hashlib._Hash]] = {}
+
+    async def create(
+        self,
+        *,
+        tenant: str,
+        bucket: str,
+        key: str,
+        mime_type: str,
+        size: int,
+        filename: str | None = None,
+        sha256: str | None = None,
+        purpose: str | None = None,
+    ) -> AppendResult:
+        if size < 0:
+            raise InvalidInput("size must not be negative.", param="size")
+        if sha256 is not None and (len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256)):
+            raise InvalidInput("sha256 must be 64 lowercase hex digits.", param="sha256")
+        await self._objects.ensure_capacity(size)
+        now = int(self._clock())
+        session = UploadSession(
+            id=f"{SESSION_ID_PREFIX}{secrets.token_hex(16)}",
+            tenant=tenant,
+            bucket=bucket,
+            key=key,
+            filename=filename or key.rsplit("/", 1)[-1],
+            mime_type=mime_type,
+            size=size,
+            sha256=sha256,
+            purpose=purpose or bucket,
+            created_at=now,
+            expires_at=now + self._expires_after,
+            object_id=None,
+        )
+        await self._meta.insert_session(session)
+        log.info("upload.created id=%s tenant=%s bucket=%s size=%d", session.id, tenant, bucket, size)
+        if size == 0:
+            return await self.append(tenant, bucket, session.id, _empty(), expected_offset=0)
+        return AppendResult(session=session, offset=0, completed=None)
+
+    async def get(self, tenant: str, bucket: str, session_id: str) -> tuple[UploadSession, int]:
+        """The session and its offset."""
+        session = await self._live(tenant, bucket, session_id)
+        offset = session.size if session.object_id else await self._staging.staged_size(session_id)
+        return session, offset
+
+    async def append(
+        self,
+        tenant: str,
+        bucket: str,
+        session_id: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        expected_offset: int | None = None,
+        length: int | None = None,
+    ) -> AppendResult:
+        session = await self._live(tenant, bucket, session_id)
+        if session.object_id is not None:
+            raise UploadCompleted("This upload is already complete.")
+        appender = await self._staging.acquire(session_id, LOCK_WAIT_SECONDS)
+        try:
+            start = appender.offset
+            if expected_offset is not None and expected_offset != start:
+                raise OffsetMismatch(current=start, sent=expected_offset)
+            remaining = session.size - start
+            if length is not None and length > remaining:
+                raise TooLarge(f"{length} bytes sent, but only {remaining} remain of the declared size.")
+            await self._receive(session, appender, chunks, remaining)
+            if appender.offset < session.size:
+                return AppendResult(session=session, offset=appender.offset, completed=None)
+            record = await self._complete(session, appender)
+            return AppendResult(session=session, offset=session.size, completed=record)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await appender.release()
+
+    async def _receive(
+        self, session: UploadSession, appender: SessionAppender, chunks: AsyncIterator[bytes], remaining: int
+    ) -> None:
+        """Write the body in large batches; keep what arrived if it breaks off, drop it all if it
+        overruns the declared size."""
+        start = appender.offset
+        hasher = self._hasher_at(session.id, start)
+        received = 0
+        batch = bytearray()
+        overrun = False
+        failure: Exception | None = None
+        superseded = anyio.Event()
+        try:
+            async with anyio.create_task_group() as watch:
+                watch.start_soon(_stop_when_release_requested, appender, watch.cancel_scope, superseded)
+                try:  # errors stay out of the task group, which would wrap them in an ExceptionGroup
+                    async for chunk in chunks:
+                        received += len(chunk)
+                        if received > remaining:
+                            overrun = True
+                            raise TooLarge(
+                                f"More than the {remaining} remaining bytes of the declared size arrived."
+                            )
+                        batch += chunk
+                        if len(batch) >= STAGE_BATCH_BYTES:
+                            with anyio.CancelScope(shield=True):  # a release stops the reading, not a write
+                                await _stage(appender, hasher, batch)
+                            batch = bytearray()
+                except Exception as exc:
+                    failure = exc
+                watch.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
+            if superseded.is_set():
+                raise UploadInterrupted(appender.offset + len(batch))
+        finally:
+            with anyio.CancelScope(shield=True):
+                if overrun:
+                    await appender.truncate(start)
+                    hasher = None
+                else:
+                    await _stage(appender, hasher, batch)
+                    await appender.sync()
+                if hasher is not None:
+                    self._hashers[session.id] = (appender.offset, hasher)
+                else:
+                    self._hashers.pop(session.id, None)
+
+    def _hasher_at(self, session_id: str, offset: int) -> hashlib._Hash | None:
+        if offset == 0:
+            return hashlib.sha256()
+        cached = self._hashers.get(session_id)
+        return cached[1] if cached is not None and cached[0] == offset else None
+
+    async def _complete(self, session: UploadSession, appender: SessionAppender) -> ObjectRecord:
+        cached = self._hashers.get(session.id)
+        if cached is not None and cached[0] == session.size:
+            digest = cached[1].hexdigest()
+        else:  # the process restarted, or another one appended: hash what is staged
+            hasher = hashlib.sha256()
+            async for data in self._staging.read_staged(session.id):
+                await anyio.to_thread.run_sync(hasher.update, data)
+            digest = hasher.hexdigest()
+        if session.sha256 is not None and digest != session.sha256:
+            raise ChecksumMismatch(
+                f"The uploaded bytes hash to sha256 {digest}, not the declared {session.sha256}.",
+                param="sha256",
+            )
+        now_ms = int(self._clock() * 1000)
+        object_id = new_object_id(now_ms)
+        record = ObjectRecord(
+            id=object_id,
+            tenant=session.tenant,
+            bucket=session.bucket,
+            key=session.key,
+            filename=session.filename,
+            mime_type=session.mime_type,
+            bytes=session.size,
+            sha256=digest,
+            purpose=session.purpose,
+            created_at=now_ms // 1000,
+            expires_at=None,
+        )
+        await appender.publish(object_id)
+        try:
+            replaced = await self._meta.complete_session(session.id, record)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._objects.blobs.delete(object_id)
+            raise
+        self._hashers.pop(session.id, None)
+        await self._staging.discard(session.id)
+        if replaced is not None:
+            await self._objects.blobs.delete(replaced.id)
+        log.info("upload.completed id=%s object=%s bytes=%d", session.id, object_id, session.size)
+        return record
+
+    async def cancel(self, tenant: str, bucket: str, session_id: str) -> None:
+        await self._live(tenant, bucket, session_id)
+        appender = await self._staging.acquire(session_id, LOCK_WAIT_SECONDS)  # an append in flight stops
+        try:
+            session = await self._meta.delete_session(tenant, session_id)
+            if session is None:
+                raise NotFound(f"No such upload: '{session_id[:80]}'.", param="upload_id")
+            self._hashers.pop(session_id, None)
+            await self._staging.discard(session_id)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await appender.release()
+
+    async def expire_due(self) -> int:
+        removed = 0
+        while batch := await self._meta.take_expired_sessions(int(self._clock()), EXPIRY_BATCH):
+            for session in batch:
+                self._hashers.pop(session.id, None)
+                await self._staging.discard(session.id)
+            removed += len(batch)
+            if len(batch) < EXPIRY_BATCH:
+                break
+        if removed:
+            log.info("upload.expired count=%d", removed)
+        return removed
+
+    async def _live(self, tenant: str, bucket: str, session_id: str) -> UploadSession:
+        session = None
+        if _SESSION_ID.fullmatch(session_id):
+            session = await self._meta.get_session(tenant, session_id, int(self._clock()))
+        if session is None or session.bucket != bucket:
+            raise NotFound(f"No such upload: '{session_id[:80]}'.", param="upload_id")
+        return session
+
+
+async def _stop_when_release_requested(
+    appender: SessionAppender, scope: anyio.CancelScope, superseded: anyio.Event
+) -> None:
+    """Another request for this session (the client reconnected) makes this one stop where it is,
+    even while it waits for body bytes that a dead connection will never send."""
+    while not appender.release_requested():
+        await anyio.sleep(RELEASE_POLL_SECONDS)
+    log.info("upload.superseded")
+    superseded.set()
+    scope.cancel()
+
+
+async def _stage(appender: SessionAppender, hasher: hashlib._Hash | None, batch: bytearray) -> None:
+    if not batch:
+        return
+    if hasher is None:
+        await appender.write(batch)
+    else:
+        await asyncio.gather(anyio.to_thread.run_sync(hasher.update, batch), appender.write(batch))
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    return
+    yield

@@ -1,0 +1,188 @@
+"""The upload session engine, on every backend set, with real adapters."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from cairn.core import uploads as uploads_module
+from cairn.core.errors import (
+    ChecksumMismatch,
+    Locked,
+    NotFound,
+    OffsetMismatch,
+    TooLarge,
+    UploadCompleted,
+    UploadInterrupted,
+)
+from cairn.core.objects import ObjectEngine
+from cairn.core.uploads import UploadEngine
+
+pytestmark = pytest.mark.anyio
+
+
+async def body(*pieces: bytes) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
+
+
+def make_uploads(engine: ObjectEngine, clock) -> UploadEngine:
+    return UploadEngine(engine, engine.blobs, expires_after=3600, clock=clock)  # type: ignore[arg-type]
+
+
+async def read_all(engine: ObjectEngine, record) -> bytes:
+    return b"".join([chunk async for chunk in engine.read(record)])
+
+
+async def test_appends_complete_the_object_with_its_sha256(engine: ObjectEngine, clock) -> None:
+    uploads = make_uploads(engine, clock)
+    data = os.urandom(3_000_000)
+    created = await uploads.create(
+        tenant="t", bucket="b", key="k/x.bin", mime_type="application/x", size=len(data)
+    )
+    first = await uploads.append("t", "b", created.session.id, body(data[:1_000_000]), expected_offset=0)
+    assert (first.offset, first.completed) == (1_000_000, None)
+    with pytest.raises(OffsetMismatch) as mismatch:
+        await uploads.append("t", "b", created.session.id, body(b"dup"), expected_offset=0)
+    assert mismatch.value.current == 1_000_000
+    done = await uploads.append("t", "b", created.session.id, body(data[1_000_000:]))
+    assert done.completed is not None and done.completed.sha256 == hashlib.sha256(data).hexdigest()
+    assert await read_all(engine, done.completed) == data
+    with pytest.raises(UploadCompleted):
+        await uploads.append("t", "b", created.session.id, body(b"more"))
+
+
+async def test_a_new_engine_after_a_restart_rehashes_what_is_staged(engine: ObjectEngine, clock) -> None:
+    data = os.urandom(2_500_000)
+    before = make_uploads(engine, clock)
+    created = await before.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=len(data))
+    await before.append("t", "b", created.session.id, body(data[:1_234_567]))
+    after = make_uploads(engine, clock)  # the in-memory hash state is gone
+    session, offset = await after.get("t", "b", created.session.id)
+    assert offset == 1_234_567
+    done = await after.append("t", "b", session.id, body(data[offset:]), expected_offset=offset)
+    assert done.completed is not None and done.completed.sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_over_size_append_changes_nothing(engine: ObjectEngine, clock) -> None:
+    uploads = make_uploads(engine, clock)
+    created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=10)
+    await uploads.append("t", "b", created.session.id, body(b"12345"))
+    with pytest.raises(TooLarge):
+        await uploads.append("t", "b", created.session.id, body(b"123", b"456"))
+    with pytest.raises(TooLarge):
+        await uploads.append("t", "b", created.session.id, body(b"123456"), length=6)
+    assert (await uploads.get("t", "b", created.session.id))[1] == 5
+
+
+async def test_checksum_mismatch_keeps_the_staged_bytes(engine: ObjectEngine, clock) -> None:
+    uploads = make_uploads(engine, clock)
+    created = await uploads.create(
+        tenant="t", bucket="b", key="k", mime_type="a/b", size=4, sha256=hashlib.sha256(b"good").hexdigest()
+    )
+    with pytest.raises(ChecksumMismatch):
+        await uploads.append("t", "b", created.session.id, body(b"evil"))
+    assert (await uploads.get("t", "b", created.session.id))[1] == 4
+    with pytest.raises(NotFound):
+        await engine.get_by_key("t", "b", "k")
+
+
+async def test_a_stalled_holder_is_asked_to_let_go(engine: ObjectEngine, clock) -> None:
+    uploads = make_uploads(engine, clock)
+    created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=20)
+    stalled = anyio.Event()
+
+    async def dead_connection() -> AsyncIterator[bytes]:
+        yield b"0123456789"
+        stalled.set()
+        await anyio.sleep(3600)  # never sends the rest
+        yield b""
+
+    interrupted: list[UploadInterrupted] = []
+    async with anyio.create_task_group() as tasks:
+
+        async def first() -> None:
+            with pytest.raises(UploadInterrupted) as raised:
+                await uploads.append("t", "b", created.session.id, dead_connection())
+            interrupted.append(raised.value)
+
+        tasks.start_soon(first)
+        await stalled.wait()
+        second = await uploads.append("t", "b", created.session.id, body(b"abcdefghij"), expected_offset=10)
+    assert interrupted[0].current == 10
+    assert second.completed is not None
+    assert await read_all(engine, second.completed) == b"0123456789abcdefghij"
+
+
+async def test_a_holder_that_does_not_let_go_makes_the_newcomer_locked(
+    engine: ObjectEngine, clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uploads = make_uploads(engine, clock)
+    created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=5)
+    holder = await engine.blobs.acquire(created.session.id, wait=0)  # type: ignore[attr-defined]
+    monkeypatch.setattr(uploads_module, "LOCK_WAIT_SECONDS", 0.2)
+    try:
+        with pytest.raises(Locked):
+            await uploads.append("t", "b", created.session.id, body(b"x"))
+    finally:
+        await holder.release()
+
+
+async def test_sessions_are_scoped_and_expire(engine: ObjectEngine, clock) -> None:
+    uploads = make_uploads(engine, clock)
+    created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=5)
+    await uploads.append("t", "b", created.session.id, body(b"ab"))
+    for tenant, bucket in (("other", "b"), ("t", "other")):
+        with pytest.raises(NotFound):
+            await uploads.get(tenant, bucket, created.session.id)
+    clock.now += 3600
+    with pytest.raises(NotFound):
+        await uploads.get("t", "b", created.session.id)
+    assert await uploads.expire_due() == 1
+    assert await engine.blobs.staged_size(created.session.id) == 0  # type: ignore[attr-defined]
+
+
+async def test_completing_onto_an_existing_key_replaces_it(engine: ObjectEngine, clock) -> None:
+    uploads = make_uploads(engine, clock)
+    old = (await uploads.create(tenant="t", bucket="b", key="same", mime_type="a/b", size=0)).completed
+    new = (await uploads.create(tenant="t", bucket="b", key="same", mime_type="a/b", size=0)).completed
+    assert old is not None and new is not None and old.id != new.id
+    assert (await engine.get_by_key("t", "b", "same")).id == new.id
+    with pytest.raises(NotFound):
+        await engine.get("t", None, old.id)
+    assert not engine.blobs.blob_path(old.id).exists()  # type: ignore[attr-defined]
+
+
+async def test_a_holder_asked_to_let_go_mid_write_reports_exactly_what_it_staged(
+    engine: ObjectEngine, clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(uploads_module, "STAGE_BATCH_BYTES", 1)  # every chunk is a write to cancel into
+    monkeypatch.setattr(uploads_module, "RELEASE_POLL_SECONDS", 0.001)
+    uploads = make_uploads(engine, clock)
+    size = 4_000_000
+    created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=size)
+
+    async def steady() -> AsyncIterator[bytes]:
+        for _ in range(size // 1000):
+            yield b"A" * 1000
+            await anyio.sleep(0)
+
+    interrupted: list[UploadInterrupted] = []
+    async with anyio.create_task_group() as tasks:
+
+        async def first() -> None:
+            with pytest.raises(UploadInterrupted) as raised:
+                await uploads.append("t", "b", created.session.id, steady())
+            interrupted.append(raised.value)
+
+        tasks.start_soon(first)
+        await anyio.sleep(0.05)
+        session, _ = await uploads.get("t", "b", created.session.id)
+        holder = await engine.blobs.acquire(session.id, wait=10)  # type: ignore[attr-defined]
+        staged = holder.offset
+        await holder.release()
+    assert interrupted[0].current == staged == await engine.blobs.staged_size(session.id)  # type: ignore[attr-defined]
