@@ -998,3 +998,13 @@ def test_other_tenant_sees_nothing(server, tenant, client):
     done = _append(client, session, b"56789")
     assert done.status_code == 200, done.text
     assert _keys(client.get("/v1/artifacts").json()) == ["pending", "shared/name.txt"]
+
+
+def test_an_artifact_is_a_file_by_its_id(client):
+    created = _create(client, "as/file.txt", 5)
+    artifact = _append(client, created, b"hello").json()
+    described = client.get(f"/v1/files/{artifact['id']}").json()
+    assert (described["id"], described["bytes"], described["filename"]) == (artifact["id"], 5, "file.txt")
+    deleted = client.delete(f"/v1/files/{artifact['id']}")
+    assert deleted.json() == {"id": artifact["id"], "object": "file", "deleted": True}
+    assert_openai_error(client.get("/v1/artifacts/as/file.txt"), 404)

@@ -186,3 +186,12 @@ async def test_a_holder_asked_to_let_go_mid_write_reports_exactly_what_it_staged
         staged = holder.offset
         await holder.release()
     assert interrupted[0].current == staged == await engine.blobs.staged_size(session.id)  # type: ignore[attr-defined]
+
+
+async def test_an_empty_upload_with_a_wrong_sha256_leaves_no_session(engine: ObjectEngine, clock) -> None:
+    uploads = make_uploads(engine, clock)
+    with pytest.raises(ChecksumMismatch):
+        await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=0, sha256="0" * 64)
+    assert await uploads.expire_due() == 0
+    clock.now += 7200
+    assert await uploads.expire_due() == 0  # there was no session left to expire

@@ -100,9 +100,11 @@ _owned = sa.and_(
     _live,
 )
 GET_OBJECT = objects.select().where(_owned)
-GET_OBJECT_ANY_BUCKET = objects.select().where(
+_owned_any_bucket = sa.and_(
     objects.c.id == sa.bindparam("object_id"), objects.c.tenant == sa.bindparam("tenant"), _live
 )
+GET_OBJECT_ANY_BUCKET = objects.select().where(_owned_any_bucket)
+DELETE_OBJECT_ANY_BUCKET = objects.delete().where(_owned_any_bucket).returning(*objects.c)
 DELETE_OBJECT = objects.delete().where(_owned).returning(*objects.c)
 INSERT_OBJECT = objects.insert()
 ANY_API_KEY = sa.select(api_keys.c.id).limit(1)
@@ -270,9 +272,12 @@ class SqlMetadataStore:
         rows = await self._db.read(lambda conn: conn.execute(query, {"now": now}).all())
         return ListPage(items=[_object(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
-    async def delete_object(self, tenant: str, bucket: str, object_id: str, now: int) -> ObjectRecord | None:
+    async def delete_object(
+        self, tenant: str, bucket: str | None, object_id: str, now: int
+    ) -> ObjectRecord | None:
         params = {"object_id": object_id, "tenant": tenant, "bucket": bucket, "now": now}
-        return await self._db.write(lambda conn: _first_object(conn.execute(DELETE_OBJECT, params)))
+        statement = DELETE_OBJECT if bucket is not None else DELETE_OBJECT_ANY_BUCKET
+        return await self._db.write(lambda conn: _first_object(conn.execute(statement, params)))
 
     async def take_expired(self, now: int, limit: int) -> list[ObjectRecord]:
         due = sa.select(objects.c.id).where(objects.c.expires_at <= now).limit(limit).scalar_subquery()

@@ -225,7 +225,7 @@ async def retrieve_file(file_id: str, services: ServicesDep, principal: Principa
 
 @router.delete("/files/{file_id}", response_model=FileDeleted, summary="Delete a file")
 async def delete_file(file_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
-    record = await services.objects.delete(principal.tenant, BUCKET, file_id)
+    record = await services.objects.delete(principal.tenant, None, file_id)  # any of the tenant's objects
     return json_response({"id": record.id, "object": "file", "deleted": True})
 
 

@@ -246,7 +246,7 @@ class ObjectEngine:
             has_more=len(entries) > start_index + limit,
         )
 
-    async def delete(self, tenant: str, bucket: str, object_id: str) -> ObjectRecord:
+    async def delete(self, tenant: str, bucket: str | None, object_id: str) -> ObjectRecord:
         record = None
         if _OBJECT_ID.fullmatch(object_id):
             record = await self.meta.delete_object(tenant, bucket, object_id, self.now())

@@ -148,8 +148,10 @@ class MetadataStore(Protocol):
     ) -> ListPage:
         """Live objects ordered by id (ids sort by creation time), strictly after the cursor id."""
 
-    async def delete_object(self, tenant: str, bucket: str, object_id: str, now: int) -> ObjectRecord | None:
-        """Delete a live object's row and return it, or None if there was none."""
+    async def delete_object(
+        self, tenant: str, bucket: str | None, object_id: str, now: int
+    ) -> ObjectRecord | None:
+        """Delete a live object's row and return it, or None if there was none (``bucket=None``: any)."""
 
     async def take_expired(self, now: int, limit: int) -> list[ObjectRecord]:
         """Delete up to ``limit`` expired rows (any tenant) and return them so their bytes can go."""

@@ -105,7 +105,11 @@ class UploadEngine:
         await self._meta.insert_session(session)
         log.info("upload.created id=%s tenant=%s bucket=%s size=%d", session.id, tenant, bucket, size)
         if size == 0:
-            return await self.append(tenant, bucket, session.id, _empty(), expected_offset=0)
+            try:
+                return await self.append(tenant, bucket, session.id, _empty(), expected_offset=0)
+            except ChecksumMismatch:
+                await self.cancel(tenant, bucket, session.id)  # nothing to retry with an empty body
+                raise
         return AppendResult(session=session, offset=0, completed=None)
 
     async def get(self, tenant: str, bucket: str, session_id: str) -> tuple[UploadSession, int]:
