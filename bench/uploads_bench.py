@@ -1,0 +1,157 @@
+"""Resumable uploads against a single streamed upload, same run, same server.
+
+Starts `cairn serve` on a random port with a fresh data directory beside the repo's filesystem, then
+uploads one file (default 1 GiB) three ways, each several times, and prints MB/s medians, the ratio of
+each way to the single streamed upload, and the server's RSS growth:
+  - single: one streamed multipart POST /v1/files (curl -F);
+  - session: POST /v1/artifacts, then the bytes in 8 MiB appends with Upload-Offset (one keep-alive
+    httpx connection, chunks read from disk as they go);
+  - resumed: the same, but the connection is cut once mid-upload, the offset is read back, and the
+    upload resumes from it (counts re-sent bytes: must be 0 beyond the cut chunk's unacknowledged part).
+Run by hand: .venv/bin/python bench/uploads_bench.py [--mib 1024] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+CHUNK = 8 << 20
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RssPeak(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop = pid, 0, threading.Event()
+
+    def rss(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            time.sleep(0.02)
+
+
+def single(url: str, path: Path) -> None:
+    subprocess.run(
+        ["curl", "-sf", "-o", "/dev/null", "-F", "purpose=batch", "-F", f"file=@{path}", f"{url}/v1/files"],
+        check=True,
+    )
+
+
+def session(url: str, path: Path, *, cut_at: int | None = None) -> int:
+    """Returns the bytes sent beyond the file size (re-sent after a cut)."""
+    size = path.stat().st_size
+    with httpx.Client(base_url=url, timeout=120) as http:
+        created = http.post(
+            "/v1/artifacts",
+            json={"key": f"bench/{time.time_ns()}", "mime_type": "application/x", "size": size},
+        ).json()
+        sent, offset = 0, 0
+        with path.open("rb") as f:
+            while offset < size:
+                f.seek(offset)
+                chunk = f.read(CHUNK)
+                if cut_at is not None and offset <= cut_at < offset + len(chunk):
+                    cut_at = None
+                    half = len(chunk) // 2
+                    raw = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+                    raw.sendall(
+                        f"POST {created['uri']} HTTP/1.1\r\nHost: x\r\nUpload-Offset: {offset}\r\n"
+                        f"Content-Length: {len(chunk)}\r\n\r\n".encode()
+                        + chunk[:half]
+                    )
+                    time.sleep(0.2)
+                    raw.close()
+                    sent += half
+                    time.sleep(0.3)
+                    offset = http.get(created["uri"]).json()["offset"]
+                    continue
+                response = http.post(created["uri"], content=chunk, headers={"Upload-Offset": str(offset)})
+                response.raise_for_status()
+                sent += len(chunk)
+                offset = int(response.headers["upload-offset"])
+    return sent - size
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mib", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="cairn-uploads-bench.", dir=tempfile.gettempdir()))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [str(REPO / ".venv/bin/cairn"), "serve", "--port", str(port), "--data-dir", str(work / "data")],
+        env={**os.environ, "CAIRN_ACCESS_LOG": "false"},
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"{url}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        path = work / "payload.bin"
+        with path.open("wb") as f:
+            for _ in range(args.mib):
+                f.write(os.urandom(1 << 20))
+        size = path.stat().st_size
+        print(f"payload {args.mib} MiB of random bytes, appends of 8 MiB, {args.runs} runs of each way")
+        rss = RssPeak(server.pid)
+        base = rss.rss()
+        rss.start()
+        results: dict[str, list[float]] = {"single": [], "session": [], "resumed": []}
+        resent = []
+        for _ in range(args.runs):
+            for way in results:
+                started = time.perf_counter()
+                if way == "single":
+                    single(url, path)
+                elif way == "session":
+                    session(url, path)
+                else:
+                    resent.append(session(url, path, cut_at=size // 2))
+                results[way].append(size / (time.perf_counter() - started) / 1e6)
+        rss.stop.set()
+        rss.join()
+        single_median = statistics.median(results["single"])
+        for way, figures in results.items():
+            median = statistics.median(figures)
+            runs = ", ".join(f"{x:.0f}" for x in figures)
+            print(f"{way:8s} {median:7.0f} MB/s  ({runs})  ratio to single {median / single_median:.2f}x")
+        print(f"server RSS growth over all runs: {(rss.peak - base) / 2**20:.1f} MiB")
+        print(f"bytes sent twice per resumed upload (cut mid-append, resumed from the offset): {resent}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
