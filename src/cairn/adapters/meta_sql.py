@@ -46,15 +46,23 @@ POSTGRES_MIGRATION_LOCK = 0x6361_6972_6E  # "cairn"
 
 metadata = sa.MetaData()
 
+
+def _placement() -> list[sa.Column[Any]]:
+    """Where an object lives and what it is called: shared by objects and the uploads that make them."""
+    return [
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("tenant", sa.String(64), nullable=False),
+        sa.Column("bucket", sa.String(64), nullable=False),
+        sa.Column("key", sa.String(1024), nullable=False),
+        sa.Column("filename", sa.String(1024), nullable=False),
+        sa.Column("mime_type", sa.String(255), nullable=False),
+    ]
+
+
 objects = sa.Table(
     "objects",
     metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("tenant", sa.String(64), nullable=False),
-    sa.Column("bucket", sa.String(64), nullable=False),
-    sa.Column("key", sa.String(1024), nullable=False),
-    sa.Column("filename", sa.String(1024), nullable=False),
-    sa.Column("mime_type", sa.String(255), nullable=False),
+    *_placement(),
     sa.Column("bytes", sa.BigInteger, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("purpose", sa.String(64), nullable=False),
@@ -75,12 +83,7 @@ api_keys = sa.Table(
 upload_sessions = sa.Table(
     "upload_sessions",
     metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("tenant", sa.String(64), nullable=False),
-    sa.Column("bucket", sa.String(64), nullable=False),
-    sa.Column("key", sa.String(1024), nullable=False),
-    sa.Column("filename", sa.String(1024), nullable=False),
-    sa.Column("mime_type", sa.String(255), nullable=False),
+    *_placement(),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=True),
     sa.Column("purpose", sa.String(64), nullable=False),
