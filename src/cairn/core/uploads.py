@@ -43,6 +43,7 @@ SESSION_ID_PREFIX = "upload-"
 _SESSION_ID = re.compile(r"upload-[0-9a-f]{32}")
 LOCK_WAIT_SECONDS = 10.0
 RELEASE_POLL_SECONDS = 0.25
+MAX_CACHED_HASHERS = 10_000
 EXPIRY_BATCH = 500
 
 
@@ -192,6 +193,8 @@ class UploadEngine:
                     await _stage(appender, hasher, batch)
                     await appender.sync()
                 if hasher is not None:
+                    if len(self._hashers) >= MAX_CACHED_HASHERS:  # abandoned uploads: rehash at completion
+                        self._hashers.clear()
                     self._hashers[session.id] = (appender.offset, hasher)
                 else:
                     self._hashers.pop(session.id, None)
