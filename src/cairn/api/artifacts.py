@@ -3,7 +3,6 @@ through resumable upload sessions. Every artifact is also a file: ``/v1/files/{i
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -14,16 +13,14 @@ from starlette.responses import Response
 from ..core.errors import CairnError, InvalidInput
 from ..core.keys import clean_mime_type, validate_key
 from ..core.records import ObjectRecord, UploadSession
-from ..core.uploads import AppendResult
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses, status_for
-from .http import body_chunks, declared_length, header_int
 from .responses import json_response
+from .sessions import append_body, offset_headers
 
 BUCKET = "artifacts"
 RESERVED = ("sessions", "bulk")
 MAX_LIST_LIMIT = 1000
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$", re.ASCII)
 
 router = APIRouter(prefix="/v1/artifacts", tags=["Artifacts"], responses=error_responses(400, 401, 404, 503))
 
@@ -96,27 +93,6 @@ def upload_status(session: UploadSession, offset: int) -> dict[str, Any]:
     }
 
 
-def _offset_header(result: AppendResult) -> dict[str, str]:
-    return {"Upload-Offset": str(result.offset), "Cache-Control": "no-store"}
-
-
-def _requested_offset(request: Request, size: int) -> int | None:
-    """Where the client says its bytes go: ``Upload-Offset: N`` or ``Content-Range: bytes a-b/total``."""
-    if (offset := header_int(request, "Upload-Offset")) is not None:
-        return offset
-    if (raw := request.headers.get("content-range")) is not None:
-        match = _CONTENT_RANGE.fullmatch(raw.strip())
-        if match is None or int(match[2]) < int(match[1]) or match[3] not in ("*", str(size)):
-            raise InvalidInput(
-                f"Content-Range must be 'bytes first-last/{size}' for this upload.", param="Content-Range"
-            )
-        length = declared_length(request)
-        if length is not None and length != int(match[2]) - int(match[1]) + 1:
-            raise InvalidInput("Content-Range does not match Content-Length.", param="Content-Range")
-        return int(match[1])
-    return None
-
-
 @router.post(
     "", response_model=UploadStatus, summary="Start an artifact upload", responses=error_responses(413, 507)
 )
@@ -132,7 +108,7 @@ async def create_upload(body: CreateUpload, services: ServicesDep, principal: Pr
         size=body.size,
         sha256=body.sha256,
     )
-    return json_response(upload_status(result.session, result.offset), headers=_offset_header(result))
+    return json_response(upload_status(result.session, result.offset), headers=offset_headers(result.offset))
 
 
 @router.post(
@@ -147,25 +123,15 @@ async def create_upload(body: CreateUpload, services: ServicesDep, principal: Pr
 async def append(
     upload_id: str, request: Request, services: ServicesDep, principal: PrincipalDep
 ) -> Response:
-    session, _ = await services.uploads.get(principal.tenant, BUCKET, upload_id)
-    result = await services.uploads.append(
-        principal.tenant,
-        BUCKET,
-        upload_id,
-        body_chunks(request, services.settings.idle_timeout),
-        expected_offset=_requested_offset(request, session.size),
-        length=declared_length(request),
-    )
+    result = await append_body(request, services, principal.tenant, BUCKET, upload_id)
     content = None if result.completed is None else artifact(result.completed)
-    return json_response(content, headers=_offset_header(result))
+    return json_response(content, headers=offset_headers(result.offset))
 
 
 @router.get("/sessions/{upload_id}", response_model=UploadStatus, summary="An upload's offset")
 async def get_upload(upload_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
     session, offset = await services.uploads.get(principal.tenant, BUCKET, upload_id)
-    return json_response(
-        upload_status(session, offset), headers={"Upload-Offset": str(offset), "Cache-Control": "no-store"}
-    )
+    return json_response(upload_status(session, offset), headers=offset_headers(offset))
 
 
 @router.delete("/sessions/{upload_id}", summary="Cancel an upload and drop its staged bytes")

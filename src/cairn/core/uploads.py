@@ -113,8 +113,8 @@ class UploadEngine:
                 raise
         return AppendResult(session=session, offset=0, completed=None)
 
-    async def get(self, tenant: str, bucket: str, session_id: str) -> tuple[UploadSession, int]:
-        """The session and its offset."""
+    async def get(self, tenant: str, bucket: str | None, session_id: str) -> tuple[UploadSession, int]:
+        """The session and its offset. ``bucket=None``: whichever bucket the session targets."""
         session = await self._live(tenant, bucket, session_id)
         offset = session.size if session.object_id else await self._staging.staged_size(session_id)
         return session, offset
@@ -122,7 +122,7 @@ class UploadEngine:
     async def append(
         self,
         tenant: str,
-        bucket: str,
+        bucket: str | None,
         session_id: str,
         chunks: AsyncIterator[bytes],
         *,
@@ -248,7 +248,7 @@ class UploadEngine:
         log.info("upload.completed id=%s object=%s bytes=%d", session.id, object_id, session.size)
         return record
 
-    async def cancel(self, tenant: str, bucket: str, session_id: str) -> None:
+    async def cancel(self, tenant: str, bucket: str | None, session_id: str) -> None:
         await self._live(tenant, bucket, session_id)
         appender = await self._staging.acquire(session_id, LOCK_WAIT_SECONDS)  # an append in flight stops
         try:
@@ -274,11 +274,11 @@ class UploadEngine:
             log.info("upload.expired count=%d", removed)
         return removed
 
-    async def _live(self, tenant: str, bucket: str, session_id: str) -> UploadSession:
+    async def _live(self, tenant: str, bucket: str | None, session_id: str) -> UploadSession:
         session = None
         if _SESSION_ID.fullmatch(session_id):
             session = await self._meta.get_session(tenant, session_id, int(self._clock()))
-        if session is None or session.bucket != bucket:
+        if session is None or bucket not in (None, session.bucket):
             raise NotFound(f"No such upload: '{session_id[:80]}'.", param="upload_id")
         return session
 
