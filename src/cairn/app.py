@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from . import __version__
 from .adapters.blobs_local import LocalBlobStore
 from .adapters.meta_sql import SqlMetadataStore
-from .api import artifacts, openai_files, system
+from .api import artifacts, buckets, openai_files, system
 from .api.deps import Services
 from .api.errors import drop_unused_validation_schema, install_error_handlers
 from .core.auth import ApiKeys, is_loopback_host
@@ -89,6 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(openai_files.router, prefix="/v1")
     app.include_router(openai_files.router, prefix="/v1/openai/v1", include_in_schema=False)
     app.include_router(artifacts.router)
+    app.include_router(buckets.router)
     return app
 
 

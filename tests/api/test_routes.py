@@ -16,6 +16,10 @@ PUBLIC_PATHS = {
     "/v1/artifacts/sessions/{upload_id}": {"get", "post", "delete"},
     "/v1/artifacts/bulk": {"post"},
     "/v1/artifacts/{key}": {"get", "delete"},
+    "/v1/buckets": {"get", "post"},
+    "/v1/buckets/session:{upload_id}": {"get", "post"},
+    "/v1/buckets/{bucket}": {"get"},
+    "/v1/buckets/{bucket}/{key}": {"get", "delete"},
 }
 
 
@@ -33,7 +37,7 @@ def test_openapi_documents_errors_as_the_openai_envelope_never_422(tmp_path) -> 
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             assert "422" not in operation["responses"], (path, method)
-            if path.startswith(("/v1/files", "/v1/artifacts")):
+            if path.startswith(("/v1/files", "/v1/artifacts", "/v1/buckets")):
                 for status in ("400", "401", "404"):
                     content = operation["responses"][status]["content"]["application/json"]
                     assert content["schema"]["$ref"] == envelope, (path, method, status)

@@ -321,6 +321,15 @@ class SqlMetadataStore:
         )
         return await self._db.write(lambda conn: _first_object(conn.execute(statement, {"now": now})))
 
+    async def list_buckets(self, tenant: str, now: int) -> list[str]:
+        query = (
+            sa.select(objects.c.bucket)
+            .where(objects.c.tenant == tenant, _live)
+            .distinct()
+            .order_by(objects.c.bucket)
+        )
+        return await self._db.read(lambda conn: list(conn.execute(query, {"now": now}).scalars()))
+
     async def insert_session(self, session: UploadSession) -> None:
         values = dataclasses.asdict(session)
         await self._db.write(lambda conn: conn.execute(upload_sessions.insert(), values))

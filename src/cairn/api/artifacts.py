@@ -4,7 +4,6 @@ through resumable upload sessions. Every artifact is also a file: ``/v1/files/{i
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,7 +14,7 @@ from ..core.keys import clean_mime_type, validate_key
 from ..core.records import ObjectRecord, UploadSession
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses, status_for
-from .responses import json_response
+from .responses import json_response, key_listing_response
 from .sessions import append_body, offset_headers
 
 BUCKET = "artifacts"
@@ -170,19 +169,14 @@ async def list_artifacts(
     listing = await services.objects.list_keys(
         principal.tenant, BUCKET, prefix=prefix, delimiter=delimiter, start_index=start_index, limit=limit
     )
-    next_url = None
-    if listing.has_more:
-        query = urlencode(
-            {"start_index": start_index + limit, "limit": limit, "prefix": prefix, "delimiter": delimiter}
-        )
-        next_url = f"/v1/artifacts?{query}"
-    return json_response(
-        {
-            "data": [artifact(record) for record in listing.objects],
-            "prefixes": listing.prefixes,
-            "has_more": listing.has_more,
-            "url": next_url,
-        }
+    return key_listing_response(
+        listing,
+        artifact,
+        path="/v1/artifacts",
+        start_index=start_index,
+        limit=limit,
+        prefix=prefix,
+        delimiter=delimiter,
     )
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from starlette.responses import Response
+
+from ..core.objects import KeyListing
+from ..core.records import ObjectRecord
 
 
 def json_response(
@@ -14,4 +18,29 @@ def json_response(
 ) -> Response:
     return Response(
         orjson.dumps(content), status_code=status_code, headers=headers, media_type="application/json"
+    )
+
+
+def key_listing_response(
+    listing: KeyListing,
+    render: Callable[[ObjectRecord], dict[str, Any]],
+    *,
+    path: str,
+    start_index: int,
+    limit: int,
+    prefix: str,
+    delimiter: str,
+) -> Response:
+    """``{data, prefixes, has_more, url}`` where ``url`` is the next page, or null on the last one."""
+    next_url = None
+    if listing.has_more:
+        query = {"start_index": start_index + limit, "limit": limit, "prefix": prefix, "delimiter": delimiter}
+        next_url = f"{path}?{urlencode(query)}"
+    return json_response(
+        {
+            "data": [render(record) for record in listing.objects],
+            "prefixes": listing.prefixes,
+            "has_more": listing.has_more,
+            "url": next_url,
+        }
     )

@@ -71,3 +71,13 @@ def validate_key(key: str, *, reserved: tuple[str, ...] = ()) -> str:
             rule += f"; the first segment may not be {' or '.join(repr(r) for r in reserved)}"
         raise InvalidInput(rule + ".", param="key")
     return key
+
+
+_BUCKET = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+
+
+def validate_bucket(name: str) -> str:
+    """A bucket name: 1-64 characters of ``a-zA-Z0-9_-``."""
+    if not _BUCKET.fullmatch(name):
+        raise InvalidInput("Bucket names are 1-64 characters of a-z, A-Z, 0-9, '_' and '-'.", param="bucket")
+    return name

@@ -217,6 +217,9 @@ class ObjectEngine:
         log.info("object.deleted id=%s tenant=%s", record.id, tenant)
         return record
 
+    async def list_buckets(self, tenant: str) -> list[str]:
+        return await self.meta.list_buckets(tenant, self.now())
+
     async def list_keys(
         self, tenant: str, bucket: str, *, prefix: str, delimiter: str, start_index: int, limit: int
     ) -> KeyListing:

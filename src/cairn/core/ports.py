@@ -115,6 +115,9 @@ class MetadataStore(Protocol):
         self, tenant: str, bucket: str, key: str, now: int
     ) -> ObjectRecord | None: ...
 
+    async def list_buckets(self, tenant: str, now: int) -> list[str]:
+        """Names of the tenant's buckets that hold at least one live object, in byte order."""
+
     async def insert_session(self, session: UploadSession) -> None: ...
 
     async def get_session(self, tenant: str, session_id: str, now: int) -> UploadSession | None:
