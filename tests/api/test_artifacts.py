@@ -299,6 +299,7 @@ def test_append_malformed_offset_headers_are_refused_and_write_nothing(client):
         {"Upload-Offset": "1.5"},
         {"Content-Range": "bytes x-y/10"},
         {"Content-Range": "items 0-4/10"},
+        {"Content-Range": "bytes 0-4/99"},
     ):
         response = client.post(session["uri"], content=b"01234", headers=headers)
         assert response.status_code in (400, 409, 416), (headers, response.status_code, response.text)

@@ -12,6 +12,7 @@ import pytest
 from cairn.core import uploads as uploads_module
 from cairn.core.errors import (
     ChecksumMismatch,
+    InvalidInput,
     Locked,
     NotFound,
     OffsetMismatch,
@@ -195,3 +196,15 @@ async def test_an_empty_upload_with_a_wrong_sha256_leaves_no_session(engine: Obj
     assert await uploads.expire_due() == 0
     clock.now += 7200
     assert await uploads.expire_due() == 0  # there was no session left to expire
+
+
+async def test_an_append_that_names_another_total_size_is_refused(engine: ObjectEngine, clock) -> None:
+    uploads = make_uploads(engine, clock)
+    created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=10)
+    with pytest.raises(InvalidInput):
+        await uploads.append(
+            "t", "b", created.session.id, body(b"01234"), expected_offset=0, expected_size=99
+        )
+    assert (await uploads.get("t", "b", created.session.id))[1] == 0
+    done = await uploads.append("t", "b", created.session.id, body(b"0123456789"), expected_size=10)
+    assert done.completed is not None

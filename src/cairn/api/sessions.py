@@ -18,33 +18,33 @@ def offset_headers(offset: int) -> dict[str, str]:
     return {"Upload-Offset": str(offset), "Cache-Control": "no-store"}
 
 
-def requested_offset(request: Request, size: int) -> int | None:
-    """Where the client says its bytes go: ``Upload-Offset: N`` or ``Content-Range: bytes a-b/total``."""
+def requested_offset(request: Request) -> tuple[int | None, int | None]:
+    """Where the client says its bytes go, and the total size it says the upload has, from
+    ``Upload-Offset: N`` or ``Content-Range: bytes first-last/total`` (``total`` may be ``*``)."""
     if (offset := header_int(request, "Upload-Offset")) is not None:
-        return offset
+        return offset, None
     if (raw := request.headers.get("content-range")) is not None:
         match = _CONTENT_RANGE.fullmatch(raw.strip())
-        if match is None or int(match[2]) < int(match[1]) or match[3] not in ("*", str(size)):
-            raise InvalidInput(
-                f"Content-Range must be 'bytes first-last/{size}' for this upload.", param="Content-Range"
-            )
+        if match is None or int(match[2]) < int(match[1]):
+            raise InvalidInput("Content-Range must be 'bytes first-last/total'.", param="Content-Range")
         length = declared_length(request)
         if length is not None and length != int(match[2]) - int(match[1]) + 1:
             raise InvalidInput("Content-Range does not match Content-Length.", param="Content-Range")
-        return int(match[1])
-    return None
+        return int(match[1]), None if match[3] == "*" else int(match[3])
+    return None, None
 
 
 async def append_body(
     request: Request, services: Services, tenant: str, bucket: str | None, upload_id: str
 ) -> AppendResult:
     """Append the request body to an upload session where the client says it goes."""
-    session, _ = await services.uploads.get(tenant, bucket, upload_id)
+    offset, total = requested_offset(request)
     return await services.uploads.append(
         tenant,
         bucket,
         upload_id,
         body_chunks(request, services.settings.idle_timeout),
-        expected_offset=requested_offset(request, session.size),
+        expected_offset=offset,
+        expected_size=total,
         length=declared_length(request),
     )

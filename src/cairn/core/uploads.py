@@ -127,9 +127,14 @@ class UploadEngine:
         chunks: AsyncIterator[bytes],
         *,
         expected_offset: int | None = None,
+        expected_size: int | None = None,
         length: int | None = None,
     ) -> AppendResult:
         session = await self._live(tenant, bucket, session_id)
+        if expected_size is not None and expected_size != session.size:
+            raise InvalidInput(
+                f"This upload's size is {session.size}, not {expected_size}.", param="Content-Range"
+            )
         if session.object_id is not None:
             raise UploadCompleted("This upload is already complete.")
         appender = await self._staging.acquire(session_id, LOCK_WAIT_SECONDS)
