@@ -21,7 +21,7 @@ from cairn.core.errors import (
     UploadInterrupted,
 )
 from cairn.core.objects import ObjectEngine
-from cairn.core.uploads import UploadEngine
+from cairn.core.uploads import ChunkDigest, UploadEngine
 
 pytestmark = pytest.mark.anyio
 
@@ -208,3 +208,104 @@ async def test_an_append_that_names_another_total_size_is_refused(engine: Object
     assert (await uploads.get("t", "b", created.session.id))[1] == 0
     done = await uploads.append("t", "b", created.session.id, body(b"0123456789"), expected_size=10)
     assert done.completed is not None
+
+
+async def test_an_append_with_a_chunk_digest_counts_only_if_it_matches(engine: ObjectEngine, clock) -> None:
+    uploads = make_uploads(engine, clock)
+    data = os.urandom(2_500_000)
+    created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=len(data))
+    first = data[:1_500_000]
+    right = ChunkDigest("sha1", hashlib.sha1(first).digest())
+    wrong = ChunkDigest("md5", hashlib.md5(b"something else").digest())
+    with pytest.raises(ChecksumMismatch):
+        await uploads.append("t", "b", created.session.id, body(first), chunk_digest=wrong)
+    assert (await uploads.get("t", "b", created.session.id))[1] == 0
+    await uploads.append(
+        "t", "b", created.session.id, body(first[:700_000], first[700_000:]), chunk_digest=right
+    )
+    assert (await uploads.get("t", "b", created.session.id))[1] == 1_500_000
+    rest = data[1_500_000:]
+    done = await uploads.append(
+        "t",
+        "b",
+        created.session.id,
+        body(rest),
+        chunk_digest=ChunkDigest("sha256", hashlib.sha256(rest).digest()),
+    )
+    assert done.completed is not None and done.completed.sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_chunk_with_a_digest_cut_short_keeps_nothing(engine: ObjectEngine, clock) -> None:
+    uploads = make_uploads(engine, clock)
+    created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=3_000_000)
+    chunk = os.urandom(2_000_000)
+
+    async def cut() -> AsyncIterator[bytes]:
+        yield chunk[:1_500_000]
+        raise ConnectionResetError("client went away")
+
+    with pytest.raises(ConnectionResetError):
+        await uploads.append(
+            "t",
+            "b",
+            created.session.id,
+            cut(),
+            chunk_digest=ChunkDigest("sha1", hashlib.sha1(chunk).digest()),
+        )
+    assert (await uploads.get("t", "b", created.session.id))[1] == 0
+
+
+async def test_parts_in_any_order_join_in_the_order_given(engine: ObjectEngine, clock) -> None:
+    uploads = make_uploads(engine, clock)
+    pieces = [os.urandom(n) for n in (1_300_000, 5, 2_000_000)]
+    data = b"".join(pieces)
+    created = await uploads.create(
+        tenant="t",
+        bucket="b",
+        key=None,
+        mime_type="a/b",
+        size=len(data),
+        filename="x.bin",
+        object_expires_after=3600,
+    )
+    upload_id = created.session.id
+    ids = [""] * 3
+    async with anyio.create_task_group() as parallel:
+
+        async def add(i: int) -> None:
+            ids[i] = await uploads.add_part("t", "b", upload_id, body(pieces[i]), max_bytes=4_000_000)
+
+        for i in (2, 0, 1):
+            parallel.start_soon(add, i)
+    with pytest.raises(InvalidInput, match="2000005 bytes"):
+        await uploads.complete_parts("t", "b", upload_id, ids[1:])
+    with pytest.raises(InvalidInput, match="twice"):
+        await uploads.complete_parts("t", "b", upload_id, [ids[0], ids[0], ids[2]])
+    with pytest.raises(InvalidInput, match="No such part"):
+        await uploads.complete_parts("t", "b", upload_id, [ids[0], ids[1], "part-../../x"])
+    with pytest.raises(ChecksumMismatch):
+        await uploads.complete_parts("t", "b", upload_id, ids, md5=hashlib.md5(b"no").hexdigest())
+    record = await uploads.complete_parts("t", "b", upload_id, ids, md5=hashlib.md5(data).hexdigest())
+    assert record.key == record.id and record.filename == "x.bin"
+    assert record.expires_at == record.created_at + 3600
+    assert record.sha256 == hashlib.sha256(data).hexdigest()
+    assert await read_all(engine, record) == data
+    assert await engine.blobs.part_sizes(upload_id) == {}  # type: ignore[attr-defined]
+    with pytest.raises(UploadCompleted):
+        await uploads.add_part("t", "b", upload_id, body(b"late"), max_bytes=10)
+
+
+async def test_parts_may_not_outgrow_the_upload(engine: ObjectEngine, clock) -> None:
+    uploads = make_uploads(engine, clock)
+    created = await uploads.create(tenant="t", bucket="b", key=None, mime_type="a/b", size=10, filename="f")
+    upload_id = created.session.id
+    with pytest.raises(TooLarge, match="at most 4 bytes"):
+        await uploads.add_part("t", "b", upload_id, body(b"12345"), max_bytes=4)
+    await uploads.add_part("t", "b", upload_id, body(b"123456"), max_bytes=8)
+    with pytest.raises(TooLarge, match="declared size"):
+        await uploads.add_part("t", "b", upload_id, body(b"12", b"345"), max_bytes=8)
+    assert sorted((await engine.blobs.part_sizes(upload_id)).values()) == [6]  # type: ignore[attr-defined]
+    with pytest.raises(NotFound):
+        await uploads.add_part("other", "b", upload_id, body(b"1"), max_bytes=8)
+    await uploads.cancel("t", "b", upload_id)
+    assert await engine.blobs.part_sizes(upload_id) == {}  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ Layout under the data directory::
     sessions/<upload id>         an upload session's staged bytes; its size is the session's offset;
                                  the request appending to it holds an exclusive flock on it
     sessions/<upload id>.release present while another request asks the holder to let go
+    sessions/<upload id>.parts/<part id>   parts of an upload that arrives in parts (OpenAI Uploads)
     blobs/<id[-2:]>/<id[-4:-2]>/<id>   committed blobs, named by object id only
 
 Commit is fsync(file) → rename(staging → blobs/…) → fsync(directory): a blob is either wholly there or
@@ -22,12 +23,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import logging
 import os
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
@@ -70,11 +72,24 @@ def _raise_storage_error(exc: OSError) -> None:
     raise exc
 
 
-class LocalBlobWriter:
-    """Opens its staging file with the first write (or at commit), saving a thread hop per object."""
+async def _read_file(path: Path) -> AsyncIterator[bytes]:
+    fd = await anyio.to_thread.run_sync(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        position = 0
+        while data := await anyio.to_thread.run_sync(os.pread, fd, READ_CHUNK_BYTES, position):
+            position += len(data)
+            yield data
+    finally:
+        os.close(fd)
 
-    def __init__(self, store: LocalBlobStore) -> None:
+
+class LocalBlobWriter:
+    """Opens its staging file with the first write (or at commit), saving a thread hop per object.
+    ``target`` names the committed file: a blob, or a part of an upload session."""
+
+    def __init__(self, store: LocalBlobStore, target: Callable[[str], Path]) -> None:
         self._store = store
+        self._target = target
         self._path = store.staging_dir / f"{secrets.token_hex(16)}.part"
         self._fd: int | None = None
         self._done = False
@@ -103,7 +118,7 @@ class LocalBlobWriter:
         if self._fd is None:
             self._fd = _open_staging(self._path)
         fd, self._fd = self._fd, None
-        self._store._commit_staged(fd, self._path, blob_id)
+        self._store._commit_staged(fd, self._path, self._target(blob_id))
 
     async def abort(self) -> None:
         self._done = True
@@ -202,33 +217,47 @@ class LocalBlobStore:
             return 0
         return stat.st_size
 
-    async def read_staged(self, session_id: str) -> AsyncIterator[bytes]:
-        path = self._session_path(session_id)
-        fd = await anyio.to_thread.run_sync(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            position = 0
-            while data := await anyio.to_thread.run_sync(os.pread, fd, READ_CHUNK_BYTES, position):
-                position += len(data)
+    def read_staged(self, session_id: str) -> AsyncIterator[bytes]:
+        return _read_file(self._session_path(session_id))
+
+    def _parts_dir(self, session_id: str) -> Path:
+        return self._session_path(session_id).with_suffix(".parts")
+
+    async def stage_part(self, session_id: str) -> LocalBlobWriter:
+        return LocalBlobWriter(self, lambda part_id: self._parts_dir(session_id) / part_id)
+
+    async def part_sizes(self, session_id: str) -> dict[str, int]:
+        def scan() -> dict[str, int]:
+            try:
+                return {e.name: e.stat().st_size for e in os.scandir(self._parts_dir(session_id))}
+            except FileNotFoundError:
+                return {}
+
+        return await anyio.to_thread.run_sync(scan)
+
+    async def read_parts(self, session_id: str, part_ids: list[str]) -> AsyncIterator[bytes]:
+        for part_id in part_ids:
+            async for data in _read_file(self._parts_dir(session_id) / part_id):
                 yield data
-        finally:
-            os.close(fd)
 
     async def discard(self, session_id: str) -> None:
         path = self._session_path(session_id)
         for stale in (path, path.with_suffix(".release")):
             with contextlib.suppress(FileNotFoundError):
                 await anyio.to_thread.run_sync(stale.unlink)
+        await anyio.to_thread.run_sync(
+            functools.partial(shutil.rmtree, self._parts_dir(session_id), ignore_errors=True)
+        )
 
     def blob_path(self, blob_id: str) -> Path:
         return self.blobs_dir / blob_id[-2:] / blob_id[-4:-2] / blob_id
 
     async def stage(self) -> LocalBlobWriter:
-        return LocalBlobWriter(self)
+        return LocalBlobWriter(self, self.blob_path)
 
-    def _commit_staged(self, fd: int, path: Path, blob_id: str) -> None:
+    def _commit_staged(self, fd: int, path: Path, target: Path) -> None:
         try:
             os.fsync(fd)
-            target = self.blob_path(blob_id)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(path, target)
             _fsync_dir(target.parent)

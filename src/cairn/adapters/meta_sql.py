@@ -90,6 +90,7 @@ upload_sessions = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False),
     sa.Column("object_id", sa.String(64), nullable=True),
+    sa.Column("object_expires_after", sa.BigInteger, nullable=True),
 )
 
 # Keys hold only ASCII below 0x7f (core.keys), so every key with a prefix sorts below prefix + 0x7f.

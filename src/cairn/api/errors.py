@@ -1,10 +1,14 @@
 """Error envelopes. Every failure, from the engine, from request validation or from a bug, leaves as
-the envelope of the API family it happened in, and no traceback ever reaches a client."""
+the envelope of the API family it happened in, and no traceback ever reaches a client.
+
+A family is a path prefix with its own renderer (the workspace face answers ``{"success": false, …}``,
+tus answers plain text); every other path gets the OpenAI envelope."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -100,6 +104,10 @@ def status_for(exc: CairnError) -> int:
     return 500
 
 
+class ErrorRenderer(Protocol):
+    def __call__(self, status: int, message: str, *, code: str, param: str | None = None) -> Response: ...
+
+
 def openai_error(status: int, message: str, *, code: str, param: str | None = None) -> Response:
     """The OpenAI envelope: ``{"error": {"message", "type", "param", "code"}}``."""
     kind = OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
@@ -112,12 +120,20 @@ def openai_error(status: int, message: str, *, code: str, param: str | None = No
     return json_response(body, status_code=status, headers=headers)
 
 
-async def _cairn_error(_request: Request, exc: Exception) -> Response:
+def _renderer(request: Request) -> ErrorRenderer:
+    path = request.url.path
+    for prefix, render in request.app.state.error_families.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return render  # type: ignore[no-any-return]
+    return openai_error
+
+
+async def _cairn_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CairnError)
     status = status_for(exc)
     if status >= 500:
         log.warning("request.failed code=%s message=%s", exc.code, exc.message, exc_info=exc.__cause__)
-    response = openai_error(status, exc.message, code=exc.code, param=exc.param)
+    response = _renderer(request)(status, exc.message, code=exc.code, param=exc.param)
     if isinstance(exc, OffsetMismatch | UploadInterrupted):
         response.headers["Upload-Offset"] = str(exc.current)
     if isinstance(exc, RequestTimeout | TooLarge):
@@ -126,20 +142,20 @@ async def _cairn_error(_request: Request, exc: Exception) -> Response:
     return response
 
 
-async def _validation_error(_request: Request, exc: Exception) -> Response:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     location = [str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body", "header")]
     param = ".".join(location) or None
     message = f"Invalid value for '{param}': {first.get('msg', 'invalid')}." if param else "Invalid request."
-    return openai_error(400, message, code="invalid_request", param=param)
+    return _renderer(request)(400, message, code="invalid_request", param=param)
 
 
-async def _http_error(_request: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
     message = "No such route." if exc.status_code == 404 else str(exc.detail)
-    response = openai_error(exc.status_code, message, code=codes.get(exc.status_code, "http_error"))
+    response = _renderer(request)(exc.status_code, message, code=codes.get(exc.status_code, "http_error"))
     response.headers.update(exc.headers or {})
     return response
 
@@ -148,17 +164,19 @@ async def _client_disconnected(request: Request, exc: Exception) -> Response:
     """A client that goes away mid-body is routine, not a crash: the staged bytes are already dropped
     and the answer goes nowhere (the server discards sends to a closed connection)."""
     log.info("request.aborted method=%s path=%s reason=client_disconnected", request.method, request.url.path)
-    return openai_error(
+    return _renderer(request)(
         400, "The client disconnected before the request was complete.", code="client_disconnected"
     )
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("request.crashed method=%s path=%s", request.method, request.url.path, exc_info=exc)
-    return openai_error(500, "The server had an internal error.", code="internal_error")
+    return _renderer(request)(500, "The server had an internal error.", code="internal_error")
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, families: Mapping[str, ErrorRenderer] | None = None) -> None:
+    """``families``: path prefix → renderer for the faces that do not speak the OpenAI envelope."""
+    app.state.error_families = dict(families or {})
     app.add_exception_handler(CairnError, _cairn_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -81,7 +81,18 @@ class SessionStaging(Protocol):
 
     def read_staged(self, session_id: str) -> AsyncIterator[bytes]: ...
 
-    async def discard(self, session_id: str) -> None: ...
+    async def stage_part(self, session_id: str) -> BlobWriter:
+        """A writer for one part of a session that arrives in parts, in any order and in parallel;
+        ``commit(part_id)`` makes it a part of the session."""
+
+    async def part_sizes(self, session_id: str) -> dict[str, int]:
+        """The session's committed parts and their sizes."""
+
+    def read_parts(self, session_id: str, part_ids: list[str]) -> AsyncIterator[bytes]:
+        """The bytes of these parts, one after another."""
+
+    async def discard(self, session_id: str) -> None:
+        """Drop the session's staged bytes and parts."""
 
 
 class LiveCheck(Protocol):

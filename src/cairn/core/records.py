@@ -56,3 +56,5 @@ class UploadSession:
     created_at: int
     expires_at: int
     object_id: str | None
+    object_expires_after: int | None = None
+    """Seconds the completed object lives; None: until deleted."""

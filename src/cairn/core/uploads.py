@@ -41,10 +41,19 @@ log = logging.getLogger("cairn.uploads")
 
 SESSION_ID_PREFIX = "upload-"
 _SESSION_ID = re.compile(r"upload-[0-9a-f]{32}")
+PART_ID_PREFIX = "part-"
 LOCK_WAIT_SECONDS = 10.0
 RELEASE_POLL_SECONDS = 0.25
 MAX_CACHED_HASHERS = 10_000
 EXPIRY_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkDigest:
+    """A digest one append's body must match (tus ``Upload-Checksum``)."""
+
+    algorithm: str  # a hashlib name
+    digest: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +85,15 @@ class UploadEngine:
         *,
         tenant: str,
         bucket: str,
-        key: str,
+        key: str | None,
         mime_type: str,
         size: int,
         filename: str | None = None,
         sha256: str | None = None,
         purpose: str | None = None,
+        object_expires_after: int | None = None,
     ) -> AppendResult:
+        """``key=None``: the object will be keyed by its own id, like a file of the Files API."""
         if size < 0:
             raise InvalidInput("size must not be negative.", param="size")
         if sha256 is not None and (len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256)):
@@ -93,8 +104,8 @@ class UploadEngine:
             id=f"{SESSION_ID_PREFIX}{secrets.token_hex(16)}",
             tenant=tenant,
             bucket=bucket,
-            key=key,
-            filename=filename or key.rsplit("/", 1)[-1],
+            key=key or "",
+            filename=filename or (key or "").rsplit("/", 1)[-1] or "upload",
             mime_type=mime_type,
             size=size,
             sha256=sha256,
@@ -102,6 +113,7 @@ class UploadEngine:
             created_at=now,
             expires_at=now + self._expires_after,
             object_id=None,
+            object_expires_after=object_expires_after,
         )
         await self._meta.insert_session(session)
         log.info("upload.created id=%s tenant=%s bucket=%s size=%d", session.id, tenant, bucket, size)
@@ -129,14 +141,15 @@ class UploadEngine:
         expected_offset: int | None = None,
         expected_size: int | None = None,
         length: int | None = None,
+        chunk_digest: ChunkDigest | None = None,
     ) -> AppendResult:
-        session = await self._live(tenant, bucket, session_id)
+        """Append ``chunks`` at the staged offset. With ``chunk_digest`` the append counts only if the
+        whole body arrived and hashes to it; otherwise nothing of it is kept."""
+        session = await self._pending(tenant, bucket, session_id)
         if expected_size is not None and expected_size != session.size:
             raise InvalidInput(
                 f"This upload's size is {session.size}, not {expected_size}.", param="Content-Range"
             )
-        if session.object_id is not None:
-            raise UploadCompleted("This upload is already complete.")
         appender = await self._staging.acquire(session_id, LOCK_WAIT_SECONDS)
         try:
             start = appender.offset
@@ -145,7 +158,7 @@ class UploadEngine:
             remaining = session.size - start
             if length is not None and length > remaining:
                 raise TooLarge(f"{length} bytes sent, but only {remaining} remain of the declared size.")
-            await self._receive(session, appender, chunks, remaining)
+            await self._receive(session, appender, chunks, remaining, chunk_digest)
             if appender.offset < session.size:
                 return AppendResult(session=session, offset=appender.offset, completed=None)
             record = await self._complete(session, appender)
@@ -155,15 +168,21 @@ class UploadEngine:
                 await appender.release()
 
     async def _receive(
-        self, session: UploadSession, appender: SessionAppender, chunks: AsyncIterator[bytes], remaining: int
+        self,
+        session: UploadSession,
+        appender: SessionAppender,
+        chunks: AsyncIterator[bytes],
+        remaining: int,
+        chunk_digest: ChunkDigest | None = None,
     ) -> None:
         """Write the body in large batches; keep what arrived if it breaks off, drop it all if it
-        overruns the declared size."""
+        overruns the declared size or does not match ``chunk_digest``."""
         start = appender.offset
         hasher = self._hasher_at(session.id, start)
+        checker = None if chunk_digest is None else hashlib.new(chunk_digest.algorithm)
         received = 0
         batch = bytearray()
-        overrun = False
+        discard = checker is not None  # until the whole body arrived and matched
         failure: Exception | None = None
         superseded = anyio.Event()
         try:
@@ -173,29 +192,37 @@ class UploadEngine:
                     async for chunk in chunks:
                         received += len(chunk)
                         if received > remaining:
-                            overrun = True
+                            discard = True
                             raise TooLarge(
                                 f"More than the {remaining} remaining bytes of the declared size arrived."
                             )
                         batch += chunk
                         if len(batch) >= STAGE_BATCH_BYTES:
                             with anyio.CancelScope(shield=True):  # a release stops the reading, not a write
-                                await _stage(appender, hasher, batch)
+                                await _stage(appender, (hasher, checker), batch)
                             batch = bytearray()
+                    if checker is not None and chunk_digest is not None:
+                        await anyio.to_thread.run_sync(checker.update, batch)
+                        if checker.digest() != chunk_digest.digest:
+                            raise ChecksumMismatch(
+                                f"The bytes do not match their {chunk_digest.algorithm} checksum.",
+                                param=chunk_digest.algorithm,
+                            )
+                        discard = False
                 except Exception as exc:
                     failure = exc
                 watch.cancel_scope.cancel()
             if failure is not None:
                 raise failure
             if superseded.is_set():
-                raise UploadInterrupted(appender.offset + len(batch))
+                raise UploadInterrupted(start if discard else appender.offset + len(batch))
         finally:
             with anyio.CancelScope(shield=True):
-                if overrun:
+                if discard:
                     await appender.truncate(start)
                     hasher = None
                 else:
-                    await _stage(appender, hasher, batch)
+                    await _stage(appender, (hasher,), batch)
                     await appender.sync()
                 if hasher is not None:
                     if len(self._hashers) >= MAX_CACHED_HASHERS:  # abandoned uploads: rehash at completion
@@ -230,14 +257,16 @@ class UploadEngine:
             id=object_id,
             tenant=session.tenant,
             bucket=session.bucket,
-            key=session.key,
+            key=session.key or object_id,
             filename=session.filename,
             mime_type=session.mime_type,
             bytes=session.size,
             sha256=digest,
             purpose=session.purpose,
             created_at=now_ms // 1000,
-            expires_at=None,
+            expires_at=None
+            if session.object_expires_after is None
+            else now_ms // 1000 + session.object_expires_after,
         )
         await appender.publish(object_id)
         try:
@@ -252,6 +281,87 @@ class UploadEngine:
             await self._objects.blobs.delete(replaced.id)
         log.info("upload.completed id=%s object=%s bytes=%d", session.id, object_id, session.size)
         return record
+
+    async def add_part(
+        self,
+        tenant: str,
+        bucket: str | None,
+        session_id: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        max_bytes: int,
+        length: int | None = None,
+    ) -> str:
+        """Stage one part of an upload that arrives in parts (any order, in parallel); returns its id.
+        Parts together may not hold more than the upload's size; nothing of a refused part is kept."""
+        session = await self._pending(tenant, bucket, session_id)
+        staged = sum((await self._staging.part_sizes(session_id)).values())
+        limit = min(max_bytes, session.size - staged)
+        if length is not None and length > limit:
+            raise TooLarge(_part_too_large(limit, max_bytes))
+        writer = await self._staging.stage_part(session_id)
+        part_id = f"{PART_ID_PREFIX}{secrets.token_hex(16)}"
+        try:
+            received = 0
+            batch = bytearray()
+            async for chunk in chunks:
+                received += len(chunk)
+                if received > limit:
+                    raise TooLarge(_part_too_large(limit, max_bytes))
+                batch += chunk
+                if len(batch) >= STAGE_BATCH_BYTES:
+                    await writer.write(batch)
+                    batch = bytearray()
+            if batch:
+                await writer.write(batch)
+            await writer.commit(part_id)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await writer.abort()
+            raise
+        if await self._meta.get_session(tenant, session_id, int(self._clock())) is None:
+            await self._staging.discard(session_id)  # cancelled or expired while the part arrived
+            raise NotFound(f"No such upload: '{session_id}'.", param="upload_id")
+        return part_id
+
+    async def complete_parts(
+        self,
+        tenant: str,
+        bucket: str | None,
+        session_id: str,
+        part_ids: list[str],
+        *,
+        md5: str | None = None,
+    ) -> ObjectRecord:
+        """Join the parts in the order given into the object. The parts must hold exactly the upload's
+        size; with ``md5`` the joined bytes must match it. A refused completion keeps the parts."""
+        session = await self._pending(tenant, bucket, session_id)
+        if len(set(part_ids)) != len(part_ids):
+            raise InvalidInput("part_ids must not name a part twice.", param="part_ids")
+        sizes = await self._staging.part_sizes(session_id)
+        for part_id in part_ids:
+            if part_id not in sizes:
+                raise InvalidInput(f"No such part of this upload: '{part_id[:80]}'.", param="part_ids")
+        total = sum(sizes[part_id] for part_id in part_ids)
+        if total != session.size:
+            raise InvalidInput(
+                f"The parts hold {total} bytes, but the upload was created for {session.size}.",
+                param="part_ids",
+            )
+        if md5 is not None and not re.fullmatch(r"[0-9a-fA-F]{32}", md5):
+            raise InvalidInput("md5 must be 32 hex digits.", param="md5")
+        digest = None if md5 is None else ChunkDigest("md5", bytes.fromhex(md5))
+        appender = await self._staging.acquire(session_id, LOCK_WAIT_SECONDS)
+        try:
+            if appender.offset:  # an earlier completion stopped part way: the parts are the source
+                await appender.truncate(0)
+            await self._receive(
+                session, appender, self._staging.read_parts(session_id, part_ids), session.size, digest
+            )
+            return await self._complete(session, appender)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await appender.release()
 
     async def cancel(self, tenant: str, bucket: str | None, session_id: str) -> None:
         await self._live(tenant, bucket, session_id)
@@ -279,6 +389,12 @@ class UploadEngine:
             log.info("upload.expired count=%d", removed)
         return removed
 
+    async def _pending(self, tenant: str, bucket: str | None, session_id: str) -> UploadSession:
+        session = await self._live(tenant, bucket, session_id)
+        if session.object_id is not None:
+            raise UploadCompleted("This upload is already complete.")
+        return session
+
     async def _live(self, tenant: str, bucket: str | None, session_id: str) -> UploadSession:
         session = None
         if _SESSION_ID.fullmatch(session_id):
@@ -300,13 +416,21 @@ async def _stop_when_release_requested(
     scope.cancel()
 
 
-async def _stage(appender: SessionAppender, hasher: hashlib._Hash | None, batch: bytearray) -> None:
+async def _stage(
+    appender: SessionAppender, hashers: tuple[hashlib._Hash | None, ...], batch: bytearray
+) -> None:
+    """Write a batch while the hashers that are set take it in, in parallel threads."""
     if not batch:
         return
-    if hasher is None:
-        await appender.write(batch)
-    else:
-        await asyncio.gather(anyio.to_thread.run_sync(hasher.update, batch), appender.write(batch))
+    await asyncio.gather(
+        appender.write(batch), *(anyio.to_thread.run_sync(h.update, batch) for h in hashers if h is not None)
+    )
+
+
+def _part_too_large(limit: int, max_bytes: int) -> str:
+    if limit < max_bytes:
+        return f"This part would take the upload past its declared size: at most {limit} more bytes fit."
+    return f"A part may hold at most {max_bytes} bytes."
 
 
 async def _empty() -> AsyncIterator[bytes]:
