@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import sqlite3
 import threading
 import time
 from typing import Any
@@ -18,6 +17,7 @@ from _support import (
     assert_no_traceback,
     assert_openai_error,
     auth,
+    backdate_session,
     blob_files,
     sha256,
     staging_files,
@@ -442,27 +442,10 @@ def test_session_delete_then_session_is_404(client):
     assert_openai_error(client.get("/v1/artifacts/dropped"), 404)
 
 
-async def _backdate_session(database_url: str, session_id: str) -> None:
-    """Make a session's expiry lie in the past, as if its lifetime had run out (the periodic sweep
-    is an hour away in these servers, so only the read-time check can refuse it)."""
-    statement = "UPDATE upload_sessions SET expires_at = 1 WHERE id = "
-    if database_url.startswith("sqlite"):
-        with sqlite3.connect(database_url.split(":///", 1)[1]) as db:
-            assert db.execute(statement + "?", (session_id,)).rowcount == 1
-        return
-    import asyncpg
-
-    conn = await asyncpg.connect(database_url)
-    try:
-        assert await conn.execute(statement + "$1", session_id) == "UPDATE 1"
-    finally:
-        await conn.close()
-
-
 def test_expired_session_is_404(server, client):
     session = _create(client, "late", 10)
     assert _append(client, session, b"01234").status_code == 200
-    asyncio.run(_backdate_session(server.settings.resolved_database_url, session["id"]))
+    asyncio.run(backdate_session(server.settings.resolved_database_url, session["id"]))
     assert_openai_error(client.get(session["uri"]), 404)
     assert_openai_error(_append(client, session, b"56789"), 404)
     assert_openai_error(_append(client, session, b"56789", offset=5), 404)

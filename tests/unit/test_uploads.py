@@ -309,3 +309,25 @@ async def test_parts_may_not_outgrow_the_upload(engine: ObjectEngine, clock) -> 
         await uploads.add_part("other", "b", upload_id, body(b"1"), max_bytes=8)
     await uploads.cancel("t", "b", upload_id)
     assert await engine.blobs.part_sizes(upload_id) == {}  # type: ignore[attr-defined]
+
+
+async def test_an_append_that_waited_for_a_completing_one_reports_completed(
+    engine: ObjectEngine, clock
+) -> None:
+    uploads = make_uploads(engine, clock)
+    created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=4)
+    upload_id = created.session.id
+    release = anyio.Event()
+
+    async def slow_tail() -> AsyncIterator[bytes]:
+        yield b"ab"
+        await release.wait()
+        yield b"cd"
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(uploads.append, "t", "b", upload_id, slow_tail())
+        await anyio.sleep(0.1)
+        with pytest.raises(UploadCompleted):  # the holder is asked to let go, but completes first
+            release.set()
+            await uploads.append("t", "b", upload_id, body(b"cd"), expected_offset=2)
+    assert not (engine.blobs.root / "sessions" / upload_id).exists()  # type: ignore[attr-defined]

@@ -226,6 +226,10 @@ class LocalBlobStore:
     async def stage_part(self, session_id: str) -> LocalBlobWriter:
         return LocalBlobWriter(self, lambda part_id: self._parts_dir(session_id) / part_id)
 
+    async def drop_part(self, session_id: str, part_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            await anyio.to_thread.run_sync((self._parts_dir(session_id) / part_id).unlink)
+
     async def part_sizes(self, session_id: str) -> dict[str, int]:
         def scan() -> dict[str, int]:
             try:

@@ -72,7 +72,7 @@ def file_object(record: ObjectRecord) -> dict[str, Any]:
     }
 
 
-def _purpose(fields: dict[str, str]) -> str:
+def purpose_of(fields: dict[str, str]) -> str:
     purpose = fields.get("purpose")
     if purpose is None:
         raise InvalidInput("Missing required parameter: 'purpose'.", param="purpose")
@@ -159,7 +159,7 @@ async def create_file(request: Request, services: ServicesDep, principal: Princi
         nonlocal staged, upload
         sanitize_filename(part.filename)
         if "purpose" in fields_so_far:
-            _purpose(fields_so_far)
+            purpose_of(fields_so_far)
         _expires_after(fields_so_far)
         upload = part
         staged = await engine.stage(data)
@@ -179,7 +179,7 @@ async def create_file(request: Request, services: ServicesDep, principal: Princi
             mime_type=clean_mime_type(upload.content_type)
             or mimetypes.guess_type(filename)[0]
             or "application/octet-stream",
-            purpose=_purpose(fields),
+            purpose=purpose_of(fields),
             expires_after=_expires_after(fields),
         )
     except BaseException:

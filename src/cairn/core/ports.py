@@ -85,6 +85,8 @@ class SessionStaging(Protocol):
         """A writer for one part of a session that arrives in parts, in any order and in parallel;
         ``commit(part_id)`` makes it a part of the session."""
 
+    async def drop_part(self, session_id: str, part_id: str) -> None: ...
+
     async def part_sizes(self, session_id: str) -> dict[str, int]:
         """The session's committed parts and their sizes."""
 
@@ -118,9 +120,18 @@ class MetadataStore(Protocol):
     ) -> ObjectRecord | None: ...
 
     async def list_objects_by_key(
-        self, tenant: str, bucket: str, *, prefix: str, start_after: str | None, limit: int, now: int
+        self,
+        tenant: str,
+        bucket: str,
+        *,
+        prefix: str,
+        start_after: str | None,
+        limit: int,
+        now: int,
+        start_at: str | None = None,
     ) -> ListPage:
-        """Live objects whose key starts with ``prefix``, in key order, strictly after ``start_after``."""
+        """Live objects whose key starts with ``prefix``, in bytewise key order, strictly after
+        ``start_after`` and from ``start_at`` on."""
 
     async def delete_object_by_key(
         self, tenant: str, bucket: str, key: str, now: int

@@ -150,7 +150,7 @@ class UploadEngine:
             raise InvalidInput(
                 f"This upload's size is {session.size}, not {expected_size}.", param="Content-Range"
             )
-        appender = await self._staging.acquire(session_id, LOCK_WAIT_SECONDS)
+        appender = await self._acquire_pending(session)
         try:
             start = appender.offset
             if expected_offset is not None and expected_offset != start:
@@ -324,6 +324,10 @@ class UploadEngine:
             raise NotFound(f"No such upload: '{session_id}'.", param="upload_id")
         return part_id
 
+    async def drop_part(self, session_id: str, part_id: str) -> None:
+        """Forget a part just added whose request then failed."""
+        await self._staging.drop_part(session_id, part_id)
+
     async def complete_parts(
         self,
         tenant: str,
@@ -351,7 +355,7 @@ class UploadEngine:
         if md5 is not None and not re.fullmatch(r"[0-9a-fA-F]{32}", md5):
             raise InvalidInput("md5 must be 32 hex digits.", param="md5")
         digest = None if md5 is None else ChunkDigest("md5", bytes.fromhex(md5))
-        appender = await self._staging.acquire(session_id, LOCK_WAIT_SECONDS)
+        appender = await self._acquire_pending(session)
         try:
             if appender.offset:  # an earlier completion stopped part way: the parts are the source
                 await appender.truncate(0)
@@ -388,6 +392,23 @@ class UploadEngine:
         if removed:
             log.info("upload.expired count=%d", removed)
         return removed
+
+    async def _acquire_pending(self, session: UploadSession) -> SessionAppender:
+        """Take the session's staging, then check again that it is pending: the request that held it
+        may have completed or cancelled it while this one waited."""
+        appender = await self._staging.acquire(session.id, LOCK_WAIT_SECONDS)
+        try:
+            await self._pending(session.tenant, session.bucket, session.id)
+        except (NotFound, UploadCompleted):
+            with anyio.CancelScope(shield=True):
+                await self._staging.discard(session.id)  # the staging this wait re-created, if any
+                await appender.release()
+            raise
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await appender.release()
+            raise
+        return appender
 
     async def _pending(self, tenant: str, bucket: str | None, session_id: str) -> UploadSession:
         session = await self._live(tenant, bucket, session_id)
