@@ -178,6 +178,9 @@ async def test_sweep_removes_abandoned_staging_and_orphan_blobs(engine: ObjectEn
     orphan_path.write_bytes(b"left by a crash between rename and row insert")
     abandoned = blobs.staging_dir / "dead.part"  # type: ignore[attr-defined]
     abandoned.write_bytes(b"left by a crashed writer")
+    half_joined = blobs.staging_dir / "dead.join"  # type: ignore[attr-defined]
+    half_joined.mkdir()
+    (half_joined / "00000").write_bytes(b"a part linked in before a crash")
     in_flight = await blobs.stage()
     await in_flight.write(b"still being written")
     old = 1_000_000_000
@@ -186,8 +189,8 @@ async def test_sweep_removes_abandoned_staging_and_orphan_blobs(engine: ObjectEn
     for path in blobs.staging_dir.iterdir():  # type: ignore[attr-defined]
         os.utime(path, (old, old))
 
-    assert await engine.sweep() == 2
-    assert not orphan_path.exists() and not abandoned.exists()
+    assert await engine.sweep() == 3
+    assert not orphan_path.exists() and not abandoned.exists() and not half_joined.exists()
     assert await read_all(engine, live) == b"live"
     assert len(staging_files(engine)) == 1  # the writer holding its lock is left alone
     await in_flight.abort()

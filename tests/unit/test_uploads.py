@@ -290,7 +290,18 @@ async def test_parts_in_any_order_join_in_the_order_given(engine: ObjectEngine, 
     assert record.expires_at == record.created_at + 3600
     assert record.sha256 == hashlib.sha256(data).hexdigest()
     assert await read_all(engine, record) == data
+    for start, end in [
+        (0, 1),
+        (1_299_999, 1_300_006),
+        (1_300_005, 1_300_005),
+        (1_300_004, len(data)),
+        (5, 3_000_000),
+    ]:
+        ranged = b"".join([chunk async for chunk in engine.read(record, start, end)])
+        assert ranged == data[start:end], (start, end)
     assert await engine.blobs.part_sizes(upload_id) == {}  # type: ignore[attr-defined]
+    await engine.delete("t", "b", record.id)
+    assert not engine.blobs.blob_path(record.id).exists()  # type: ignore[attr-defined]
     with pytest.raises(UploadCompleted):
         await uploads.add_part("t", "b", upload_id, body(b"late"), max_bytes=10)
 

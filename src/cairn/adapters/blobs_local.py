@@ -7,7 +7,9 @@ Layout under the data directory::
                                  the request appending to it holds an exclusive flock on it
     sessions/<upload id>.release present while another request asks the holder to let go
     sessions/<upload id>.parts/<part id>   parts of an upload that arrives in parts (OpenAI Uploads)
-    blobs/<id[-2:]>/<id[-4:-2]>/<id>   committed blobs, named by object id only
+    blobs/<id[-2:]>/<id[-4:-2]>/<id>   committed blobs, named by object id only: a file, or a directory
+                                 of segments 00000, 00001, … (the parts of an upload, hard-linked, joined
+                                 in name order) so that completing an upload in parts copies no byte
 
 Commit is fsync(file) → rename(staging → blobs/…) → fsync(directory): a blob is either wholly there or
 absent. Crash behaviour: a staging file whose flock nobody holds is abandoned and the sweep deletes it;
@@ -28,6 +30,7 @@ import logging
 import os
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -81,6 +84,44 @@ async def _read_file(path: Path) -> AsyncIterator[bytes]:
             yield data
     finally:
         os.close(fd)
+
+
+def _open_blob(path: Path) -> tuple[int, bool]:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    return fd, stat.S_ISDIR(os.fstat(fd).st_mode)
+
+
+def _segments(path: Path) -> list[tuple[int, int]]:
+    """Open file descriptors and sizes of a segmented blob's segments, in order."""
+    opened: list[tuple[int, int]] = []
+    try:
+        for name in sorted(os.listdir(path)):
+            fd = os.open(path / name, os.O_RDONLY | os.O_CLOEXEC)
+            opened.append((fd, os.fstat(fd).st_size))
+    except BaseException:
+        for fd, _ in opened:
+            os.close(fd)
+        raise
+    return opened
+
+
+async def _read_range(fd: int, start: int, end: int) -> AsyncIterator[bytes]:
+    position = start
+    while position < end:
+        data = await anyio.to_thread.run_sync(os.pread, fd, min(READ_CHUNK_BYTES, end - position), position)
+        if not data:
+            raise OSError(errno.EIO, "a blob is shorter than its recorded size")
+        position += len(data)
+        yield data
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class LocalBlobWriter:
@@ -279,27 +320,52 @@ class LocalBlobStore:
         os.close(fd)
 
     async def read(self, blob_id: str, start: int, end: int) -> AsyncIterator[bytes]:
+        path = self.blob_path(blob_id)
         try:
-            fd = await anyio.to_thread.run_sync(os.open, self.blob_path(blob_id), os.O_RDONLY | os.O_CLOEXEC)
+            fd, is_segmented = await anyio.to_thread.run_sync(_open_blob, path)
         except FileNotFoundError as exc:
             log.error("blob.missing id=%s", blob_id)
             raise NotFound(f"No such file: '{blob_id}'.", param="file_id") from exc
-        try:
-            position = start
-            while position < end:
-                data = await anyio.to_thread.run_sync(
-                    os.pread, fd, min(READ_CHUNK_BYTES, end - position), position
-                )
-                if not data:
-                    raise OSError(errno.EIO, f"blob {blob_id} is shorter than its recorded size")
-                position += len(data)
-                yield data
-        finally:
+        if is_segmented:
             os.close(fd)
+            segments = await anyio.to_thread.run_sync(_segments, path)
+        else:
+            segments = [(fd, end)]  # one file: it holds at least the recorded size
+        try:
+            base = 0
+            for segment_fd, size in segments:
+                if base + size > start and base < end:
+                    async for data in _read_range(segment_fd, max(start - base, 0), min(end - base, size)):
+                        yield data
+                base += size
+            if base < end:
+                raise OSError(errno.EIO, f"blob {blob_id} is shorter than its recorded size")
+        finally:
+            for segment_fd, _ in segments:
+                os.close(segment_fd)
 
     async def delete(self, blob_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            await anyio.to_thread.run_sync(self.blob_path(blob_id).unlink)
+        await anyio.to_thread.run_sync(_remove, self.blob_path(blob_id))
+
+    async def publish_parts(self, session_id: str, part_ids: list[str], blob_id: str) -> None:
+        await anyio.to_thread.run_sync(self._publish_parts, session_id, part_ids, blob_id)
+
+    def _publish_parts(self, session_id: str, part_ids: list[str], blob_id: str) -> None:
+        """Hard-link the (already durable) parts into a segmented blob built in staging, then rename it
+        into place: the parts stay with the session until the object row exists."""
+        building = self.staging_dir / f"{secrets.token_hex(16)}.join"
+        try:
+            building.mkdir()
+            for index, part_id in enumerate(part_ids):
+                os.link(self._parts_dir(session_id) / part_id, building / f"{index:05d}")
+            _fsync_dir(building)
+            target = self.blob_path(blob_id)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(building, target)
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            shutil.rmtree(building, ignore_errors=True)
+            _raise_storage_error(exc)
 
     async def free_bytes(self) -> int:
         usage = await anyio.to_thread.run_sync(shutil.disk_usage, self.root)
@@ -332,6 +398,10 @@ class LocalBlobStore:
             try:
                 if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
                     continue  # may be between create and flock in another process
+                if entry.is_dir(follow_symlinks=False):  # a segmented blob that a crash left half built
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    removed += 1
+                    continue
                 fd = os.open(entry.path, os.O_WRONLY | os.O_CLOEXEC)
             except FileNotFoundError:
                 continue

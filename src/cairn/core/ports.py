@@ -93,6 +93,10 @@ class SessionStaging(Protocol):
     def read_parts(self, session_id: str, part_ids: list[str]) -> AsyncIterator[bytes]:
         """The bytes of these parts, one after another."""
 
+    async def publish_parts(self, session_id: str, part_ids: list[str], blob_id: str) -> None:
+        """Make these parts, joined in this order, durable and readable as ``blob_id``, atomically and
+        without copying their bytes where the store can; the parts stay until discarded."""
+
     async def discard(self, session_id: str) -> None:
         """Drop the session's staged bytes and parts."""
 

@@ -14,12 +14,13 @@ Invariants, all enforced here and not in the faces:
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -242,10 +243,13 @@ class UploadEngine:
         if cached is not None and cached[0] == session.size:
             digest = cached[1].hexdigest()
         else:  # the process restarted, or another one appended: hash what is staged
-            hasher = hashlib.sha256()
-            async for data in self._staging.read_staged(session.id):
-                await anyio.to_thread.run_sync(hasher.update, data)
-            digest = hasher.hexdigest()
+            (digest,) = await _digests(self._staging.read_staged(session.id), hashlib.sha256())
+        return await self._publish(session, digest, appender.publish)
+
+    async def _publish(
+        self, session: UploadSession, digest: str, publish: Callable[[str], Awaitable[None]]
+    ) -> ObjectRecord:
+        """The staged bytes (which hash to ``digest``) become the object, atomically."""
         if session.sha256 is not None and digest != session.sha256:
             raise ChecksumMismatch(
                 f"The uploaded bytes hash to sha256 {digest}, not the declared {session.sha256}.",
@@ -268,7 +272,7 @@ class UploadEngine:
             if session.object_expires_after is None
             else now_ms // 1000 + session.object_expires_after,
         )
-        await appender.publish(object_id)
+        await publish(object_id)
         try:
             replaced = await self._meta.complete_session(session.id, record)
         except BaseException:
@@ -354,15 +358,18 @@ class UploadEngine:
             )
         if md5 is not None and not re.fullmatch(r"[0-9a-fA-F]{32}", md5):
             raise InvalidInput("md5 must be 32 hex digits.", param="md5")
-        digest = None if md5 is None else ChunkDigest("md5", bytes.fromhex(md5))
-        appender = await self._acquire_pending(session)
+        appender = await self._acquire_pending(session)  # one completion at a time
         try:
-            if appender.offset:  # an earlier completion stopped part way: the parts are the source
-                await appender.truncate(0)
-            await self._receive(
-                session, appender, self._staging.read_parts(session_id, part_ids), session.size, digest
+            parts = self._staging.read_parts(session_id, part_ids)
+            if md5 is None:
+                (sha256,) = await _digests(parts, hashlib.sha256())
+            else:
+                sha256, joined_md5 = await _digests(parts, hashlib.sha256(), hashlib.md5())
+                if joined_md5 != md5.lower():
+                    raise ChecksumMismatch(f"The parts hash to md5 {joined_md5}, not {md5}.", param="md5")
+            return await self._publish(
+                session, sha256, functools.partial(self._staging.publish_parts, session_id, part_ids)
             )
-            return await self._complete(session, appender)
         finally:
             with anyio.CancelScope(shield=True):
                 await appender.release()
@@ -446,6 +453,13 @@ async def _stage(
     await asyncio.gather(
         appender.write(batch), *(anyio.to_thread.run_sync(h.update, batch) for h in hashers if h is not None)
     )
+
+
+async def _digests(chunks: AsyncIterator[bytes], *hashers: hashlib._Hash) -> list[str]:
+    """Hex digests of a byte stream, each hasher in its own thread."""
+    async for data in chunks:
+        await asyncio.gather(*(anyio.to_thread.run_sync(h.update, data) for h in hashers))
+    return [h.hexdigest() for h in hashers]
 
 
 def _part_too_large(limit: int, max_bytes: int) -> str:
