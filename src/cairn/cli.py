@@ -1,14 +1,17 @@
-"""``cairn serve | keys``. Flags become ``CAIRN_*`` variables so that every worker sees them."""
+"""``cairn serve | keys | upload``. Server flags become ``CAIRN_*`` variables so that every worker sees
+them."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import copy
+import mimetypes
 import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from . import __version__
 from .app import build_metadata
@@ -40,6 +43,24 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     for sub in (create, revoke, keys.choices["list"]):
         sub.add_argument("--data-dir", help="data directory (CAIRN_DATA_DIR)")
+
+    upload = commands.add_parser(
+        "upload",
+        help="upload a file in resumable chunks (run again to resume)",
+        description="Upload PATH through tus in chunks with a progress bar. Without --bucket/--key it "
+        "becomes a Files API file. Interrupted? Run the same command again: it resumes at the server's "
+        "offset.",
+    )
+    upload.add_argument("path", type=Path)
+    upload.add_argument("--bucket", help="bucket of the object (with --key)")
+    upload.add_argument("--key", help="key of the object in the bucket (with --bucket)")
+    upload.add_argument("--purpose", help="Files API purpose (default user_data)")
+    upload.add_argument("--mime-type", help="media type (default: guessed from the name)")
+    upload.add_argument(
+        "--server", default=os.environ.get("CAIRN_URL", "http://127.0.0.1:8321"), help="(CAIRN_URL)"
+    )
+    upload.add_argument("--api-key", default=os.environ.get("CAIRN_API_KEY"), help="(CAIRN_API_KEY)")
+    upload.add_argument("--chunk-mib", type=int, default=8, help="MiB per request (default 8)")
     return parser
 
 
@@ -120,8 +141,41 @@ def _serve(settings: Settings) -> int:
     return 0
 
 
+def _upload(args: argparse.Namespace) -> int:
+    import httpx
+
+    from .upload_client import Target, UploadFailed, upload
+
+    if (args.bucket is None) != (args.key is None) or (args.bucket and args.purpose):
+        print("error: give --bucket and --key together, or --purpose, not both", file=sys.stderr)
+        return 2
+    if not args.path.is_file() or args.chunk_mib < 1:
+        print(
+            f"error: {args.path} is not a file" if args.chunk_mib >= 1 else "error: --chunk-mib < 1",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        headers = upload(
+            args.path,
+            server=args.server.rstrip("/"),
+            target=Target(bucket=args.bucket, key=args.key, purpose=args.purpose),
+            api_key=args.api_key,
+            mime_type=args.mime_type or mimetypes.guess_type(args.path.name)[0],
+            chunk_bytes=args.chunk_mib << 20,
+        )
+    except (UploadFailed, httpx.HTTPError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    file_url = httpx.URL(args.server).join(headers.get("cairn-file-url", ""))
+    print(headers.get("cairn-file-id", ""), file_url, sep="\t")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "upload":
+        return _upload(args)
     try:
         settings = _apply_flags(args)
         if args.command == "serve":
