@@ -18,6 +18,8 @@ import openai
 import pytest
 from _support import assert_openai_error, backdate_session, sha256
 
+from conftest import start_server
+
 MiB = 1 << 20
 
 
@@ -262,3 +264,35 @@ def test_concurrent_completions_make_one_file(server, tenant, client):
         thread.join()
     assert results.count(200) == 1 and set(results) <= {200, 409}, results
     assert len(client.get("/v1/files").json()["data"]) == 1
+
+
+def test_a_server_restart_between_parts_and_chunks_loses_nothing(make_server):
+    first = make_server()
+    tenant = first.new_tenant()
+    data = os.urandom(3 * MiB + 11)
+    with first.client(tenant) as client:
+        upload = create(client, len(data))
+        part = add_part(client, upload["id"], data[:MiB]).json()
+        session = client.post(
+            "/v1/artifacts", json={"key": "restart.bin", "mime_type": "application/x", "size": len(data)}
+        ).json()
+        client.post(session["uri"], content=data[:MiB], headers={"Upload-Offset": "0"})
+    first.stop()
+    second = start_server(first.settings)
+    try:
+        with second.client(tenant) as client:
+            rest = add_part(client, upload["id"], data[MiB:]).json()
+            done = client.post(
+                f"/v1/uploads/{upload['id']}/complete", json={"part_ids": [part["id"], rest["id"]]}
+            )
+            assert done.status_code == 200, done.text
+            assert client.get(f"/v1/files/{done.json()['file']['id']}").status_code == 200
+            content = client.get(f"/v1/files/{done.json()['file']['id']}/content")
+            assert content.content == data and content.headers["etag"] == f'"{sha256(data)}"'
+            assert client.get(session["uri"]).json()["offset"] == MiB
+            artifact = client.post(
+                session["uri"], content=data[MiB:], headers={"Upload-Offset": str(MiB)}
+            ).json()
+            assert artifact["sha256"] == sha256(data)
+    finally:
+        second.stop()
