@@ -18,8 +18,6 @@ import openai
 import pytest
 from _support import assert_openai_error, backdate_session, sha256
 
-from conftest import start_server
-
 MiB = 1 << 20
 
 
@@ -277,8 +275,7 @@ def test_a_server_restart_between_parts_and_chunks_loses_nothing(make_server):
             "/v1/artifacts", json={"key": "restart.bin", "mime_type": "application/x", "size": len(data)}
         ).json()
         client.post(session["uri"], content=data[:MiB], headers={"Upload-Offset": "0"})
-    first.stop()
-    second = start_server(first.settings)
+    second = first.restarted()
     try:
         with second.client(tenant) as client:
             rest = add_part(client, upload["id"], data[MiB:]).json()

@@ -106,6 +106,7 @@ async def create_upload(body: CreateUpload, services: ServicesDep, principal: Pr
         filename=sanitize_filename(body.filename),
         purpose=purpose_of({"purpose": body.purpose}),
         object_expires_after=None if body.expires_after is None else body.expires_after.seconds,
+        in_parts=True,
     )
     return json_response(upload_object(result.session, "pending"))
 

@@ -58,3 +58,7 @@ class UploadSession:
     object_id: str | None
     object_expires_after: int | None = None
     """Seconds the completed object lives; None: until deleted."""
+    client_metadata: str | None = None
+    """The client's own description of the upload, kept verbatim (tus ``Upload-Metadata``)."""
+    in_parts: bool = False
+    """Whether the bytes arrive as parts joined at completion, not as appends at an offset."""

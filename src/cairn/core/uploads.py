@@ -93,8 +93,11 @@ class UploadEngine:
         sha256: str | None = None,
         purpose: str | None = None,
         object_expires_after: int | None = None,
+        client_metadata: str | None = None,
+        in_parts: bool = False,
     ) -> AppendResult:
-        """``key=None``: the object will be keyed by its own id, like a file of the Files API."""
+        """``key=None``: the object will be keyed by its own id, like a file of the Files API.
+        ``in_parts``: the bytes arrive as parts (``add_part``, ``complete_parts``), never as appends."""
         if size < 0:
             raise InvalidInput("size must not be negative.", param="size")
         if sha256 is not None and (len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256)):
@@ -115,10 +118,12 @@ class UploadEngine:
             expires_at=now + self._expires_after,
             object_id=None,
             object_expires_after=object_expires_after,
+            client_metadata=client_metadata,
+            in_parts=in_parts,
         )
         await self._meta.insert_session(session)
         log.info("upload.created id=%s tenant=%s bucket=%s size=%d", session.id, tenant, bucket, size)
-        if size == 0:
+        if size == 0 and not in_parts:
             try:
                 return await self.append(tenant, bucket, session.id, _empty(), expected_offset=0)
             except ChecksumMismatch:
@@ -146,7 +151,7 @@ class UploadEngine:
     ) -> AppendResult:
         """Append ``chunks`` at the staged offset. With ``chunk_digest`` the append counts only if the
         whole body arrived and hashes to it; otherwise nothing of it is kept."""
-        session = await self._pending(tenant, bucket, session_id)
+        session = await self._pending(tenant, bucket, session_id, in_parts=False)
         if expected_size is not None and expected_size != session.size:
             raise InvalidInput(
                 f"This upload's size is {session.size}, not {expected_size}.", param="Content-Range"
@@ -216,12 +221,16 @@ class UploadEngine:
             if failure is not None:
                 raise failure
             if superseded.is_set():
-                raise UploadInterrupted(start if discard else appender.offset + len(batch))
+                # What is on disk stays; the unwritten batch was never acknowledged and goes, so the
+                # offset a client reads before it resumes is the offset its resumed request meets.
+                raise UploadInterrupted(start if discard else appender.offset)
         finally:
             with anyio.CancelScope(shield=True):
                 if discard:
                     await appender.truncate(start)
                     hasher = None
+                elif superseded.is_set():
+                    await appender.sync()
                 else:
                     await _stage(appender, (hasher,), batch)
                     await appender.sync()
@@ -298,7 +307,7 @@ class UploadEngine:
     ) -> str:
         """Stage one part of an upload that arrives in parts (any order, in parallel); returns its id.
         Parts together may not hold more than the upload's size; nothing of a refused part is kept."""
-        session = await self._pending(tenant, bucket, session_id)
+        session = await self._pending(tenant, bucket, session_id, in_parts=True)
         staged = sum((await self._staging.part_sizes(session_id)).values())
         limit = min(max_bytes, session.size - staged)
         if length is not None and length > limit:
@@ -343,7 +352,7 @@ class UploadEngine:
     ) -> ObjectRecord:
         """Join the parts in the order given into the object. The parts must hold exactly the upload's
         size; with ``md5`` the joined bytes must match it. A refused completion keeps the parts."""
-        session = await self._pending(tenant, bucket, session_id)
+        session = await self._pending(tenant, bucket, session_id, in_parts=True)
         if len(set(part_ids)) != len(part_ids):
             raise InvalidInput("part_ids must not name a part twice.", param="part_ids")
         sizes = await self._staging.part_sizes(session_id)
@@ -417,10 +426,16 @@ class UploadEngine:
             raise
         return appender
 
-    async def _pending(self, tenant: str, bucket: str | None, session_id: str) -> UploadSession:
+    async def _pending(
+        self, tenant: str, bucket: str | None, session_id: str, *, in_parts: bool | None = None
+    ) -> UploadSession:
+        """The live, incomplete session; with ``in_parts``, also of that kind."""
         session = await self._live(tenant, bucket, session_id)
         if session.object_id is not None:
             raise UploadCompleted("This upload is already complete.")
+        if in_parts is not None and session.in_parts != in_parts:
+            kind = "parts joined at completion" if session.in_parts else "appends at an offset"
+            raise InvalidInput(f"This upload takes {kind}.", param="upload_id")
         return session
 
     async def _live(self, tenant: str, bucket: str | None, session_id: str) -> UploadSession:
