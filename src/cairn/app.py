@@ -8,16 +8,21 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from . import __version__
 from .adapters.blobs_local import LocalBlobStore
+from .adapters.blobs_s3 import LocalStagingToS3, S3BlobStore, S3Client, S3Location
 from .adapters.meta_sql import SqlMetadataStore
-from .api import artifacts, buckets, openai_files, system
+from .adapters.ratelimit_redis import RedisRateLimiter
+from .api import artifacts, buckets, openai_files, openai_uploads, system, tus, workspace
 from .api.deps import Services
 from .api.errors import drop_unused_validation_schema, install_error_handlers
+from .api.ratelimit import RateLimit, RateLimitHeaders
 from .core.auth import ApiKeys, is_loopback_host
 from .core.objects import ObjectEngine
+from .core.ratelimit import InProcessRateLimiter, RateLimiter, RouteClass
 from .core.uploads import UploadEngine
 from .settings import Settings
 
@@ -28,15 +33,47 @@ def build_metadata(settings: Settings) -> SqlMetadataStore:
     return SqlMetadataStore(settings.resolved_database_url)
 
 
+def build_blobs(settings: Settings) -> tuple[LocalBlobStore | S3BlobStore, LocalBlobStore | LocalStagingToS3]:
+    """Where object bytes live, and where upload sessions stage."""
+    local = LocalBlobStore(settings.data_dir.resolve())
+    if not settings.blob_store:
+        return local, local
+    secret = settings.s3_secret_access_key
+    blobs = S3BlobStore(
+        S3Location.parse(settings.blob_store),
+        S3Client(
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=secret.get_secret_value() if secret else None,
+        ),
+    )
+    return blobs, LocalStagingToS3(local, blobs)
+
+
 def build_services(settings: Settings) -> Services:
     meta = build_metadata(settings)
-    blobs = LocalBlobStore(settings.data_dir.resolve())
+    blobs, staging = build_blobs(settings)
     engine = ObjectEngine(
         meta, blobs, max_object_bytes=settings.max_upload_bytes, min_free_bytes=settings.min_free_bytes
     )
     api_keys = ApiKeys(meta, allow_open_mode=is_loopback_host(settings.host))
-    uploads = UploadEngine(engine, blobs, expires_after=settings.upload_expiry)
+    uploads = UploadEngine(engine, staging, expires_after=settings.upload_expiry)
     return Services(settings=settings, objects=engine, uploads=uploads, api_keys=api_keys)
+
+
+def build_rate_limiter(settings: Settings) -> RateLimiter | None:
+    """None when nothing is limited; in Redis when it is configured, so that replicas share budgets."""
+    per_minute = {
+        RouteClass.UPLOADS: settings.rate_limit_uploads,
+        RouteClass.RETRIEVALS: settings.rate_limit_retrievals,
+        RouteClass.DELETIONS: settings.rate_limit_deletions,
+    }
+    if not settings.rate_limits or not any(per_minute.values()):
+        return None
+    if settings.redis_url:
+        return RedisRateLimiter(settings.redis_url, per_minute)
+    return InProcessRateLimiter(per_minute)
 
 
 SWEEP_INTERVAL_SECONDS = 3600.0
@@ -60,6 +97,7 @@ async def _maintain(engine: ObjectEngine, uploads: UploadEngine, interval: float
 
 def create_app(settings: Settings) -> FastAPI:
     services = build_services(settings)
+    limiter = build_rate_limiter(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -75,6 +113,10 @@ def create_app(settings: Settings) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await maintenance
             await services.objects.meta.close()
+            if limiter is not None:
+                await limiter.close()
+            if isinstance(services.objects.blobs, S3BlobStore):
+                await services.objects.blobs.close()
 
     app = FastAPI(
         title="Cairn",
@@ -83,13 +125,30 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
-    install_error_handlers(app)
+    app.state.rate_limiter = limiter
+    install_error_handlers(app, {"/v1/tus": tus.error_response, "/api/v1/files": workspace.error_response})
     drop_unused_validation_schema(app)
+    limited = [] if limiter is None else [Depends(RateLimit(limiter))]
     app.include_router(system.router)
-    app.include_router(openai_files.router, prefix="/v1")
-    app.include_router(openai_files.router, prefix="/v1/openai/v1", include_in_schema=False)
-    app.include_router(artifacts.router)
-    app.include_router(buckets.router)
+    app.include_router(openai_files.router, prefix="/v1", dependencies=limited)
+    app.include_router(
+        openai_files.router, prefix="/v1/openai/v1", include_in_schema=False, dependencies=limited
+    )
+    app.include_router(openai_uploads.router, prefix="/v1", dependencies=limited)
+    app.include_router(artifacts.router, dependencies=limited)
+    app.include_router(buckets.router, dependencies=limited)
+    app.include_router(tus.router, dependencies=limited)
+    app.include_router(workspace.router, dependencies=limited)
+    if limiter is not None:
+        app.add_middleware(RateLimitHeaders)
+    if settings.cors_origins:  # none by default: see docs/decisions.md D14
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=tus.CORS_METHODS,
+            allow_headers=tus.CORS_ALLOW_HEADERS,
+            expose_headers=tus.CORS_EXPOSE_HEADERS,
+        )
     return app
 
 

@@ -636,11 +636,14 @@ def test_append_answered_200_stored_the_whole_chunk(server, tenant, client):
     results[1] = _append(client, session, data[:10], offset=0)  # e.g. a client retry
     thread.join(timeout=30)
     streaming, second = results
-    assert second.status_code == 409
     if streaming.status_code == 200:
         assert streaming.headers["upload-offset"] == str(len(data)), "200 for a chunk stored in part"
-    else:
-        assert_openai_error(streaming, 409)
+        assert_openai_error(second, 409, code="offset_mismatch")
+    else:  # stopped: it kept what reached the disk, and the retry met exactly that offset
+        assert_openai_error(streaming, 409, code="upload_interrupted")
+        kept = int(streaming.headers["upload-offset"])
+        assert second.status_code == (200 if kept == 0 else 409), second.text
+        assert _offset(client, session) == (10 if kept == 0 else kept)
 
 
 def test_client_disconnect_mid_chunk_keeps_arrived_bytes_and_resumes(server, tenant, client):
@@ -670,6 +673,33 @@ def test_client_disconnect_mid_chunk_keeps_arrived_bytes_and_resumes(server, ten
     artifact = done.json()
     _assert_artifact(artifact, "interrupted.bin", data, "application/octet-stream")
     assert _content(client, artifact) == data
+
+
+def test_an_idle_client_times_out_and_frees_the_upload(make_server):
+    live = make_server(idle_timeout=1.0)
+    tenant = live.new_tenant()
+    data = _pattern(3 * 1024 * 1024, seed=12)
+    with live.client(tenant) as client:
+        session = _create(client, "idle.bin", len(data))
+        with RawConnection.open(live.url) as conn:
+            conn.request(
+                "POST",
+                session["uri"],
+                headers=[auth(tenant.key), ("Upload-Offset", "0")],
+                body=data[: 1536 * 1024],
+                content_length=len(data),
+            )
+            started = time.monotonic()
+            answer = conn.response()  # the client sends nothing more: the server gives up on it
+            assert answer.status == 408 and 0.9 < time.monotonic() - started < 10
+            assert conn.server_closed()
+        offset = _offset(client, session)
+        assert 0 < offset <= 1536 * 1024  # what arrived before the stall is kept
+        started = time.monotonic()
+        done = _append(client, session, data[offset:], offset=offset)
+        assert done.status_code == 200, done.text
+        assert time.monotonic() - started < 5, "the stalled request still held the upload"
+        assert _content(client, done.json()) == data
 
 
 # --- keys: replace, get, delete ---------------------------------------------------------------

@@ -2,12 +2,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from cairn.adapters.blobs_local import LocalBlobStore
+from cairn.adapters.blobs_s3 import S3BlobStore
 from cairn.adapters.meta_sql import SqlMetadataStore
+from cairn.app import build_blobs
 from cairn.core.objects import ObjectEngine
+from cairn.core.ports import BlobStore, SessionStaging
+from cairn.settings import Settings
+
+if TYPE_CHECKING:
+    from conftest import Backend
 
 
 @pytest.fixture
@@ -37,10 +44,24 @@ async def meta(database_url: str) -> AsyncIterator[SqlMetadataStore]:
 
 
 @pytest.fixture
-def blobs(tmp_path: Path) -> LocalBlobStore:
-    return LocalBlobStore(tmp_path / "data")
+async def stores(tmp_path: Path, backend: Backend) -> AsyncIterator[tuple[BlobStore, SessionStaging]]:
+    """The backend's blob store (a data directory, or a fresh S3 bucket) and its session staging."""
+    store, staging = build_blobs(Settings(data_dir=tmp_path / "data", **backend.blob_settings))
+    yield store, staging
+    if isinstance(store, S3BlobStore):
+        await store.close()
 
 
 @pytest.fixture
-def engine(meta: SqlMetadataStore, blobs: LocalBlobStore, clock: FakeClock) -> ObjectEngine:
+def blobs(stores: tuple[BlobStore, SessionStaging]) -> BlobStore:
+    return stores[0]
+
+
+@pytest.fixture
+def staging(stores: tuple[BlobStore, SessionStaging]) -> SessionStaging:
+    return stores[1]
+
+
+@pytest.fixture
+def engine(meta: SqlMetadataStore, blobs: BlobStore, clock: FakeClock) -> ObjectEngine:
     return ObjectEngine(meta, blobs, max_object_bytes=64 << 20, clock=clock)

@@ -25,7 +25,7 @@ async def test_migrate_is_idempotent_and_creates_the_listing_indexes(meta: SqlMe
     version_query = sa.text("SELECT version_num FROM alembic_version")
     version = await meta._db.read(lambda c: c.execute(version_query).scalar_one())
     indexes = await meta._db.read(lambda c: {i["name"] for i in sa.inspect(c).get_indexes("objects")})
-    assert version == "0002"
+    assert version == "0003"
     assert {"ix_objects_listing", "ix_objects_purpose", "ix_objects_expires_at"} <= indexes
 
 

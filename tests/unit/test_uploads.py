@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
+from cairn.adapters.blobs_local import LocalBlobStore
 from cairn.core import uploads as uploads_module
 from cairn.core.errors import (
     ChecksumMismatch,
@@ -21,6 +22,7 @@ from cairn.core.errors import (
     UploadInterrupted,
 )
 from cairn.core.objects import ObjectEngine
+from cairn.core.ports import SessionStaging
 from cairn.core.uploads import ChunkDigest, UploadEngine
 
 pytestmark = pytest.mark.anyio
@@ -31,16 +33,27 @@ async def body(*pieces: bytes) -> AsyncIterator[bytes]:
         yield piece
 
 
-def make_uploads(engine: ObjectEngine, clock) -> UploadEngine:
-    return UploadEngine(engine, engine.blobs, expires_after=3600, clock=clock)  # type: ignore[arg-type]
+def make_uploads(engine: ObjectEngine, staging: SessionStaging, clock) -> UploadEngine:
+    return UploadEngine(engine, staging, expires_after=3600, clock=clock)
+
+
+async def blob_exists(engine: ObjectEngine, blob_id: str) -> bool:
+    try:
+        async for _ in engine.blobs.read(blob_id, 0, 1):
+            pass
+    except NotFound:
+        return False
+    return True
 
 
 async def read_all(engine: ObjectEngine, record) -> bytes:
     return b"".join([chunk async for chunk in engine.read(record)])
 
 
-async def test_appends_complete_the_object_with_its_sha256(engine: ObjectEngine, clock) -> None:
-    uploads = make_uploads(engine, clock)
+async def test_appends_complete_the_object_with_its_sha256(
+    engine: ObjectEngine, clock, staging: SessionStaging
+) -> None:
+    uploads = make_uploads(engine, staging, clock)
     data = os.urandom(3_000_000)
     created = await uploads.create(
         tenant="t", bucket="b", key="k/x.bin", mime_type="application/x", size=len(data)
@@ -57,20 +70,22 @@ async def test_appends_complete_the_object_with_its_sha256(engine: ObjectEngine,
         await uploads.append("t", "b", created.session.id, body(b"more"))
 
 
-async def test_a_new_engine_after_a_restart_rehashes_what_is_staged(engine: ObjectEngine, clock) -> None:
+async def test_a_new_engine_after_a_restart_rehashes_what_is_staged(
+    engine: ObjectEngine, clock, staging: SessionStaging
+) -> None:
     data = os.urandom(2_500_000)
-    before = make_uploads(engine, clock)
+    before = make_uploads(engine, staging, clock)
     created = await before.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=len(data))
     await before.append("t", "b", created.session.id, body(data[:1_234_567]))
-    after = make_uploads(engine, clock)  # the in-memory hash state is gone
+    after = make_uploads(engine, staging, clock)  # the in-memory hash state is gone
     session, offset = await after.get("t", "b", created.session.id)
     assert offset == 1_234_567
     done = await after.append("t", "b", session.id, body(data[offset:]), expected_offset=offset)
     assert done.completed is not None and done.completed.sha256 == hashlib.sha256(data).hexdigest()
 
 
-async def test_over_size_append_changes_nothing(engine: ObjectEngine, clock) -> None:
-    uploads = make_uploads(engine, clock)
+async def test_over_size_append_changes_nothing(engine: ObjectEngine, clock, staging: SessionStaging) -> None:
+    uploads = make_uploads(engine, staging, clock)
     created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=10)
     await uploads.append("t", "b", created.session.id, body(b"12345"))
     with pytest.raises(TooLarge):
@@ -80,8 +95,10 @@ async def test_over_size_append_changes_nothing(engine: ObjectEngine, clock) -> 
     assert (await uploads.get("t", "b", created.session.id))[1] == 5
 
 
-async def test_checksum_mismatch_keeps_the_staged_bytes(engine: ObjectEngine, clock) -> None:
-    uploads = make_uploads(engine, clock)
+async def test_checksum_mismatch_keeps_the_staged_bytes(
+    engine: ObjectEngine, clock, staging: SessionStaging
+) -> None:
+    uploads = make_uploads(engine, staging, clock)
     created = await uploads.create(
         tenant="t", bucket="b", key="k", mime_type="a/b", size=4, sha256=hashlib.sha256(b"good").hexdigest()
     )
@@ -92,8 +109,10 @@ async def test_checksum_mismatch_keeps_the_staged_bytes(engine: ObjectEngine, cl
         await engine.get_by_key("t", "b", "k")
 
 
-async def test_a_stalled_holder_is_asked_to_let_go(engine: ObjectEngine, clock) -> None:
-    uploads = make_uploads(engine, clock)
+async def test_a_stalled_holder_is_asked_to_let_go(
+    engine: ObjectEngine, clock, staging: SessionStaging
+) -> None:
+    uploads = make_uploads(engine, staging, clock)
     created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=20)
     stalled = anyio.Event()
 
@@ -124,11 +143,11 @@ async def test_a_stalled_holder_is_asked_to_let_go(engine: ObjectEngine, clock) 
 
 
 async def test_a_holder_that_does_not_let_go_makes_the_newcomer_locked(
-    engine: ObjectEngine, clock, monkeypatch: pytest.MonkeyPatch
+    engine: ObjectEngine, clock, staging: SessionStaging, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    uploads = make_uploads(engine, clock)
+    uploads = make_uploads(engine, staging, clock)
     created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=5)
-    holder = await engine.blobs.acquire(created.session.id, wait=0)  # type: ignore[attr-defined]
+    holder = await staging.acquire(created.session.id, wait=0)
     monkeypatch.setattr(uploads_module, "LOCK_WAIT_SECONDS", 0.2)
     try:
         with pytest.raises(Locked):
@@ -137,8 +156,8 @@ async def test_a_holder_that_does_not_let_go_makes_the_newcomer_locked(
         await holder.release()
 
 
-async def test_sessions_are_scoped_and_expire(engine: ObjectEngine, clock) -> None:
-    uploads = make_uploads(engine, clock)
+async def test_sessions_are_scoped_and_expire(engine: ObjectEngine, clock, staging: SessionStaging) -> None:
+    uploads = make_uploads(engine, staging, clock)
     created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=5)
     await uploads.append("t", "b", created.session.id, body(b"ab"))
     for tenant, bucket in (("other", "b"), ("t", "other")):
@@ -148,26 +167,28 @@ async def test_sessions_are_scoped_and_expire(engine: ObjectEngine, clock) -> No
     with pytest.raises(NotFound):
         await uploads.get("t", "b", created.session.id)
     assert await uploads.expire_due() == 1
-    assert await engine.blobs.staged_size(created.session.id) == 0  # type: ignore[attr-defined]
+    assert await staging.staged_size(created.session.id) == 0
 
 
-async def test_completing_onto_an_existing_key_replaces_it(engine: ObjectEngine, clock) -> None:
-    uploads = make_uploads(engine, clock)
+async def test_completing_onto_an_existing_key_replaces_it(
+    engine: ObjectEngine, clock, staging: SessionStaging
+) -> None:
+    uploads = make_uploads(engine, staging, clock)
     old = (await uploads.create(tenant="t", bucket="b", key="same", mime_type="a/b", size=0)).completed
     new = (await uploads.create(tenant="t", bucket="b", key="same", mime_type="a/b", size=0)).completed
     assert old is not None and new is not None and old.id != new.id
     assert (await engine.get_by_key("t", "b", "same")).id == new.id
     with pytest.raises(NotFound):
         await engine.get("t", None, old.id)
-    assert not engine.blobs.blob_path(old.id).exists()  # type: ignore[attr-defined]
+    assert not await blob_exists(engine, old.id)
 
 
 async def test_a_holder_asked_to_let_go_mid_write_reports_exactly_what_it_staged(
-    engine: ObjectEngine, clock, monkeypatch: pytest.MonkeyPatch
+    engine: ObjectEngine, clock, staging: SessionStaging, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(uploads_module, "STAGE_BATCH_BYTES", 1)  # every chunk is a write to cancel into
     monkeypatch.setattr(uploads_module, "RELEASE_POLL_SECONDS", 0.001)
-    uploads = make_uploads(engine, clock)
+    uploads = make_uploads(engine, staging, clock)
     size = 4_000_000
     created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=size)
 
@@ -187,14 +208,16 @@ async def test_a_holder_asked_to_let_go_mid_write_reports_exactly_what_it_staged
         tasks.start_soon(first)
         await anyio.sleep(0.05)
         session, _ = await uploads.get("t", "b", created.session.id)
-        holder = await engine.blobs.acquire(session.id, wait=10)  # type: ignore[attr-defined]
+        holder = await staging.acquire(session.id, wait=10)
         staged = holder.offset
         await holder.release()
-    assert interrupted[0].current == staged == await engine.blobs.staged_size(session.id)  # type: ignore[attr-defined]
+    assert interrupted[0].current == staged == await staging.staged_size(session.id)
 
 
-async def test_an_empty_upload_with_a_wrong_sha256_leaves_no_session(engine: ObjectEngine, clock) -> None:
-    uploads = make_uploads(engine, clock)
+async def test_an_empty_upload_with_a_wrong_sha256_leaves_no_session(
+    engine: ObjectEngine, clock, staging: SessionStaging
+) -> None:
+    uploads = make_uploads(engine, staging, clock)
     with pytest.raises(ChecksumMismatch):
         await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=0, sha256="0" * 64)
     assert await uploads.expire_due() == 0
@@ -202,8 +225,10 @@ async def test_an_empty_upload_with_a_wrong_sha256_leaves_no_session(engine: Obj
     assert await uploads.expire_due() == 0  # there was no session left to expire
 
 
-async def test_an_append_that_names_another_total_size_is_refused(engine: ObjectEngine, clock) -> None:
-    uploads = make_uploads(engine, clock)
+async def test_an_append_that_names_another_total_size_is_refused(
+    engine: ObjectEngine, clock, staging: SessionStaging
+) -> None:
+    uploads = make_uploads(engine, staging, clock)
     created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=10)
     with pytest.raises(InvalidInput):
         await uploads.append(
@@ -214,8 +239,10 @@ async def test_an_append_that_names_another_total_size_is_refused(engine: Object
     assert done.completed is not None
 
 
-async def test_an_append_with_a_chunk_digest_counts_only_if_it_matches(engine: ObjectEngine, clock) -> None:
-    uploads = make_uploads(engine, clock)
+async def test_an_append_with_a_chunk_digest_counts_only_if_it_matches(
+    engine: ObjectEngine, clock, staging: SessionStaging
+) -> None:
+    uploads = make_uploads(engine, staging, clock)
     data = os.urandom(2_500_000)
     created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=len(data))
     first = data[:1_500_000]
@@ -239,8 +266,10 @@ async def test_an_append_with_a_chunk_digest_counts_only_if_it_matches(engine: O
     assert done.completed is not None and done.completed.sha256 == hashlib.sha256(data).hexdigest()
 
 
-async def test_a_chunk_with_a_digest_cut_short_keeps_nothing(engine: ObjectEngine, clock) -> None:
-    uploads = make_uploads(engine, clock)
+async def test_a_chunk_with_a_digest_cut_short_keeps_nothing(
+    engine: ObjectEngine, clock, staging: SessionStaging
+) -> None:
+    uploads = make_uploads(engine, staging, clock)
     created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=3_000_000)
     chunk = os.urandom(2_000_000)
 
@@ -259,8 +288,10 @@ async def test_a_chunk_with_a_digest_cut_short_keeps_nothing(engine: ObjectEngin
     assert (await uploads.get("t", "b", created.session.id))[1] == 0
 
 
-async def test_parts_in_any_order_join_in_the_order_given(engine: ObjectEngine, clock) -> None:
-    uploads = make_uploads(engine, clock)
+async def test_parts_in_any_order_join_in_the_order_given(
+    engine: ObjectEngine, clock, staging: SessionStaging
+) -> None:
+    uploads = make_uploads(engine, staging, clock)
     pieces = [os.urandom(n) for n in (1_300_000, 5, 2_000_000)]
     data = b"".join(pieces)
     created = await uploads.create(
@@ -304,15 +335,15 @@ async def test_parts_in_any_order_join_in_the_order_given(engine: ObjectEngine, 
     ]:
         ranged = b"".join([chunk async for chunk in engine.read(record, start, end)])
         assert ranged == data[start:end], (start, end)
-    assert await engine.blobs.part_sizes(upload_id) == {}  # type: ignore[attr-defined]
+    assert await staging.part_sizes(upload_id) == {}
     await engine.delete("t", "b", record.id)
-    assert not engine.blobs.blob_path(record.id).exists()  # type: ignore[attr-defined]
+    assert not await blob_exists(engine, record.id)
     with pytest.raises(UploadCompleted):
         await uploads.add_part("t", "b", upload_id, body(b"late"), max_bytes=10)
 
 
-async def test_parts_may_not_outgrow_the_upload(engine: ObjectEngine, clock) -> None:
-    uploads = make_uploads(engine, clock)
+async def test_parts_may_not_outgrow_the_upload(engine: ObjectEngine, clock, staging: SessionStaging) -> None:
+    uploads = make_uploads(engine, staging, clock)
     created = await uploads.create(
         tenant="t", bucket="b", key=None, mime_type="a/b", size=10, filename="f", in_parts=True
     )
@@ -329,17 +360,17 @@ async def test_parts_may_not_outgrow_the_upload(engine: ObjectEngine, clock) -> 
     await uploads.add_part("t", "b", upload_id, body(b"123456"), max_bytes=8)
     with pytest.raises(TooLarge, match="declared size"):
         await uploads.add_part("t", "b", upload_id, body(b"12", b"345"), max_bytes=8)
-    assert sorted((await engine.blobs.part_sizes(upload_id)).values()) == [6]  # type: ignore[attr-defined]
+    assert sorted((await staging.part_sizes(upload_id)).values()) == [6]
     with pytest.raises(NotFound):
         await uploads.add_part("other", "b", upload_id, body(b"1"), max_bytes=8)
     await uploads.cancel("t", "b", upload_id)
-    assert await engine.blobs.part_sizes(upload_id) == {}  # type: ignore[attr-defined]
+    assert await staging.part_sizes(upload_id) == {}
 
 
 async def test_an_append_that_waited_for_a_completing_one_reports_completed(
-    engine: ObjectEngine, clock
+    engine: ObjectEngine, clock, staging: SessionStaging
 ) -> None:
-    uploads = make_uploads(engine, clock)
+    uploads = make_uploads(engine, staging, clock)
     created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=4)
     upload_id = created.session.id
     release = anyio.Event()
@@ -355,4 +386,5 @@ async def test_an_append_that_waited_for_a_completing_one_reports_completed(
         with pytest.raises(UploadCompleted):  # the holder is asked to let go, but completes first
             release.set()
             await uploads.append("t", "b", upload_id, body(b"cd"), expected_offset=2)
-    assert not (engine.blobs.root / "sessions" / upload_id).exists()  # type: ignore[attr-defined]
+    local = staging if isinstance(staging, LocalBlobStore) else staging.local  # type: ignore[attr-defined]
+    assert not (local.root / "sessions" / upload_id).exists()

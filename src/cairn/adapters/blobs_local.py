@@ -22,6 +22,7 @@ so a crash at any step leaves either the session resumable or the object complet
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
@@ -43,6 +44,7 @@ from ..core.ports import LiveCheck
 log = logging.getLogger("cairn.blobs")
 
 READ_CHUNK_BYTES = 1 << 20
+SYNC_AHEAD_BYTES = 4 << 20
 STRAY_GRACE_SECONDS = 15 * 60
 STAGING_GRACE_SECONDS = 60
 LOCK_POLL_SECONDS = 0.05
@@ -169,11 +171,16 @@ class LocalBlobWriter:
 
 
 class LocalSessionAppender:
+    """While an append streams in, written bytes are flushed to disk in the background
+    (``SYNC_AHEAD_BYTES`` at a time), so the fsync that ends the append has little left to do."""
+
     def __init__(self, store: LocalBlobStore, path: Path, fd: int) -> None:
         self._store = store
         self._path = path
         self._fd = fd
         self.offset = os.fstat(fd).st_size
+        self._unsynced = 0
+        self._flushing: asyncio.Future[None] | None = None
 
     async def write(self, data: bytes | bytearray) -> None:
         try:
@@ -182,13 +189,26 @@ class LocalSessionAppender:
             self.offset = await anyio.to_thread.run_sync(lambda: os.fstat(self._fd).st_size)
             _raise_storage_error(exc)
         self.offset += len(data)
+        self._unsynced += len(data)
+        if self._unsynced >= SYNC_AHEAD_BYTES and (self._flushing is None or self._flushing.done()):
+            self._unsynced = 0
+            self._flushing = asyncio.get_running_loop().run_in_executor(None, os.fdatasync, self._fd)
+
+    async def _flushed(self) -> None:
+        if self._flushing is not None:
+            flushing, self._flushing = self._flushing, None
+            with anyio.CancelScope(shield=True):
+                await flushing
 
     async def truncate(self, offset: int) -> None:
+        await self._flushed()
         await anyio.to_thread.run_sync(os.ftruncate, self._fd, offset)
         self.offset = offset
 
     async def sync(self) -> None:
+        await self._flushed()
         await anyio.to_thread.run_sync(os.fsync, self._fd)
+        self._unsynced = 0
 
     async def publish(self, blob_id: str) -> None:
         await anyio.to_thread.run_sync(self._publish, blob_id)
@@ -207,6 +227,7 @@ class LocalSessionAppender:
         return self._path.with_suffix(".release").exists()
 
     async def release(self) -> None:
+        await self._flushed()  # its thread still uses the descriptor
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)  # drops the flock

@@ -35,6 +35,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..core.errors import Conflict, Unavailable
+from ..core.keys import prefix_end
 from ..core.ports import Order
 from ..core.records import ApiKeyRecord, ListPage, ObjectRecord, UploadSession
 
@@ -91,10 +92,9 @@ upload_sessions = sa.Table(
     sa.Column("expires_at", sa.BigInteger, nullable=False),
     sa.Column("object_id", sa.String(64), nullable=True),
     sa.Column("object_expires_after", sa.BigInteger, nullable=True),
+    sa.Column("client_metadata", sa.String(4096), nullable=True),
+    sa.Column("in_parts", sa.Boolean, nullable=False, server_default=sa.false()),
 )
-
-# Keys hold only ASCII below 0x7f (core.keys), so every key with a prefix sorts below prefix + 0x7f.
-KEY_RANGE_END = "\x7f"
 
 _live = sa.or_(objects.c.expires_at.is_(None), objects.c.expires_at > sa.bindparam("now"))
 _owned = sa.and_(
@@ -303,16 +303,35 @@ class SqlMetadataStore:
         return await self._db.read_point(lambda conn: _first_object(conn.execute(query, {"now": now})))
 
     async def list_objects_by_key(
-        self, tenant: str, bucket: str, *, prefix: str, start_after: str | None, limit: int, now: int
+        self,
+        tenant: str,
+        bucket: str,
+        *,
+        prefix: str,
+        start_after: str | None,
+        limit: int,
+        now: int,
+        start_at: str | None = None,
     ) -> ListPage:
-        query = objects.select().where(objects.c.tenant == tenant, objects.c.bucket == bucket, _live)
-        if prefix:
-            query = query.where(objects.c.key >= prefix, objects.c.key < prefix + KEY_RANGE_END)
-        if start_after is not None:
+        # Keys compare bytewise on both backends (PostgreSQL: collation "C"), so the keys under a prefix
+        # are one range of the (tenant, bucket, key) index. A page may be 10,000 rows: they become records
+        # in the worker, by position (columns in the record's field order), ~10x cheaper than by mapping.
+        columns = [objects.c[field.name] for field in dataclasses.fields(ObjectRecord)]
+        # One lower bound, the tightest: given two, SQLite seeks to one and filters by the other, which
+        # would make every page read again the rows of all the pages before it.
+        query = sa.select(*columns).where(objects.c.tenant == tenant, objects.c.bucket == bucket, _live)
+        lower = max(prefix, start_at or "")
+        if start_after is not None and start_after >= lower:
             query = query.where(objects.c.key > start_after)
+        elif lower:
+            query = query.where(objects.c.key >= lower)
+        if (end := prefix_end(prefix)) is not None:
+            query = query.where(objects.c.key < end)
         query = query.order_by(objects.c.key).limit(limit + 1)
-        rows = await self._db.read(lambda conn: conn.execute(query, {"now": now}).all())
-        return ListPage(items=[_object(r) for r in rows[:limit]], has_more=len(rows) > limit)
+        records = await self._db.read(
+            lambda conn: [ObjectRecord(*row) for row in conn.execute(query, {"now": now})]
+        )
+        return ListPage(items=records[:limit], has_more=len(records) > limit)
 
     async def delete_object_by_key(self, tenant: str, bucket: str, key: str, now: int) -> ObjectRecord | None:
         statement = (

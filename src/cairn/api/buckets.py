@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from ..core.errors import InvalidInput
-from ..core.keys import clean_mime_type, validate_bucket, validate_key
+from ..core.keys import clean_mime_type, validate_bucket, validate_object_key
 from ..core.records import ObjectRecord, UploadSession
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
@@ -88,7 +88,7 @@ async def create_upload(body: CreateUpload, services: ServicesDep, principal: Pr
     result = await services.uploads.create(
         tenant=principal.tenant,
         bucket=validate_bucket(body.bucket),
-        key=validate_key(body.key),
+        key=validate_object_key(body.key),
         mime_type=mime_type,
         size=body.size,
     )
@@ -154,13 +154,15 @@ async def list_objects(
 
 @router.get("/{bucket}/{key:path}", response_model=BucketObject, summary="An object's metadata")
 async def get_object(bucket: str, key: str, services: ServicesDep, principal: PrincipalDep) -> Response:
-    record = await services.objects.get_by_key(principal.tenant, validate_bucket(bucket), validate_key(key))
+    record = await services.objects.get_by_key(
+        principal.tenant, validate_bucket(bucket), validate_object_key(key)
+    )
     return json_response(bucket_object(record))
 
 
 @router.delete("/{bucket}/{key:path}", response_model=BucketObject, summary="Delete an object")
 async def delete_object(bucket: str, key: str, services: ServicesDep, principal: PrincipalDep) -> Response:
     record = await services.objects.delete_by_key(
-        principal.tenant, validate_bucket(bucket), validate_key(key)
+        principal.tenant, validate_bucket(bucket), validate_object_key(key)
     )
     return json_response(bucket_object(record))

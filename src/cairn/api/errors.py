@@ -7,6 +7,7 @@ tus answers plain text); every other path gets the OpenAI envelope."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -25,6 +26,7 @@ from ..core.errors import (
     Locked,
     NotFound,
     OffsetMismatch,
+    RateLimited,
     RequestTimeout,
     TooLarge,
     Unauthenticated,
@@ -43,6 +45,7 @@ STATUS: dict[type[CairnError], int] = {
     Conflict: 409,
     Locked: 423,
     TooLarge: 413,
+    RateLimited: 429,
     Unavailable: 503,
     InsufficientStorage: 507,
 }
@@ -69,7 +72,8 @@ ERROR_MEANINGS = {
     409: "The request contradicts the upload's state (wrong offset, already complete).",
     413: "Larger than the configured maximum.",
     423: "Another request holds the upload and did not let go in time; retry.",
-    503: "A dependency (the metadata database) is unavailable; retry.",
+    429: "The tenant's budget for this kind of request is spent; retry after Retry-After seconds.",
+    503: "A dependency (the metadata database, Redis) is unavailable; retry.",
     507: "Not enough free storage.",
 }
 
@@ -136,6 +140,8 @@ async def _cairn_error(request: Request, exc: Exception) -> Response:
     response = _renderer(request)(status, exc.message, code=exc.code, param=exc.param)
     if isinstance(exc, OffsetMismatch | UploadInterrupted):
         response.headers["Upload-Offset"] = str(exc.current)
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(math.ceil(exc.retry_after))
     if isinstance(exc, RequestTimeout | TooLarge):
         # The rest of the body is unread (stalled, or too big to be worth draining): end the connection.
         response.headers["Connection"] = "close"

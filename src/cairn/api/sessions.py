@@ -7,7 +7,7 @@ import re
 from starlette.requests import Request
 
 from ..core.errors import InvalidInput
-from ..core.uploads import AppendResult
+from ..core.uploads import AppendResult, ChunkDigest
 from .deps import Services
 from .http import body_chunks, declared_length, header_int
 
@@ -39,6 +39,21 @@ async def append_body(
 ) -> AppendResult:
     """Append the request body to an upload session where the client says it goes."""
     offset, total = requested_offset(request)
+    return await append_at(request, services, tenant, bucket, upload_id, offset=offset, total=total)
+
+
+async def append_at(
+    request: Request,
+    services: Services,
+    tenant: str,
+    bucket: str | None,
+    upload_id: str,
+    *,
+    offset: int | None,
+    total: int | None = None,
+    digest: ChunkDigest | None = None,
+) -> AppendResult:
+    """Append the request body at ``offset`` (None: wherever the upload stands)."""
     return await services.uploads.append(
         tenant,
         bucket,
@@ -47,4 +62,5 @@ async def append_body(
         expected_offset=offset,
         expected_size=total,
         length=declared_length(request),
+        chunk_digest=digest,
     )

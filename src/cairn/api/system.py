@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from .. import __version__
@@ -25,7 +25,7 @@ _keyed = error_responses(401, 503)
         503: {"description": "A dependency failed its check (deep=1)."},
     },
 )
-async def health(services: ServicesDep, deep: Annotated[bool, Query()] = False) -> Response:
+async def health(request: Request, services: ServicesDep, deep: Annotated[bool, Query()] = False) -> Response:
     if not deep:
         return json_response({"status": "ok"})
     checks: dict[str, str] = {}
@@ -39,6 +39,13 @@ async def health(services: ServicesDep, deep: Annotated[bool, Query()] = False) 
         checks["blobs"] = "ok"
     except OSError as exc:
         checks["blobs"] = f"unavailable: {exc.strerror}"
+    limiter = request.app.state.rate_limiter
+    if services.settings.redis_url and limiter is not None:
+        try:
+            await limiter.ping()
+            checks["redis"] = "ok"
+        except CairnError as exc:
+            checks["redis"] = exc.message
     healthy = all(value == "ok" for value in checks.values())
     return json_response(
         {"status": "ok" if healthy else "degraded", "checks": checks}, status_code=200 if healthy else 503

@@ -30,10 +30,10 @@ from ..core.records import UploadSession
 from ..core.uploads import AppendResult, ChunkDigest
 from ..settings import Settings
 from .deps import PrincipalDep, Services, ServicesDep
-from .http import body_chunks, declared_length, header_int
+from .http import declared_length, header_int
 from .openai_files import BUCKET as FILES_BUCKET
 from .openai_files import UPLOAD_PURPOSES
-from .sessions import offset_headers
+from .sessions import append_at, offset_headers
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"
@@ -324,20 +324,6 @@ def _has_body(request: Request) -> bool:
     return chunked or (declared_length(request) or 0) > 0
 
 
-async def _append_body(
-    request: Request, services: Services, tenant: str, upload_id: str, offset: int, digest: ChunkDigest | None
-) -> AppendResult:
-    return await services.uploads.append(
-        tenant,
-        None,
-        upload_id,
-        body_chunks(request, services.settings.idle_timeout),
-        expected_offset=offset,
-        length=declared_length(request),
-        chunk_digest=digest,
-    )
-
-
 # --- routes ---------------------------------------------------------------------------------------
 
 
@@ -401,7 +387,9 @@ async def create_upload(request: Request, services: ServicesDep, principal: Prin
     upload_id = result.session.id
     if with_body and result.completed is None:
         try:
-            result = await _append_body(request, services, principal.tenant, upload_id, 0, digest)
+            result = await append_at(
+                request, services, principal.tenant, None, upload_id, offset=0, digest=digest
+            )
         except BaseException:  # the client never learns the upload's URL: leave nothing behind
             with anyio.CancelScope(shield=True), contextlib.suppress(CairnError):
                 await services.uploads.cancel(principal.tenant, None, upload_id)
@@ -449,7 +437,9 @@ async def append(
     if offset is None:
         raise InvalidInput("Upload-Offset is required.", param="Upload-Offset")
     digest = _chunk_digest(request)
-    result = await _append_body(request, services, principal.tenant, upload_id, offset, digest)
+    result = await append_at(
+        request, services, principal.tenant, None, upload_id, offset=offset, digest=digest
+    )
     return Response(status_code=204, headers=_result_headers(request, services, result))
 
 

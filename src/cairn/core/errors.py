@@ -13,7 +13,8 @@
     ├── Locked                another request holds the upload and did not let go in time
     ├── Unauthenticated       missing, malformed, unknown or revoked API key
     ├── RequestTimeout        the client stopped sending the body
-    └── Unavailable           a dependency (database, storage) cannot serve now
+    ├── RateLimited           the tenant spent its budget for this kind of request (carries the retry delay)
+    └── Unavailable           a dependency (database, storage, Redis) cannot serve now
 
 Every class carries a stable ``code`` used in envelopes, logs and metrics.
 """
@@ -87,6 +88,14 @@ class Unauthenticated(CairnError):
 
 class RequestTimeout(CairnError):
     code = "request_timeout"
+
+
+class RateLimited(CairnError):
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds until the budget has room for one more request
 
 
 class Unavailable(CairnError):

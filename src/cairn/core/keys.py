@@ -1,43 +1,38 @@
-"""The key and name policy shared by every face.
+"""Object keys, bucket names and media types, on top of the one path policy (``core.paths``).
 
-Names from clients are normalised (NFC) *before* they are checked, so look-alike forms cannot slip past
-a check and change afterwards. A client-supplied filename is metadata only and never becomes a path.
+Every key is a path by that policy: Unicode (NFC), relative, canonical, bounded. A face may narrow it:
+the Artifacts API keeps the ASCII keys it always had (``validate_key``); the workspace writes only
+portable paths (``paths.validate_portable_path``); the buckets take any key the policy allows
+(``validate_object_key``), so every workspace file and every artifact is also a bucket object. Keys
+compare bytewise (code point order) on every metadata backend, which is what makes ``prefix_end`` a
+range bound.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 
 from .errors import InvalidInput
+from .paths import MAX_SEGMENT_BYTES, sanitize_filename, validate_path
 
-MAX_FILENAME_BYTES = 255
+__all__ = [
+    "MAX_FILENAME_BYTES",
+    "clean_mime_type",
+    "prefix_end",
+    "sanitize_filename",
+    "validate_bucket",
+    "validate_key",
+    "validate_object_key",
+]
+
+MAX_FILENAME_BYTES = MAX_SEGMENT_BYTES
 MAX_MIME_TYPE_CHARS = 255
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MIME_TYPE = re.compile(
     r"[A-Za-z0-9][\w!#$&^.+-]{0,126}/[A-Za-z0-9][\w!#$&^.+-]{0,126}(?: *;[\x20-\x7e]*)?", re.ASCII
 )
-
-
-def sanitize_filename(raw: str) -> str:
-    """Reduce a client-supplied filename to one safe segment: its last path component, NFC-normalised,
-    without control characters, at most 255 UTF-8 bytes. Raises ``InvalidInput`` when nothing is left."""
-    name = unicodedata.normalize("NFC", raw)
-    name = re.split(r"[/\\]", name)[-1]
-    name = _CONTROL.sub("", name).strip()
-    if "\ufffd" in name:
-        raise InvalidInput("The filename is not valid UTF-8.", param="filename")
-    if name in ("", ".", ".."):
-        raise InvalidInput("The filename is empty or not a file name.", param="filename")
-    encoded = name.encode()
-    if len(encoded) > MAX_FILENAME_BYTES:
-        _, dot, ext = name.rpartition(".")
-        keep_ext = dot + ext if dot and len((dot + ext).encode()) <= 16 else ""
-        budget = MAX_FILENAME_BYTES - len(keep_ext.encode())
-        name = (name[: -len(keep_ext)] if keep_ext else name).encode()[:budget].decode(
-            errors="ignore"
-        ) + keep_ext
-    return name
+_ASCII_KEY = re.compile(r"[A-Za-z0-9_.\-/]{1,1024}", re.ASCII)
+_LAST_CODE_POINT = 0x10FFFF
+_SURROGATES = range(0xD800, 0xE000)
 
 
 def clean_mime_type(declared: str | None) -> str | None:
@@ -50,19 +45,15 @@ def clean_mime_type(declared: str | None) -> str | None:
     return None
 
 
-MAX_KEY_CHARS = 1024
-_KEY = re.compile(r"[A-Za-z0-9_.\-/]{1,1024}", re.ASCII)
+def validate_object_key(key: str, *, param: str = "key") -> str:
+    """Any key the path policy allows, such as ``报告/2024 Q1.pdf``, in its NFC form."""
+    return validate_path(key, param=param)
 
 
 def validate_key(key: str, *, reserved: tuple[str, ...] = ()) -> str:
-    """An object key such as ``runs/42/out.csv``: ``a-zA-Z0-9_-./`` only, no empty, ``.`` or ``..``
-    segment, no leading or trailing ``/``, and a first segment that is not one of ``reserved``."""
-    segments = key.split("/")
-    if (
-        not _KEY.fullmatch(key)
-        or any(segment in ("", ".", "..") for segment in segments)
-        or segments[0] in reserved
-    ):
+    """An Artifacts key such as ``runs/42/out.csv``: the path policy narrowed to ``a-zA-Z0-9_-./``, with
+    a first segment that is not one of ``reserved``."""
+    if not _ASCII_KEY.fullmatch(key) or key.split("/")[0] in reserved:
         rule = (
             "Keys are 1-1024 characters of a-z, A-Z, 0-9, '_', '-', '.' and '/', without empty, '.' or '..' "
             "segments or a leading or trailing '/'"
@@ -70,7 +61,20 @@ def validate_key(key: str, *, reserved: tuple[str, ...] = ()) -> str:
         if reserved:
             rule += f"; the first segment may not be {' or '.join(repr(r) for r in reserved)}"
         raise InvalidInput(rule + ".", param="key")
-    return key
+    return validate_object_key(key)
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The smallest string above every string that starts with ``prefix`` (None: no bound), so that
+    ``prefix <= key < prefix_end(prefix)`` selects exactly the keys under ``prefix``."""
+    while prefix:
+        following = ord(prefix[-1]) + 1
+        if following in _SURROGATES:  # not encodable: the next character is the first after them
+            following = _SURROGATES.stop
+        if following <= _LAST_CODE_POINT:
+            return prefix[:-1] + chr(following)
+        prefix = prefix[:-1]
+    return None
 
 
 _BUCKET = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import anyio
 
 from .errors import InsufficientStorage, InvalidInput, NotFound, TooLarge
+from .keys import prefix_end
 from .ports import BlobStore, BlobWriter, MetadataStore, Order
-from .records import ListPage, ObjectRecord
+from .records import ListPage, ObjectRecord, UploadSession
 
 log = logging.getLogger("cairn.objects")
 
@@ -33,6 +34,7 @@ INLINE_HASH_BYTES = 256 << 10
 FREE_SPACE_RECHECK_SECONDS = 1.0
 EXPIRY_BATCH = 500
 LIST_SCAN_BATCH = 1000
+ONE_SHOT_SESSION_SECONDS = 3600
 
 
 def _not_found(object_id: str) -> NotFound:
@@ -46,10 +48,26 @@ def new_object_id(now_ms: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Folded:
+    """Keys folded into one common prefix (a folder), with the first object under it in key order."""
+
+    prefix: str
+    first: ObjectRecord
+
+
+@dataclass(frozen=True, slots=True)
 class KeyListing:
-    objects: list[ObjectRecord]
-    prefixes: list[str]
+    entries: list[ObjectRecord | Folded]
+    """Objects and folded prefixes, in key order."""
     has_more: bool
+
+    @property
+    def objects(self) -> list[ObjectRecord]:
+        return [entry for entry in self.entries if isinstance(entry, ObjectRecord)]
+
+    @property
+    def prefixes(self) -> list[str]:
+        return [entry.prefix for entry in self.entries if isinstance(entry, Folded)]
 
 
 @dataclass(slots=True)
@@ -143,7 +161,11 @@ class ObjectEngine:
         purpose: str,
         expires_after: int | None = None,
         key: str | None = None,
+        replace: bool = False,
     ) -> ObjectRecord:
+        """Make the staged bytes an object. ``replace=True``: the object takes ``key`` over, atomically
+        replacing the one that held it (a reader sees the old object or the new one, never neither),
+        and the old bytes are reclaimed."""
         now_ms = int(self._clock() * 1000)
         object_id = new_object_id(now_ms)
         created_at = now_ms // 1000
@@ -160,18 +182,58 @@ class ObjectEngine:
             created_at=created_at,
             expires_at=None if expires_after is None else created_at + expires_after,
         )
+        replaced = None
         try:
             await staged.writer.commit(object_id)
-            await self.meta.insert_object(record)
+            if replace:
+                replaced = await self._take_key(record)
+            else:
+                await self.meta.insert_object(record)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await staged.writer.abort()
                 await self.blobs.delete(object_id)
             raise
+        if replaced is not None:
+            await self.blobs.delete(replaced.id)
         log.info(
-            "object.committed id=%s tenant=%s bucket=%s bytes=%d", object_id, tenant, bucket, staged.bytes
+            "object.committed id=%s tenant=%s bucket=%s bytes=%d replaced=%s",
+            object_id,
+            tenant,
+            bucket,
+            staged.bytes,
+            None if replaced is None else replaced.id,
         )
         return record
+
+    async def _take_key(self, record: ObjectRecord) -> ObjectRecord | None:
+        """Insert ``record`` in place of the object holding its key, in one transaction. That transaction
+        is the completion of an upload session (``MetadataStore.complete_session``), so the object goes
+        in as a one-shot session completed at once, whose row is removed right after (or, after a crash,
+        by the expiry sweep)."""
+        session = UploadSession(
+            id=f"upload-{secrets.token_hex(16)}",
+            tenant=record.tenant,
+            bucket=record.bucket,
+            key=record.key,
+            filename=record.filename,
+            mime_type=record.mime_type,
+            size=record.bytes,
+            sha256=record.sha256,
+            purpose=record.purpose,
+            created_at=record.created_at,
+            expires_at=record.created_at + ONE_SHOT_SESSION_SECONDS,
+            object_id=None,
+        )
+        await self.meta.insert_session(session)
+        try:
+            return await self.meta.complete_session(session.id, record)
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.meta.delete_session(record.tenant, session.id)
+                except Exception:  # must not undo a committed object; the row expires on its own
+                    log.warning("object.session_cleanup_failed session=%s", session.id, exc_info=True)
 
     async def get(self, tenant: str, bucket: str | None, object_id: str) -> ObjectRecord:
         """An object by id; with ``bucket=None`` in any of the tenant's buckets (every object is a file)."""
@@ -221,33 +283,64 @@ class ObjectEngine:
         return await self.meta.list_buckets(tenant, self.now())
 
     async def list_keys(
-        self, tenant: str, bucket: str, *, prefix: str, delimiter: str, start_index: int, limit: int
+        self,
+        tenant: str,
+        bucket: str,
+        *,
+        prefix: str,
+        delimiter: str,
+        limit: int,
+        start_index: int = 0,
+        after: str | None = None,
     ) -> KeyListing:
         """Objects under ``prefix`` in key order; with a delimiter, keys that continue past the next
         delimiter are folded into one common prefix each (S3's CommonPrefixes). ``start_index`` counts
-        entries (objects and prefixes) to skip."""
+        entries (objects and prefixes) to skip; ``after`` continues after an entry: a key, or a folded
+        prefix (then after everything under it).
+
+        A folded prefix is never read through: when a scan batch ends inside one, the next batch starts
+        at the first key past it, so a subfolder with a million objects costs its parent's listing at
+        most one batch of ``LIST_SCAN_BATCH`` rows. Batches that need no skip double in size, so a long
+        listing takes few queries."""
         wanted = start_index + limit + 1
-        entries: list[ObjectRecord | str] = []
-        start_after: str | None = None
+        entries: list[ObjectRecord | Folded] = []
+        start_after, start_at = after, None
+        batch = LIST_SCAN_BATCH
+        if after is not None and delimiter and len(after) > len(prefix) and after.endswith(delimiter):
+            start_after, start_at = None, prefix_end(after)
+            if start_at is None:
+                return KeyListing(entries=[], has_more=False)
         while len(entries) < wanted:
             page = await self.meta.list_objects_by_key(
-                tenant, bucket, prefix=prefix, start_after=start_after, limit=LIST_SCAN_BATCH, now=self.now()
+                tenant,
+                bucket,
+                prefix=prefix,
+                start_after=start_after,
+                start_at=start_at,
+                limit=min(batch, wanted - len(entries)),
+                now=self.now(),
             )
             for record in page.items:
                 cut = record.key.find(delimiter, len(prefix)) if delimiter else -1
                 if cut < 0:
                     entries.append(record)
-                elif not entries or entries[-1] != record.key[: cut + 1]:
-                    entries.append(record.key[: cut + 1])
+                elif not (
+                    entries and isinstance(entries[-1], Folded) and record.key.startswith(entries[-1].prefix)
+                ):
+                    entries.append(Folded(prefix=record.key[: cut + 1], first=record))
             if not page.has_more:
                 break
-            start_after = page.items[-1].key
+            last = entries[-1]
+            if isinstance(last, Folded) and page.items[-1].key.startswith(last.prefix):
+                start_after, start_at = None, prefix_end(last.prefix)
+                if start_at is None:
+                    break
+                batch = LIST_SCAN_BATCH
+            else:
+                start_after, start_at = page.items[-1].key, None
+                batch *= 2
         window = entries[start_index : start_index + limit]
-        return KeyListing(
-            objects=[e for e in window if isinstance(e, ObjectRecord)],
-            prefixes=[e for e in window if isinstance(e, str)],
-            has_more=len(entries) > start_index + limit,
-        )
+        return KeyListing(entries=window, has_more=len(entries) > start_index + limit)
 
     async def delete(self, tenant: str, bucket: str | None, object_id: str) -> ObjectRecord:
         record = None

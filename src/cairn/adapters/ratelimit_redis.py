@@ -1,0 +1,106 @@
+"""Rate limits in Redis (``CAIRN_REDIS_URL``), so that every replica charges the same budgets.
+
+Layout: one string per route class and tenant, ``cairn:ratelimit:<class>:<tenant>``, holding the GCRA
+theoretical arrival time (see ``core.ratelimit``) in microseconds of the Redis server's clock, the one
+clock all replicas share. It expires when it falls behind now, so an idle tenant costs nothing. A charge
+is one ``EVALSHA`` of a Lua script that reads, decides and writes atomically: one round trip per request
+and no race between replicas.
+
+Failure: Redis unreachable, or silent for ``TIMEOUT_SECONDS`` (or every pooled connection busy for as
+long) → ``Unavailable`` (503): a request is neither let through unlimited nor refused as over budget.
+Every charge takes a pooled connection and reconnects when it finds it broken, so charges succeed again
+as soon as Redis is back, without a restart; a restarted Redis has forgotten the script and the client
+loads it again. Budgets start afresh then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from ..core.errors import Unavailable
+from ..core.ratelimit import Decision, RouteClass, budgets
+
+KEY_PREFIX = "cairn:ratelimit:"
+TIMEOUT_SECONDS = 1.0
+POOL_SIZE = 50  # connections per process; a charge holds one for a round trip, the next waits for it
+
+# KEYS[1]: the TAT. ARGV: interval, capacity (both µs), and now (µs; empty: the Redis server's clock).
+# Returns {allowed (1/0), how far the TAT is ahead of now after the charge (µs)}.
+_GCRA = """
+local interval = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+if not now then
+  local clock = redis.call('TIME')
+  now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+end
+local tat = math.max(tonumber(redis.call('GET', KEYS[1])) or now, now)
+local next_tat = tat + interval
+if next_tat - now > capacity then
+  return {0, tat - now}
+end
+redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', math.ceil((next_tat - now) / 1000))
+return {1, next_tat - now}
+"""
+
+
+@contextlib.contextmanager
+def _map_redis_errors() -> Iterator[None]:
+    try:
+        yield
+    except RedisError as exc:
+        raise Unavailable("The rate limit store (Redis) cannot be reached; retry shortly.") from exc
+
+
+class RedisRateLimiter:
+    """``clock`` (seconds) replaces the Redis server's clock; tests use it to move time."""
+
+    def __init__(
+        self,
+        url: str,
+        per_minute: Mapping[RouteClass, int],
+        *,
+        prefix: str = KEY_PREFIX,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._budgets = budgets(per_minute)
+        self._prefix = prefix
+        self._clock = clock
+        # One retry, at once, after a broken connection (Redis restarted): it reconnects. None after a
+        # timeout: the script may have run, and a second run would charge twice.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=POOL_SIZE,
+            timeout=TIMEOUT_SECONDS,
+            socket_timeout=TIMEOUT_SECONDS,
+            socket_connect_timeout=TIMEOUT_SECONDS,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        )
+        self._redis = Redis.from_pool(pool)
+        self._gcra = self._redis.register_script(_GCRA)
+
+    async def charge(self, tenant: str, route_class: RouteClass) -> Decision | None:
+        budget = self._budgets.get(route_class)
+        if budget is None:
+            return None
+        now = "" if self._clock is None else int(self._clock() * 1_000_000)
+        with _map_redis_errors():
+            allowed, ahead = await self._gcra(
+                keys=[f"{self._prefix}{route_class}:{tenant}"],
+                args=[budget.interval_us, budget.capacity_us, now],
+            )
+        return budget.decision(bool(allowed), int(ahead))
+
+    async def ping(self) -> None:
+        with _map_redis_errors():
+            await self._redis.ping()
+
+    async def close(self) -> None:
+        await self._redis.aclose()

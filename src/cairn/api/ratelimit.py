@@ -1,0 +1,107 @@
+"""Rate limits on the faces: a dependency that classifies each request and charges its tenant's budget
+(``RateLimited`` → 429 when it is spent), and a middleware that reports the budget in the headers of
+every response to a charged request, refused or not:
+``x-ratelimit-limit-<class>``, ``x-ratelimit-remaining-<class>``, ``x-ratelimit-reset-<class>``."""
+
+from __future__ import annotations
+
+import math
+
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..core.errors import RateLimited, Unauthenticated
+from ..core.ratelimit import Decision, RateLimiter, RouteClass
+from . import artifacts, buckets, openai_uploads, tus
+from .deps import principal
+
+_DELETING_POSTS = {artifacts.bulk_delete, openai_uploads.cancel_upload}
+# Bytes for an upload already started (and charged when it started): a 1 GiB file in 8 MiB chunks
+# is one upload, not 128, and its chunks are bounded by the size it declared.
+_CONTINUING = {
+    artifacts.append,
+    buckets.append,
+    tus.append,
+    openai_uploads.add_part,
+    openai_uploads.complete_upload,
+}
+
+
+def route_class(request: Request) -> RouteClass | None:
+    """GET and HEAD retrieve; DELETE deletes, and so do the POSTs that delete or cancel; the requests
+    that continue an upload already started are not charged; every other POST, PUT and PATCH starts an
+    upload. OPTIONS (tus discovery) is not limited."""
+    endpoint = request.scope.get("endpoint")
+    if request.method in ("GET", "HEAD"):
+        return RouteClass.RETRIEVALS
+    if request.method == "DELETE" or endpoint in _DELETING_POSTS:
+        return RouteClass.DELETIONS
+    if endpoint in _CONTINUING:
+        return None
+    if endpoint is tus.method_override:  # only where the route honours the header: no budget swapping
+        override = request.headers.get("x-http-method-override", "").strip().upper()
+        return {"DELETE": RouteClass.DELETIONS, "PATCH": None}.get(override, RouteClass.UPLOADS)
+    if request.method in ("POST", "PUT", "PATCH"):
+        return RouteClass.UPLOADS
+    return None
+
+
+class RateLimit:
+    """The dependency for the data routers (``include_router(..., dependencies=[Depends(RateLimit(…))])``)."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+
+    async def __call__(self, request: Request) -> None:
+        kind = route_class(request)
+        if kind is None:
+            return
+        # The route looks the key up again, in the key cache. Without a tenant there is nothing to charge:
+        # the route answers 401 itself, in its own order (tus checks its version first).
+        try:
+            tenant = (await principal(request, None)).tenant
+        except Unauthenticated:
+            return
+        decision = await self._limiter.charge(tenant, kind)
+        if decision is None:
+            return
+        request.state.rate_limit = decision
+        if not decision.allowed:
+            raise RateLimited(
+                f"Too many {kind}: this tenant may make {decision.limit} per minute. "
+                f"Retry in {math.ceil(decision.retry_after)} s.",
+                retry_after=decision.retry_after,
+            )
+
+
+def rate_limit_headers(decision: Decision) -> dict[str, str]:
+    kind = decision.route_class
+    return {
+        f"x-ratelimit-limit-{kind}": str(decision.limit),
+        f"x-ratelimit-remaining-{kind}": str(decision.remaining),
+        f"x-ratelimit-reset-{kind}": str(math.ceil(decision.reset_after)),
+    }
+
+
+class RateLimitHeaders:
+    """ASGI middleware: adds ``rate_limit_headers`` of the decision ``RateLimit`` left in the request state
+    (endpoints return their own ``Response``, which a dependency cannot add headers to)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            decision = scope.get("state", {}).get("rate_limit")
+            if message["type"] == "http.response.start" and decision is not None:
+                headers = MutableHeaders(scope=message)
+                for name, value in rate_limit_headers(decision).items():
+                    headers.append(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

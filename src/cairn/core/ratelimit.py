@@ -1,0 +1,122 @@
+"""Per-tenant rate limits: the contract every limiter keeps, and the in-process limiter (the default).
+
+A limited request belongs to one route class (uploads, retrievals, deletions) and is charged to its
+tenant's budget for that class, ``per_minute`` requests.
+
+The algorithm is GCRA (the generic cell rate algorithm: a token bucket kept as one timestamp). Each key
+holds a "theoretical arrival time" (TAT). A request moves it ``60 s / per_minute`` past ``max(TAT, now)``
+and is refused, at no cost, if that would put it more than a minute ahead of now. A tenant that was idle
+can therefore send its whole budget at once, and then one request every ``60 s / per_minute``: never more
+than the budget in any burst (no 2x at the edge of a fixed window, as with per-minute counters), and
+``per_minute`` a minute sustained. The state is one integer per (tenant, class), which a shared store
+updates atomically in one round trip. Times are integer microseconds, so that every implementation
+computes exactly the same answers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+PERIOD_US = 60_000_000
+
+
+class RouteClass(StrEnum):
+    UPLOADS = "uploads"
+    RETRIEVALS = "retrievals"
+    DELETIONS = "deletions"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one charge, and what the rate-limit headers report."""
+
+    route_class: RouteClass
+    allowed: bool
+    limit: int  # requests per minute
+    remaining: int  # requests that would still be allowed right now
+    reset_after: float  # seconds until the whole budget is back
+    retry_after: float  # seconds until one more request fits; 0 when allowed
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """``per_minute`` requests of one route class, as GCRA parameters."""
+
+    route_class: RouteClass
+    per_minute: int
+
+    @property
+    def interval_us(self) -> int:
+        """How far one request moves the TAT."""
+        return PERIOD_US // self.per_minute
+
+    @property
+    def capacity_us(self) -> int:
+        """How far ahead of now the TAT may run: the whole budget's worth of intervals."""
+        return self.interval_us * self.per_minute
+
+    def decision(self, allowed: bool, ahead_us: int) -> Decision:
+        """The decision once the charge is made; ``ahead_us`` is how far the TAT is now ahead of now."""
+        return Decision(
+            route_class=self.route_class,
+            allowed=allowed,
+            limit=self.per_minute,
+            # max: a TAT written under a larger budget (before a configuration change) may run further ahead
+            remaining=max(0, (self.capacity_us - ahead_us) // self.interval_us),
+            reset_after=ahead_us / 1e6,
+            retry_after=0.0 if allowed else (ahead_us + self.interval_us - self.capacity_us) / 1e6,
+        )
+
+
+def budgets(per_minute: Mapping[RouteClass, int]) -> dict[RouteClass, Budget]:
+    """The limited classes; a class at 0 is unlimited."""
+    return {route_class: Budget(route_class, n) for route_class, n in per_minute.items() if n > 0}
+
+
+class RateLimiter(Protocol):
+    """Charges requests to per-tenant budgets. A charge is atomic: two requests never both take a
+    budget's last request, even from different processes when the limiter's store is shared."""
+
+    async def charge(self, tenant: str, route_class: RouteClass) -> Decision | None:
+        """Charge one request; None when the class is unlimited. A refused request (``allowed`` false)
+        costs nothing. Raises ``Unavailable`` when the limiter's store cannot answer."""
+
+    async def ping(self) -> None:
+        """Raise ``Unavailable`` if the limiter's store cannot answer."""
+
+    async def close(self) -> None: ...
+
+
+class InProcessRateLimiter:
+    """Budgets in this process's memory: each server process counts on its own, so with ``--workers N``
+    or N replicas a tenant gets N budgets (a shared store, such as Redis, gives them one). One entry per
+    tenant and class that was ever charged; tenants are authenticated, so that stays small."""
+
+    def __init__(
+        self, per_minute: Mapping[RouteClass, int], *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._budgets = budgets(per_minute)
+        self._clock = clock
+        self._tats: dict[tuple[str, RouteClass], int] = {}
+
+    async def charge(self, tenant: str, route_class: RouteClass) -> Decision | None:
+        budget = self._budgets.get(route_class)
+        if budget is None:
+            return None
+        now = int(self._clock() * 1_000_000)
+        key = (tenant, route_class)
+        tat = max(self._tats.get(key, now), now)
+        if tat + budget.interval_us - now > budget.capacity_us:
+            return budget.decision(False, tat - now)
+        self._tats[key] = tat + budget.interval_us
+        return budget.decision(True, tat + budget.interval_us - now)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,199 @@
+"""The rate limiter contract, on both implementations: in process, and in the machine's Redis (each test
+under a key prefix of its own, so that tests never see each other's budgets)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from cairn.adapters.ratelimit_redis import RedisRateLimiter
+from cairn.core.errors import Unavailable
+from cairn.core.ratelimit import InProcessRateLimiter, RateLimiter, RouteClass
+from cairn.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+REDIS_URL = os.environ.get("CAIRN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+UPLOADS, RETRIEVALS, DELETIONS = RouteClass.UPLOADS, RouteClass.RETRIEVALS, RouteClass.DELETIONS
+
+Make = Callable[..., RateLimiter]
+
+
+def _require_redis() -> None:
+    url = urlsplit(REDIS_URL)
+    try:
+        socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379), timeout=1).close()
+    except OSError:
+        reason = f"Redis is not running at {REDIS_URL}"
+        if os.environ.get("CAIRN_TEST_REQUIRE_REDIS") == "1":
+            pytest.fail(f"Redis is required (CAIRN_TEST_REQUIRE_REDIS=1) but {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(params=["in-process", "redis"])
+async def make_limiter(request: pytest.FixtureRequest, clock: Any) -> AsyncIterator[Make]:
+    """``make(uploads=N, ...)``: a limiter with those budgets per minute, on the test's fake clock unless
+    ``real_time=True``."""
+    if request.param == "redis":
+        _require_redis()
+    prefix = f"cairn-test:{secrets.token_hex(6)}:"
+    made: list[RateLimiter] = []
+
+    def make(*, real_time: bool = False, **per_minute: int) -> RateLimiter:
+        budgets = {RouteClass(name): n for name, n in per_minute.items()}
+        limiter: RateLimiter
+        if request.param == "in-process":
+            limiter = InProcessRateLimiter(budgets, clock=time.monotonic if real_time else clock)
+        else:
+            limiter = RedisRateLimiter(REDIS_URL, budgets, prefix=prefix, clock=None if real_time else clock)
+        made.append(limiter)
+        return limiter
+
+    yield make
+    for limiter in made:
+        await limiter.close()
+
+
+async def charges(
+    limiter: RateLimiter, n: int, tenant: str = "acme", kind: RouteClass = UPLOADS
+) -> list[bool]:
+    results = []
+    for _ in range(n):
+        decision = await limiter.charge(tenant, kind)
+        assert decision is not None
+        results.append(decision.allowed)
+    return results
+
+
+async def test_the_whole_budget_at_once_then_refused(make_limiter: Make) -> None:
+    limiter = make_limiter(uploads=100)
+    decisions = [await limiter.charge("acme", UPLOADS) for _ in range(100)]
+    assert all(d is not None and d.allowed for d in decisions)
+    assert [d.remaining for d in decisions if d is not None] == list(range(99, -1, -1))
+    first, last = decisions[0], decisions[-1]
+    assert first is not None and last is not None
+    assert (first.limit, first.reset_after, first.retry_after) == (100, 0.6, 0.0)
+    assert last.reset_after == 60.0
+
+    refused = await limiter.charge("acme", UPLOADS)
+    assert refused is not None and not refused.allowed
+    assert (refused.remaining, refused.limit, refused.route_class) == (0, 100, UPLOADS)
+    assert refused.retry_after == pytest.approx(0.6)
+    assert refused.reset_after == 60.0
+
+
+async def test_the_budget_refills_steadily_and_refusals_cost_nothing(make_limiter: Make, clock: Any) -> None:
+    limiter = make_limiter(uploads=100)  # one request every 0.6 s
+    assert await charges(limiter, 100) == [True] * 100
+    assert await charges(limiter, 20) == [False] * 20
+    clock.now += 0.6
+    assert await charges(limiter, 2) == [True, False]
+    clock.now += 30
+    assert await charges(limiter, 51) == [True] * 50 + [False]
+    clock.now += 3600  # a long pause refills the budget, and no more than it
+    assert await charges(limiter, 101) == [True] * 100 + [False]
+
+
+async def test_no_burst_beyond_the_budget_across_a_minute_boundary(make_limiter: Make, clock: Any) -> None:
+    """A fixed per-minute window would allow 2x here: the budget at 0:59, again at 1:00."""
+    limiter = make_limiter(uploads=10)
+    clock.now = 1_800_000_059.0
+    assert await charges(limiter, 10) == [True] * 10
+    clock.now = 1_800_000_061.0
+    assert await charges(limiter, 10) == [False] * 10
+    clock.now += 6  # one request's share of the minute
+    assert await charges(limiter, 2) == [True, False]
+
+
+async def test_tenants_have_budgets_of_their_own(make_limiter: Make) -> None:
+    limiter = make_limiter(uploads=3)
+    assert await charges(limiter, 4, tenant="acme") == [True, True, True, False]
+    assert await charges(limiter, 4, tenant="globex") == [True, True, True, False]
+
+
+async def test_route_classes_have_budgets_of_their_own(make_limiter: Make) -> None:
+    limiter = make_limiter(uploads=2, retrievals=5, deletions=1)
+    assert await charges(limiter, 3, kind=UPLOADS) == [True, True, False]
+    assert await charges(limiter, 6, kind=RETRIEVALS) == [True] * 5 + [False]
+    assert await charges(limiter, 2, kind=DELETIONS) == [True, False]
+    decision = await limiter.charge("acme", RETRIEVALS)
+    assert decision is not None and decision.limit == 5 and decision.route_class == RETRIEVALS
+
+
+async def test_a_class_at_zero_is_unlimited(make_limiter: Make) -> None:
+    limiter = make_limiter(uploads=0, retrievals=1)
+    for _ in range(1000):
+        assert await limiter.charge("acme", UPLOADS) is None
+    assert await limiter.charge("acme", DELETIONS) is None  # not configured at all
+    assert await charges(limiter, 2, kind=RETRIEVALS) == [True, False]
+
+
+async def test_concurrent_charges_never_overspend(make_limiter: Make) -> None:
+    limiter = make_limiter(uploads=50)
+    decisions = await asyncio.gather(*(limiter.charge("acme", UPLOADS) for _ in range(120)))
+    assert sum(1 for d in decisions if d is not None and d.allowed) == 50
+
+
+async def test_real_time_refill(make_limiter: Make) -> None:
+    """Without an injected clock (Redis: the server's own clock)."""
+    limiter = make_limiter(real_time=True, uploads=1200)  # one request every 50 ms
+    allowed = 0
+    while (decision := await limiter.charge("acme", UPLOADS)) is not None and decision.allowed:
+        allowed += 1
+    assert 1200 <= allowed < 1400
+    assert 0 < decision.retry_after <= 0.05
+    await asyncio.sleep(decision.retry_after + 0.01)
+    again = await limiter.charge("acme", UPLOADS)
+    assert again is not None and again.allowed
+
+
+async def test_limiters_on_one_redis_share_budgets_even_when_they_differ(clock: Any) -> None:
+    """Replicas count together. One configured with a smaller budget sees what the others spent as
+    more than its whole budget, never as a negative remainder."""
+    _require_redis()
+    prefix = f"cairn-test:{secrets.token_hex(6)}:"
+    first, second, smaller = (
+        RedisRateLimiter(REDIS_URL, {UPLOADS: n}, prefix=prefix, clock=clock) for n in (10, 10, 5)
+    )
+    try:
+        assert await charges(first, 6) + await charges(second, 5) == [True] * 10 + [False]
+        refused = await smaller.charge("acme", UPLOADS)
+        assert refused is not None and not refused.allowed and refused.remaining == 0
+        assert refused.retry_after == 12.0  # the TAT is a minute ahead, and one request is 12 s of it
+    finally:
+        for limiter in (first, second, smaller):
+            await limiter.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_redis_unreachable_is_unavailable() -> None:
+    limiter = RedisRateLimiter(f"redis://127.0.0.1:{_free_port()}/0", {UPLOADS: 10})
+    try:
+        with pytest.raises(Unavailable):
+            await limiter.charge("acme", UPLOADS)
+        with pytest.raises(Unavailable):
+            await limiter.ping()
+        assert await limiter.charge("acme", RETRIEVALS) is None  # unlimited classes never ask Redis
+    finally:
+        await limiter.close()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "127.0.0.1:6379", "postgresql://x/y"])
+def test_redis_url_must_be_a_redis_url(url: str) -> None:
+    with pytest.raises(ValueError, match="redis://"):
+        Settings(redis_url=url)
+    assert Settings(redis_url="").redis_url is None
+    assert Settings(redis_url="rediss://:secret@cache:6380/2").redis_url == "rediss://:secret@cache:6380/2"

@@ -1,0 +1,174 @@
+"""The workspace engine on every backend set: commits that replace a key, folder markers, listings
+that fold subfolders without reading through them, and zip entries."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from cairn.adapters.meta_sql import SqlMetadataStore
+from cairn.core.errors import Conflict, InvalidInput, NotFound
+from cairn.core.objects import LIST_SCAN_BATCH, ObjectEngine
+from cairn.core.records import ListPage, ObjectRecord
+from cairn.core.workspace import BUCKET, Workspace
+
+pytestmark = pytest.mark.anyio
+
+
+async def stream(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def put(
+    workspace: Workspace, engine: ObjectEngine, folder: str, name: str, data: bytes
+) -> ObjectRecord:
+    staged = await engine.stage(stream(data))
+    return await workspace.put(staged, folder=folder, name=name, mime_type="text/plain")
+
+
+async def read_all(engine: ObjectEngine, record: ObjectRecord) -> bytes:
+    return b"".join([chunk async for chunk in engine.read(record)])
+
+
+def names(listing) -> list[tuple[str, bool]]:
+    return [(item.name, item.is_dir) for item in listing.items]
+
+
+async def test_commit_with_replace_swaps_the_object_and_reclaims_the_old_bytes(engine: ObjectEngine) -> None:
+    async def commit(data: bytes) -> ObjectRecord:
+        staged = await engine.stage(stream(data))
+        return await engine.commit(
+            staged, tenant="t", bucket="b", key="k", filename="k", mime_type="x/y", purpose="p", replace=True
+        )
+
+    first = await commit(b"one")
+    second = await commit(b"two")
+    assert first.id != second.id
+    assert (await engine.get_by_key("t", "b", "k")).id == second.id
+    with pytest.raises(NotFound):
+        await engine.get("t", None, first.id)
+    assert not engine.blobs.blob_path(first.id).exists()  # type: ignore[attr-defined]
+    assert await read_all(engine, second) == b"two"
+    assert await engine.meta.get_session("t", "upload-", engine.now()) is None
+
+
+async def test_concurrent_replaces_of_one_key_leave_exactly_one_object(engine: ObjectEngine) -> None:
+    async def commit(i: int) -> ObjectRecord:
+        staged = await engine.stage(stream(b"%d" % i))
+        return await engine.commit(
+            staged, tenant="t", bucket="b", key="k", filename="k", mime_type="x/y", purpose="p", replace=True
+        )
+
+    await asyncio.gather(*(commit(i) for i in range(8)))
+    listing = await engine.list_keys("t", "b", prefix="", delimiter="", limit=100)
+    assert [record.key for record in listing.objects] == ["k"]
+    assert await read_all(engine, listing.objects[0]) in {b"%d" % i for i in range(8)}
+
+
+async def test_upload_into_a_folder_leaves_markers_for_it_and_its_parents(engine: ObjectEngine) -> None:
+    workspace = Workspace(engine, "t")
+    await put(workspace, engine, "a/b/c", "f.txt", b"x")
+    listing = await engine.list_keys("t", BUCKET, prefix="", delimiter="", limit=100)
+    assert [record.key for record in listing.objects] == ["a/", "a/b/", "a/b/c/", "a/b/c/f.txt"]
+    assert [r.bytes for r in listing.objects] == [0, 0, 0, 1]
+    await engine.delete_by_key("t", BUCKET, "a/b/c/f.txt")
+    assert names(await workspace.list("a/b", limit=10)) == [("c", True)]  # emptied, still there
+    assert names(await workspace.list("a/b/c", limit=10)) == []
+
+
+async def test_files_and_folders_do_not_take_each_others_place(engine: ObjectEngine) -> None:
+    workspace = Workspace(engine, "t")
+    await put(workspace, engine, "", "report", b"file")
+    with pytest.raises(Conflict):
+        await put(workspace, engine, "report/2024", "x.txt", b"x")
+    await put(workspace, engine, "docs", "a.txt", b"a")
+    with pytest.raises(Conflict):
+        await put(workspace, engine, "", "docs", b"file over a folder")
+    with pytest.raises(InvalidInput):
+        await workspace.list("report", limit=10)
+    with pytest.raises(NotFound):
+        await workspace.list("nothing", limit=10)
+
+
+async def test_listing_folds_subfolders_in_key_order_and_pages_by_cursor(engine: ObjectEngine) -> None:
+    workspace = Workspace(engine, "t")
+    for folder, name in [("", "b.txt"), ("b", "x"), ("", "a"), ("z/y", "deep"), ("", "数据.csv")]:
+        await put(workspace, engine, folder, name, b"1")
+    root = await workspace.list("", limit=10)
+    assert names(root) == [("a", False), ("b.txt", False), ("b", True), ("z", True), ("数据.csv", False)]
+    assert [item.path for item in root.items] == ["a", "b.txt", "b", "z", "数据.csv"]
+    assert root.base == "." and root.next_cursor is None
+    seen = []
+    cursor = None
+    while True:
+        page = await workspace.list("", limit=2, cursor=cursor)
+        seen += names(page)
+        if (cursor := page.next_cursor) is None:
+            break
+    assert seen == names(root)
+    with pytest.raises(InvalidInput):
+        await workspace.list("b", limit=2, cursor="z/")
+
+
+class CountingMeta(SqlMetadataStore):
+    """The real store, counting the rows that key listings read."""
+
+    rows_read = 0
+
+    async def list_objects_by_key(self, *args: object, **kwargs: object) -> ListPage:
+        page = await super().list_objects_by_key(*args, **kwargs)  # type: ignore[arg-type]
+        self.rows_read += len(page.items)
+        return page
+
+
+async def test_a_big_subfolder_is_skipped_not_read_through(database_url: str, blobs, clock) -> None:
+    meta = CountingMeta(database_url)
+    await meta.migrate()
+    try:
+        engine = ObjectEngine(meta, blobs, max_object_bytes=1 << 20, clock=clock)
+
+        async def row(key: str, i: int) -> None:
+            await meta.insert_object(
+                ObjectRecord(
+                    id=f"file-{i:032x}",
+                    tenant="t",
+                    bucket=BUCKET,
+                    key=key,
+                    filename=key.rsplit("/", 1)[-1],
+                    mime_type="text/plain",
+                    bytes=1,
+                    sha256="0" * 64,
+                    purpose=BUCKET,
+                    created_at=0,
+                    expires_at=None,
+                )
+            )
+
+        big = LIST_SCAN_BATCH * 3 // 2  # a scan through it would read all of them
+        await asyncio.gather(*(row(f"p/big/{i:05d}", i) for i in range(big)))
+        await asyncio.gather(*(row(f"p/{name}", big + i) for i, name in enumerate(["a", "c", "d"])))
+        listing = await Workspace(engine, "t").list("p", limit=100)
+        assert names(listing) == [("a", False), ("big", True), ("c", False), ("d", False)]
+        assert meta.rows_read <= LIST_SCAN_BATCH + 4  # at most one batch of the big folder
+    finally:
+        await meta.close()
+
+
+async def test_zip_entries_name_everything_under_user_upload(engine: ObjectEngine) -> None:
+    workspace = Workspace(engine, "t")
+    await put(workspace, engine, "out/数据", "a.csv", b"abc")
+    await put(workspace, engine, "out", "b.txt", b"b")
+    await put(workspace, engine, "other", "c.txt", b"c")
+    entries = await workspace.zip_entries("out")
+    assert [(e.name, e.size) for e in entries] == [
+        ("user_upload/out/", 0),
+        ("user_upload/out/b.txt", 1),
+        ("user_upload/out/数据/", 0),
+        ("user_upload/out/数据/a.csv", 3),
+    ]
+    everything = await workspace.zip_entries("")
+    assert len(everything) == 6
+    with pytest.raises(NotFound):
+        await workspace.zip_entries("missing")
