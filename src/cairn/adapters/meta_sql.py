@@ -228,6 +228,26 @@ class _AsyncRunner:
         await self.engine.dispose()
 
 
+def _replace_in(conn: sa.Connection, record: ObjectRecord) -> ObjectRecord | None:
+    """Insert ``record`` in place of the object that holds its key, if any (returned)."""
+    if conn.dialect.name == "postgresql":
+        # Writers onto one key at once would both delete nothing under READ COMMITTED and one insert
+        # would then violate the unique key: take turns per key instead. (SQLite has one writer.)
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+            {"k": f"{record.tenant}/{record.bucket}/{record.key}"},
+        )
+    replaced = conn.execute(
+        objects.delete()
+        .where(
+            objects.c.tenant == record.tenant, objects.c.bucket == record.bucket, objects.c.key == record.key
+        )
+        .returning(*objects.c)
+    ).first()
+    conn.execute(INSERT_OBJECT, dataclasses.asdict(record))
+    return None if replaced is None else _object(replaced)
+
+
 class SqlMetadataStore:
     def __init__(self, url: str) -> None:
         parsed = make_url(async_database_url(url))
@@ -372,16 +392,11 @@ class SqlMetadataStore:
         row = await self._db.write(lambda conn: conn.execute(statement).first())
         return None if row is None else UploadSession(**row._mapping)
 
+    async def replace_object(self, record: ObjectRecord) -> ObjectRecord | None:
+        return await self._db.write(lambda conn: _replace_in(conn, record))
+
     async def complete_session(self, session_id: str, record: ObjectRecord) -> ObjectRecord | None:
         def work(conn: sa.Connection) -> ObjectRecord | None:
-            if conn.dialect.name == "postgresql":
-                # Uploads completing onto one key at once would both delete nothing under READ COMMITTED
-                # and one insert would then violate the unique key: take turns per key instead.
-                # (SQLite already has one writer at a time.)
-                conn.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-                    {"k": f"{record.tenant}/{record.bucket}/{record.key}"},
-                )
             marked = conn.execute(
                 upload_sessions.update()
                 .where(upload_sessions.c.id == session_id, upload_sessions.c.object_id.is_(None))
@@ -389,17 +404,7 @@ class SqlMetadataStore:
             )
             if marked.rowcount != 1:
                 raise Conflict("The upload is no longer pending: it was completed, cancelled or expired.")
-            replaced = conn.execute(
-                objects.delete()
-                .where(
-                    objects.c.tenant == record.tenant,
-                    objects.c.bucket == record.bucket,
-                    objects.c.key == record.key,
-                )
-                .returning(*objects.c)
-            ).first()
-            conn.execute(INSERT_OBJECT, dataclasses.asdict(record))
-            return None if replaced is None else _object(replaced)
+            return _replace_in(conn, record)
 
         return await self._db.write(work)
 

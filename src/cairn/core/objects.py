@@ -23,7 +23,7 @@ import anyio
 from .errors import InsufficientStorage, InvalidInput, NotFound, TooLarge
 from .keys import prefix_end
 from .ports import BlobStore, BlobWriter, MetadataStore, Order
-from .records import ListPage, ObjectRecord, UploadSession
+from .records import ListPage, ObjectRecord
 
 log = logging.getLogger("cairn.objects")
 
@@ -34,7 +34,6 @@ INLINE_HASH_BYTES = 256 << 10
 FREE_SPACE_RECHECK_SECONDS = 1.0
 EXPIRY_BATCH = 500
 LIST_SCAN_BATCH = 1000
-ONE_SHOT_SESSION_SECONDS = 3600
 
 
 def _not_found(object_id: str) -> NotFound:
@@ -186,7 +185,7 @@ class ObjectEngine:
         try:
             await staged.writer.commit(object_id)
             if replace:
-                replaced = await self._take_key(record)
+                replaced = await self.meta.replace_object(record)
             else:
                 await self.meta.insert_object(record)
         except BaseException:
@@ -205,35 +204,6 @@ class ObjectEngine:
             None if replaced is None else replaced.id,
         )
         return record
-
-    async def _take_key(self, record: ObjectRecord) -> ObjectRecord | None:
-        """Insert ``record`` in place of the object holding its key, in one transaction. That transaction
-        is the completion of an upload session (``MetadataStore.complete_session``), so the object goes
-        in as a one-shot session completed at once, whose row is removed right after (or, after a crash,
-        by the expiry sweep)."""
-        session = UploadSession(
-            id=f"upload-{secrets.token_hex(16)}",
-            tenant=record.tenant,
-            bucket=record.bucket,
-            key=record.key,
-            filename=record.filename,
-            mime_type=record.mime_type,
-            size=record.bytes,
-            sha256=record.sha256,
-            purpose=record.purpose,
-            created_at=record.created_at,
-            expires_at=record.created_at + ONE_SHOT_SESSION_SECONDS,
-            object_id=None,
-        )
-        await self.meta.insert_session(session)
-        try:
-            return await self.meta.complete_session(session.id, record)
-        finally:
-            with anyio.CancelScope(shield=True):
-                try:
-                    await self.meta.delete_session(record.tenant, session.id)
-                except Exception:  # must not undo a committed object; the row expires on its own
-                    log.warning("object.session_cleanup_failed session=%s", session.id, exc_info=True)
 
     async def get(self, tenant: str, bucket: str | None, object_id: str) -> ObjectRecord:
         """An object by id; with ``bucket=None`` in any of the tenant's buckets (every object is a file)."""

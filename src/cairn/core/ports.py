@@ -151,6 +151,10 @@ class MetadataStore(Protocol):
 
     async def delete_session(self, tenant: str, session_id: str) -> UploadSession | None: ...
 
+    async def replace_object(self, record: ObjectRecord) -> ObjectRecord | None:
+        """In one transaction: remove the object that holds ``record``'s key (returned, so its bytes can
+        go) and insert ``record``."""
+
     async def complete_session(self, session_id: str, record: ObjectRecord) -> ObjectRecord | None:
         """In one transaction: mark the session completed with ``record.id``, remove the object that held
         the same key (returned, so its bytes can go) and insert ``record``. Raises ``Conflict`` if the
