@@ -168,8 +168,10 @@ def main() -> int:
         rss.start()
         results: dict[str, list[float]] = {way: [] for way in ways}
         resent = []
-        for _ in range(args.runs):
-            for way in results:
+        for run in range(args.runs):
+            # the order rotates: the disk's write-back debt grows through a run and must not always
+            # fall on the same ways
+            for way in ways[run % len(ways) :] + ways[: run % len(ways)]:
                 started = time.perf_counter()
                 if way == "resumed":
                     resent.append(session(url, path, cut_at=size // 2))
