@@ -1,11 +1,17 @@
-"""Pieces the upload and workspace benchmarks share: a free port and a server's peak RSS."""
+"""Pieces the upload and workspace benchmarks share: a Cairn server of their own, and its peak RSS."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -31,3 +37,23 @@ class RssPeak(threading.Thread):
         while not self.stop.is_set():
             self.peak = max(self.peak, self.rss())
             time.sleep(0.02)
+
+
+def start_cairn(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``cairn serve`` on a free port with a fresh data directory, access log and rate limits off (the
+    benches measure throughput), no other ``CAIRN_*`` setting of the caller's; returns once it answers."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    server = subprocess.Popen(
+        [str(REPO / ".venv/bin/cairn"), "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        env={**env, "CAIRN_ACCESS_LOG": "false", "CAIRN_RATE_LIMITS": "false"},
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            httpx.get(f"{url}/health", timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    return server, url

@@ -29,9 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from _harness import RssPeak, free_port
+from _harness import RssPeak, start_cairn
 
-REPO = Path(__file__).resolve().parent.parent
 CHUNK = 8 << 20
 PART = 64 << 20
 PARALLEL_PARTS = 4
@@ -139,20 +138,8 @@ def main() -> int:
     args = parser.parse_args()
     ways = ["single", *(w for w in args.ways.split(",") if w in WAYS and w != "single")]
     work = Path(tempfile.mkdtemp(prefix="cairn-uploads-bench.", dir=tempfile.gettempdir()))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [str(REPO / ".venv/bin/cairn"), "serve", "--port", str(port), "--data-dir", str(work / "data")],
-        env={**os.environ, "CAIRN_ACCESS_LOG": "false", "CAIRN_RATE_LIMITS": "false"},
-        stderr=subprocess.DEVNULL,
-    )
+    server, url = start_cairn(work / "data")
     try:
-        for _ in range(100):
-            try:
-                httpx.get(f"{url}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
         path = work / "payload.bin"
         with path.open("wb") as f:
             for _ in range(args.mib):

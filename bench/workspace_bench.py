@@ -31,9 +31,8 @@ import time
 from pathlib import Path
 
 import httpx
-from _harness import RssPeak, free_port
+from _harness import RssPeak, start_cairn
 
-REPO = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
 # (MiB, count) at the default 1 GiB; --mib scales the sizes
 MIX = [(256, 1), (128, 1), (64, 7), (16, 8), (1, 64)]
@@ -136,21 +135,8 @@ def main() -> int:
     if args.quick:
         args.mib, args.entries, args.subfolder = 64, 1_000, 10_000
     work = Path(tempfile.mkdtemp(prefix="cairn-workspace-bench.", dir=tempfile.gettempdir()))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
-    server = subprocess.Popen(
-        [str(REPO / ".venv/bin/cairn"), "serve", "--port", str(port), "--data-dir", str(work / "data")],
-        env={**env, "CAIRN_ACCESS_LOG": "false", "CAIRN_RATE_LIMITS": "false"},
-        stderr=subprocess.DEVNULL,
-    )
+    server, url = start_cairn(work / "data")
     try:
-        for _ in range(100):
-            try:
-                httpx.get(f"{url}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
         scale = args.mib / 1024
         files = 0
         for mib, count in MIX:
