@@ -153,6 +153,12 @@ def test_bad_create_requests_are_400(client, change):
     assert_openai_error(client.post("/v1/uploads", json=body), 400)
 
 
+def test_a_body_that_is_not_json_is_400_without_a_param(client):
+    response = client.post("/v1/uploads", content=b"not json", headers={"Content-Type": "application/json"})
+    error = assert_openai_error(response, 400, code="invalid_request")
+    assert error["param"] is None and "JSON" in error["message"]
+
+
 def test_a_part_without_data_or_not_multipart_is_400(client):
     upload = create(client, 10)
     assert_openai_error(client.post(f"/v1/uploads/{upload['id']}/parts", content=b"raw"), 400)

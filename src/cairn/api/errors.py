@@ -151,6 +151,8 @@ async def _cairn_error(request: Request, exc: Exception) -> Response:
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":  # its location is a character position, not a field
+        return _renderer(request)(400, "The body is not valid JSON.", code="invalid_request")
     location = [str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body", "header")]
     param = ".".join(location) or None
     message = f"Invalid value for '{param}': {first.get('msg', 'invalid')}." if param else "Invalid request."
