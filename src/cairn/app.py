@@ -13,9 +13,11 @@ from starlette.middleware.cors import CORSMiddleware
 
 from . import __version__
 from .adapters.blobs_local import LocalBlobStore
-from .adapters.blobs_s3 import LocalStagingToS3, S3BlobStore, S3Client, S3Location
+from .adapters.blobs_s3 import S3BlobStore, S3Client, S3Location
+from .adapters.locks_pg import PgSessionLocks
 from .adapters.meta_sql import SqlMetadataStore
 from .adapters.ratelimit_redis import RedisRateLimiter
+from .adapters.sessions_s3 import S3SessionStaging
 from .api import artifacts, buckets, openai_files, openai_uploads, system, tus, workspace
 from .api.deps import Services
 from .api.errors import drop_unused_validation_schema, install_error_handlers
@@ -33,10 +35,11 @@ def build_metadata(settings: Settings) -> SqlMetadataStore:
     return SqlMetadataStore(settings.resolved_database_url)
 
 
-def build_blobs(settings: Settings) -> tuple[LocalBlobStore | S3BlobStore, LocalBlobStore | LocalStagingToS3]:
-    """Where object bytes live, and where upload sessions stage."""
-    local = LocalBlobStore(settings.data_dir.resolve())
+def build_blobs(settings: Settings) -> tuple[LocalBlobStore | S3BlobStore, LocalBlobStore | S3SessionStaging]:
+    """Where object bytes live, and where upload sessions stage: on S3, where every replica can append
+    to any session, one at a time under the database's advisory locks."""
     if not settings.blob_store:
+        local = LocalBlobStore(settings.data_dir.resolve())
         return local, local
     secret = settings.s3_secret_access_key
     blobs = S3BlobStore(
@@ -48,7 +51,7 @@ def build_blobs(settings: Settings) -> tuple[LocalBlobStore | S3BlobStore, Local
             secret_access_key=secret.get_secret_value() if secret else None,
         ),
     )
-    return blobs, LocalStagingToS3(local, blobs)
+    return blobs, S3SessionStaging(blobs, PgSessionLocks(settings.resolved_database_url))
 
 
 def build_services(settings: Settings) -> Services:
@@ -115,6 +118,8 @@ def create_app(settings: Settings) -> FastAPI:
             await services.objects.meta.close()
             if limiter is not None:
                 await limiter.close()
+            if isinstance(services.uploads.staging, S3SessionStaging):
+                await services.uploads.staging.close()
             if isinstance(services.objects.blobs, S3BlobStore):
                 await services.objects.blobs.close()
 

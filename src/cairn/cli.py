@@ -1,5 +1,5 @@
-"""``cairn serve | keys | upload``. Server flags become ``CAIRN_*`` variables so that every worker sees
-them."""
+"""``cairn serve | keys | upload | migrate``. Server flags become ``CAIRN_*`` variables so that every
+worker sees them."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from . import __version__
 from .app import build_metadata
 from .core.auth import ApiKeys, is_loopback_host
 from .core.errors import CairnError
+from .migrate import MigrationRefused, migrate
 from .settings import Settings
 
 
@@ -61,6 +64,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     upload.add_argument("--api-key", default=os.environ.get("CAIRN_API_KEY"), help="(CAIRN_API_KEY)")
     upload.add_argument("--chunk-mib", type=int, default=8, help="MiB per request (default 8)")
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="copy an embedded install into the configured database and blob store",
+        description="Copy the API keys and live objects of an embedded install (SQLite and blobs in a data "
+        "directory) into the database and blob store that CAIRN_DATABASE_URL, CAIRN_BLOB_STORE and "
+        "CAIRN_S3_* name. Stopped? Run the same command again: it copies only what the target lacks.",
+    )
+    migrate.add_argument(
+        "--from-data-dir", type=Path, help="the embedded install's data directory (default: CAIRN_DATA_DIR)"
+    )
+    migrate.add_argument("--jobs", type=int, default=4, help="objects copied at once (default 4)")
     return parser
 
 
@@ -172,6 +187,20 @@ def _upload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        print("error: --jobs < 1", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(migrate(settings, args.from_data_dir or settings.data_dir, jobs=args.jobs))
+    except MigrationRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("Interrupted. Run the same command again to resume.", file=sys.stderr)
+        return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "upload":
@@ -180,10 +209,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _apply_flags(args)
         if args.command == "serve":
             return _serve(settings)
+        if args.command == "migrate":
+            return _migrate(settings, args)
         return asyncio.run(_with_keys(settings, args.keys_command, args))
     except CairnError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
+    except ValidationError as exc:  # a CAIRN_* setting that does not parse
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            print(f"error: {where}: {error['msg']}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 GiB = 1 << 30
@@ -27,8 +27,8 @@ class Settings(BaseSettings):
     )
     blob_store: str | None = Field(
         None,
-        description="Where object bytes go: s3://bucket/prefix for an S3-compatible store; default: the "
-        "data directory.",
+        description="Where object bytes go: s3://bucket/prefix for an S3-compatible store (needs a "
+        "PostgreSQL database_url); default: the data directory.",
     )
     s3_endpoint_url: str | None = Field(
         None, description="S3 endpoint, e.g. http://127.0.0.1:8333; default: AWS_ENDPOINT_URL, else AWS."
@@ -84,6 +84,13 @@ class Settings(BaseSettings):
         if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
             raise ValueError("must be s3://bucket or s3://bucket/prefix (unset: the data directory)")
         return value.strip()
+
+    @model_validator(mode="after")
+    def _s3_needs_postgres(self) -> Settings:
+        # upload sessions staged in S3 take their locks from PostgreSQL (docs/decisions.md D17)
+        if self.blob_store and not self.resolved_database_url.startswith("postgresql"):
+            raise ValueError("blob_store s3://… needs a PostgreSQL database_url (postgresql://…)")
+        return self
 
     @field_validator("public_url")
     @classmethod

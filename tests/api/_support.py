@@ -1,17 +1,22 @@
 """Helpers shared by the API tests: hand-built multipart bodies, a raw HTTP/1.1 connection for what
-httpx will not send (truncated bodies, stalls, pipelined requests on one socket), and the data
-directory views the cleanup tests inspect. Nothing here touches Cairn's code."""
+httpx will not send (truncated bodies, stalls, pipelined requests on one socket), a TCP proxy that
+breaks connections on demand, and the data directory views the cleanup tests inspect. Nothing here
+touches Cairn's code."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
 import sqlite3
+import struct
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -233,6 +238,93 @@ class RawConnection:
             self.buffer += chunk
             return False
         return True
+
+
+class TcpProxy:
+    """A TCP proxy on 127.0.0.1 to the host and port of ``target_url``, which a test controls:
+    ``refuse()`` turns new connections away, as a server that is down does; ``cut()`` breaks every open
+    one, as a restart does to its clients; ``restore()`` lets new connections through again. ``url`` is
+    ``target_url`` through the proxy. Subclasses watch or break the traffic in ``relay``."""
+
+    def __init__(self, target_url: str) -> None:
+        target = urlsplit(target_url)
+        assert target.hostname and target.port, target_url
+        self._target = (target.hostname, target.port)
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._refusal: Callable[[socket.socket], None] | None = None
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        user, at, _ = target.netloc.rpartition("@")
+        port = self._listener.getsockname()[1]
+        self.url = urlunsplit(target._replace(netloc=f"{user}{at}127.0.0.1:{port}"))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def refuse(self, answer: Callable[[socket.socket], None] | None = None) -> None:
+        """Reset each new connection at once, or hand it to ``answer`` (in a thread of its own)."""
+        self._refusal = answer or _reset
+
+    def restore(self) -> None:
+        self._refusal = None
+
+    def cut(self) -> None:
+        with self._lock:
+            broken, self._open = self._open, set()
+        for sock in broken:
+            _hang_up(sock)
+
+    def close(self) -> None:
+        self._listener.close()
+        self.cut()
+
+    def relay(self, data: bytes, from_client: bool) -> tuple[bytes, bool]:
+        """What of ``data`` to pass on, and whether the connection goes on after it."""
+        return data, True
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                downstream, _ = self._listener.accept()
+            except OSError:
+                return
+            if (refusal := self._refusal) is not None:
+                threading.Thread(target=refusal, args=(downstream,), daemon=True).start()
+                continue
+            try:
+                upstream = socket.create_connection(self._target)
+            except OSError:
+                _reset(downstream)
+                continue
+            with self._lock:
+                self._open |= {downstream, upstream}
+            for source, sink, from_client in ((downstream, upstream, True), (upstream, downstream, False)):
+                threading.Thread(target=self._pump, args=(source, sink, from_client), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                passed, going_on = self.relay(data, from_client)
+                sink.sendall(passed)
+                if not going_on:
+                    return
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._open -= {source, sink}
+            for sock in (source, sink):
+                _hang_up(sock)
+
+
+def _hang_up(sock: socket.socket) -> None:
+    """End the connection now: a bare close() would leave it open while another thread reads it."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+def _reset(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 def auth(key: str) -> tuple[str, str]:

@@ -9,14 +9,13 @@ import hashlib
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
-from _support import assert_openai_error, backdate_session, sha256
+from _support import assert_openai_error, backdate_session, sha256, staging_files, wait_until
 
 MiB = 1 << 20
 
@@ -183,7 +182,7 @@ def test_cancel_drops_the_parts_and_ends_the_upload(server, client):
         client.post(f"/v1/uploads/{upload['id']}/complete", json={"part_ids": [part["id"]]}), 404
     )
     assert_openai_error(client.post(f"/v1/uploads/{upload['id']}/cancel"), 404)
-    assert not list((server.settings.data_dir / "sessions").iterdir())
+    assert server.staged_sessions() == []
 
 
 def test_a_completed_upload_cannot_be_cancelled(client):
@@ -240,11 +239,7 @@ def test_a_part_cut_off_mid_body_leaves_no_part(server, client):
             f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {len(body) + MiB}\r\n\r\n"
         )
         raw.sendall(head.encode() + body)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any((server.settings.data_dir / "staging").iterdir()):
-        time.sleep(0.05)
-    sessions = server.settings.data_dir / "sessions"
-    assert [p for p in sessions.rglob("*") if p.is_file()] == []
+    assert wait_until(lambda: not staging_files(server.settings.data_dir) and not server.staged_sessions())
     whole = add_part(client, upload["id"], os.urandom(2 * MiB))
     assert whole.status_code == 200, whole.text
 

@@ -14,14 +14,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import openai
 import pytest
 from _support import assert_no_traceback, assert_openai_error, staging_files, upload
 
-REDIS_URL = os.environ.get("CAIRN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TUS = {"Tus-Resumable": "1.0.0"}
 OFFSET_STREAM = {**TUS, "Content-Type": "application/offset+octet-stream"}
 CLASSES = ("uploads", "retrievals", "deletions")
@@ -40,15 +38,6 @@ def _answers_ping(host: str, port: int) -> bool:
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
-
-
-@pytest.fixture
-def shared_redis() -> str:
-    """The machine's Redis."""
-    url = urlsplit(REDIS_URL)
-    if not _answers_ping(url.hostname or "127.0.0.1", url.port or 6379):
-        _missing_redis(f"Redis is not running at {REDIS_URL}")
-    return REDIS_URL
 
 
 @dataclass

@@ -6,18 +6,16 @@ tests can show that no acknowledged byte is sent twice."""
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import hashlib
 import io
 import re
-import socket
 import threading
 from pathlib import Path
 
 import httpx
 import pytest
-from _support import wait_until
+from _support import TcpProxy, wait_until
 from tusclient.client import TusClient
 from tusclient.exceptions import TusCommunicationError
 from tusclient.storage.filestorage import FileStorage
@@ -37,67 +35,34 @@ def _pattern(size: int) -> bytes:
     return bytes(out[:size])
 
 
-class CuttingProxy:
-    """A TCP proxy to the server that breaks the connection carrying the ``cut_after``-th byte sent by
+class CuttingProxy(TcpProxy):
+    """A proxy to the server that breaks the connection carrying the ``cut_after``-th byte sent by
     clients (a network failure in the middle of a request), once, and forwards everything else. It logs
     each request's method and ``Upload-Offset`` and each answer's status and ``Upload-Offset``."""
 
     def __init__(self, target_url: str, cut_after: int) -> None:
-        host, port = target_url.removeprefix("http://").rsplit(":", 1)
-        self._target = (host, int(port))
         self._cut_after = cut_after
         self._sent = 0
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self.cut = False
+        self._counting = threading.Lock()
+        self.broke = False
         self.log: list[tuple[str, int | None]] = []  # ("PATCH", offset) or ("204", offset), in order
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target_url)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                downstream, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self._target)
-            with self._lock:
-                self._sockets += [downstream, upstream]
-            threading.Thread(target=self._pump, args=(downstream, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, downstream, False), daemon=True).start()
+    def relay(self, data: bytes, from_client: bool) -> tuple[bytes, bool]:
+        with self._counting:
+            self._record(data, _REQUEST if from_client else _RESPONSE)
+            if not from_client:
+                return data, True
+            if not self.broke and self._sent + len(data) >= self._cut_after:
+                self.broke = True
+                return data[: self._cut_after - self._sent], False
+            self._sent += len(data)
+            return data, True
 
     def _record(self, data: bytes, pattern: re.Pattern[bytes]) -> None:
         if match := pattern.match(data):
             offset = _OFFSET.search(data.split(b"\r\n\r\n", 1)[0] + b"\r\n")
             self.log.append((match[1].decode(), None if offset is None else int(offset[1])))
-
-    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
-        first = True
-        try:
-            while data := source.recv(65536):
-                with self._lock:
-                    if first:
-                        self._record(data, _REQUEST if from_client else _RESPONSE)
-                        first = False
-                    if from_client and not self.cut and self._sent + len(data) >= self._cut_after:
-                        sink.sendall(data[: self._cut_after - self._sent])
-                        self.cut = True
-                        return
-                    if from_client:
-                        self._sent += len(data)
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                _hang_up(sock)
-
-    def close(self) -> None:
-        self._listener.close()
-        with self._lock:
-            for sock in self._sockets:
-                _hang_up(sock)
 
     def patches_after_acknowledgements(self) -> list[tuple[int, int]]:
         """(offset of each PATCH, highest offset acknowledged by a 204 before it was sent)."""
@@ -109,13 +74,6 @@ class CuttingProxy:
             elif kind == "PATCH" and offset is not None:
                 pairs.append((offset, acknowledged))
         return pairs
-
-
-def _hang_up(sock: socket.socket) -> None:
-    """End the connection now: a bare close() would leave it open while another thread reads it."""
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    sock.close()
 
 
 @pytest.fixture
@@ -202,7 +160,7 @@ def test_tuspy_resumes_from_its_stored_url_without_resending_acknowledged_bytes(
     first = tus.uploader(file_path=str(source), chunk_size=CHUNK, store_url=True, url_storage=storage)
     with pytest.raises(TusCommunicationError):
         first.upload()
-    assert cutter.cut
+    assert cutter.broke
     acknowledged = first.offset
     assert acknowledged == 2 * CHUNK
     stored = _settled_offset(client, first.url)
@@ -231,7 +189,7 @@ def test_tuspy_retry_probes_the_offset_and_resumes(server, tenant, client, proxy
         file_stream=io.BytesIO(data), chunk_size=CHUNK, retries=5, retry_delay=0
     )
     uploader.upload()
-    assert cutter.cut
+    assert cutter.broke
     assert uploader.offset == len(data)
     assert _download(client, uploader.request.response_headers["cairn-file-id"]) == data
     kinds = [kind for kind, _ in cutter.log]

@@ -8,6 +8,7 @@ import pytest
 
 from cairn.adapters.blobs_s3 import S3BlobStore
 from cairn.adapters.meta_sql import SqlMetadataStore
+from cairn.adapters.sessions_s3 import S3SessionStaging
 from cairn.app import build_blobs
 from cairn.core.objects import ObjectEngine
 from cairn.core.ports import BlobStore, SessionStaging
@@ -46,8 +47,13 @@ async def meta(database_url: str) -> AsyncIterator[SqlMetadataStore]:
 @pytest.fixture
 async def stores(tmp_path: Path, backend: Backend) -> AsyncIterator[tuple[BlobStore, SessionStaging]]:
     """The backend's blob store (a data directory, or a fresh S3 bucket) and its session staging."""
-    store, staging = build_blobs(Settings(data_dir=tmp_path / "data", **backend.blob_settings))
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=backend.database_url, **backend.blob_settings
+    )
+    store, staging = build_blobs(settings)
     yield store, staging
+    if isinstance(staging, S3SessionStaging):
+        await staging.close()
     if isinstance(store, S3BlobStore):
         await store.close()
 

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from cairn.adapters.blobs_local import LocalBlobStore
-from cairn.adapters.blobs_s3 import PART_BYTES, LocalStagingToS3, S3BlobStore, S3Client, S3Location
+from cairn.adapters.blobs_s3 import PART_BYTES, S3BlobStore, S3Client, S3Location
 from cairn.core.errors import NotFound, Unavailable
 
 pytestmark = pytest.mark.anyio
@@ -174,20 +173,3 @@ async def test_unreachable_store_is_unavailable(tmp_path: Path) -> None:
 
 async def test_free_bytes_is_unbounded(store) -> None:
     assert await store.free_bytes() >= 1 << 60
-
-
-async def test_local_session_staging_publishes_into_s3(store, bucket, tmp_path: Path) -> None:
-    staging = LocalStagingToS3(LocalBlobStore(tmp_path / "data"), store)
-    data = os.urandom(PART_BYTES + 99)
-    appender = await staging.acquire("upload-1", wait=1)
-    try:
-        await appender.write(data[:1000])
-        await appender.write(data[1000:])
-        assert appender.offset == len(data)
-        await appender.publish("file-session")
-    finally:
-        await appender.release()
-    assert await staging.staged_size("upload-1") == len(data)
-    assert await _read(store, "file-session", 0, len(data)) == data
-    await staging.discard("upload-1")
-    assert await staging.staged_size("upload-1") == 0

@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from cairn.adapters.blobs_local import LocalBlobStore
+from cairn.adapters.sessions_s3 import S3SessionStaging
 from cairn.core import uploads as uploads_module
 from cairn.core.errors import (
     ChecksumMismatch,
@@ -386,5 +387,11 @@ async def test_an_append_that_waited_for_a_completing_one_reports_completed(
         with pytest.raises(UploadCompleted):  # the holder is asked to let go, but completes first
             release.set()
             await uploads.append("t", "b", upload_id, body(b"cd"), expected_offset=2)
-    local = staging if isinstance(staging, LocalBlobStore) else staging.local  # type: ignore[attr-defined]
-    assert not (local.root / "sessions" / upload_id).exists()
+    if isinstance(staging, LocalBlobStore):
+        assert not (staging.root / "sessions" / upload_id).exists()
+    else:  # on S3 only the session's sealed bytes stay: the object's pointer names them
+        assert isinstance(staging, S3SessionStaging)
+        prefix = staging.blobs.session_prefix(upload_id)
+        client = await staging.blobs.client()
+        listing = await client.list_objects_v2(Bucket=staging.blobs.bucket, Prefix=prefix)
+        assert [item["Key"] for item in listing.get("Contents", [])] == [f"{prefix}data"]

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import anyio
 
-from ..core.errors import InsufficientStorage, Locked, NotFound
+from ..core.errors import InsufficientStorage, Locked, NotFound, Unavailable
 from ..core.ports import LiveCheck
 
 log = logging.getLogger("cairn.blobs")
@@ -223,7 +223,10 @@ class LocalSessionAppender:
         except OSError as exc:
             _raise_storage_error(exc)
 
-    def release_requested(self) -> bool:
+    def read_staged(self) -> AsyncIterator[bytes]:
+        return _read_file(self._path)
+
+    async def release_requested(self) -> bool:
         return self._path.with_suffix(".release").exists()
 
     async def release(self) -> None:
@@ -279,14 +282,11 @@ class LocalBlobStore:
             return 0
         return stat.st_size
 
-    def read_staged(self, session_id: str) -> AsyncIterator[bytes]:
-        return _read_file(self._session_path(session_id))
-
     def _parts_dir(self, session_id: str) -> Path:
         return self._session_path(session_id).with_suffix(".parts")
 
-    async def stage_part(self, session_id: str) -> LocalBlobWriter:
-        return LocalBlobWriter(self, lambda part_id: self._parts_dir(session_id) / part_id)
+    async def stage_part(self, session_id: str, part_id: str) -> LocalBlobWriter:
+        return LocalBlobWriter(self, lambda name: self._parts_dir(session_id) / name)
 
     async def drop_part(self, session_id: str, part_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -305,6 +305,12 @@ class LocalBlobStore:
         for part_id in part_ids:
             async for data in _read_file(self._parts_dir(session_id) / part_id):
                 yield data
+
+    async def unpublish(self, session_id: str, blob_id: str) -> None:
+        await self.delete(blob_id)  # a link to the staged bytes, or the joined parts' segments
+
+    async def retire(self, session_id: str) -> None:
+        await self.discard(session_id)  # the object's blob is a link of its own
 
     async def discard(self, session_id: str) -> None:
         path = self._session_path(session_id)
@@ -391,6 +397,12 @@ class LocalBlobStore:
     async def free_bytes(self) -> int:
         usage = await anyio.to_thread.run_sync(shutil.disk_usage, self.root)
         return usage.free
+
+    async def ping(self) -> None:
+        try:
+            await self.free_bytes()
+        except OSError as exc:
+            raise Unavailable(f"The blob volume is unavailable: {exc.strerror}.") from exc
 
     async def sweep(self, is_live: LiveCheck) -> int:
         removed = await anyio.to_thread.run_sync(self._sweep_staging)

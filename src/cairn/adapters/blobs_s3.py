@@ -5,6 +5,8 @@ Layout under ``s3://<bucket>/<prefix>``::
     blobs/<id>       a committed blob, named by object id only: its bytes, or, for a blob that went up
                      in parts, an empty pointer whose metadata ``cairn-data`` names its data object
     data/<random>    the bytes of a blob that went up in parts
+    sessions/<id>/   an upload session's staging (``sessions_s3.py``); a completed session's
+                     ``data`` is named by its object's pointer
 
 The engine learns a blob's id only at commit, and a multipart upload's key is fixed when it starts, so a
 large blob goes up under ``data/<random>`` and its id becomes a pointer to it (copying the bytes to
@@ -16,12 +18,10 @@ Commit of a large blob is: put the pointer, then CompleteMultipartUpload; both a
 is readable only once its metadata row exists, after both. Delete removes the data before the pointer,
 so a data object never outlives its pointer. Crash behaviour: a pointer or blob without a metadata row
 (crash before the row insert, or after the row delete) is deleted by the sweep once it is older than
-``STRAY_GRACE_SECONDS``, data first; a multipart upload nobody completed or aborted is aborted by the
-sweep once it is older than ``MULTIPART_GRACE_SECONDS`` (S3 cannot tell whether its writer still lives).
+``STRAY_GRACE_SECONDS``, data first (bytes an upload session still owns stay with the session); a
+multipart upload nobody completed or aborted is aborted by the sweep once it is older than
+``MULTIPART_GRACE_SECONDS`` (S3 cannot tell whether its writer still lives).
 Several replicas may sweep at once: every step is idempotent.
-
-Upload sessions still stage on the local disk (``LocalStagingToS3``) and their completed bytes go to
-S3; that serves one replica, not several (issue 5, item 3).
 """
 
 from __future__ import annotations
@@ -37,14 +37,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import anyio
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..core.errors import NotFound, Unavailable
-from ..core.ports import BlobWriter, LiveCheck
-from .blobs_local import LocalBlobStore, LocalSessionAppender
+from ..core.ports import LiveCheck
 
 log = logging.getLogger("cairn.blobs")
 
@@ -56,7 +56,7 @@ MULTIPART_GRACE_SECONDS = 24 * 3600
 SWEEP_BATCH = 1000  # ListObjectsV2's page limit
 POINTER_META = "cairn-data"
 REPORTED_FREE_BYTES = 1 << 62  # S3 has no notion of free space; the engine's reserve check always passes
-_MISSING = {"NoSuchKey", "404", "NotFound"}
+MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
 @dataclass(frozen=True)
@@ -93,33 +93,39 @@ class S3Client:
         object.__setattr__(self, "region", self.region or env.get("AWS_REGION") or None)
 
 
-def _part_size(part_number: int) -> int:
+def part_size(part_number: int) -> int:
     return PART_BYTES << ((part_number - 1) // PARTS_PER_SIZE)
 
 
 @contextlib.contextmanager
-def _translate_errors() -> Iterator[None]:
+def translate_errors() -> Iterator[None]:
     """Any failure but a missing key → ``Unavailable``: the client cannot fix it, the operator can."""
     try:
         yield
-    except BotoCoreError as exc:
+    except (BotoCoreError, aiohttp.ClientError) as exc:  # aiohttp's: a connection lost while a body streams
         log.error("s3.unreachable error=%s", exc)
         raise Unavailable("The object store cannot be reached; retry shortly.") from exc
     except ClientError as exc:
-        if _error_code(exc) in _MISSING:
+        if error_code(exc) in MISSING_CODES:
             raise
         log.error("s3.failed error=%s", exc)  # refused credentials, a missing bucket, a server error
         raise Unavailable("The object store refused or failed the request; retry shortly.") from exc
 
 
-def _error_code(exc: ClientError) -> str:
+def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 class S3BlobWriter:
-    def __init__(self, store: S3BlobStore) -> None:
+    """``data_key=None``: the bytes go to a fresh ``data/<random>`` (or, if they fit in one part, to
+    ``blobs/<id>`` itself). A given ``data_key`` receives the bytes wherever they fit; ``commit(id)`` then
+    points ``blobs/<id>`` at it, unless ``pointer=False`` (the data key is the name: a session's part)."""
+
+    def __init__(self, store: S3BlobStore, data_key: str | None = None, *, pointer: bool = True) -> None:
         self._store = store
         self._buffer = bytearray()
+        self._fixed_key = data_key
+        self._pointer = pointer
         self._data_key: str | None = None  # set once the multipart upload started
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
@@ -132,14 +138,14 @@ class S3BlobWriter:
     async def write(self, data: bytes | bytearray) -> None:
         assert not self._done, "write after commit or abort"
         self._buffer += data
-        if len(self._buffer) >= _part_size(self._next_part_number()):
+        if len(self._buffer) >= part_size(self._next_part_number()):
             await self._send_buffer()
 
     async def _send_buffer(self) -> None:
         """Hand the buffer to a part upload once the previous part has gone."""
         if self._upload_id is None:
-            self._data_key = self._store.new_data_key()
-            with _translate_errors():
+            self._data_key = self._fixed_key or self._store.new_data_key()
+            with translate_errors():
                 created = await (await self._store.client()).create_multipart_upload(
                     Bucket=self._store.bucket, Key=self._data_key
                 )
@@ -149,7 +155,7 @@ class S3BlobWriter:
         self._in_flight = asyncio.create_task(self._upload_part(self._next_part_number(), body))
 
     async def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
-        with _translate_errors():
+        with translate_errors():
             response = await (await self._store.client()).upload_part(
                 Bucket=self._store.bucket,
                 Key=self._data_key,
@@ -178,16 +184,18 @@ class S3BlobWriter:
         key = self._store.blob_key(blob_id)
         if self._upload_id is None:
             body, self._buffer = bytes(self._buffer), bytearray()
-            with _translate_errors():
-                await client.put_object(Bucket=self._store.bucket, Key=key, Body=body)
+            with translate_errors():
+                await client.put_object(Bucket=self._store.bucket, Key=self._fixed_key or key, Body=body)
+            if self._fixed_key is not None and self._pointer:
+                await self._store.put_pointer(blob_id, self._fixed_key)
             return
         if self._buffer:
             await self._send_buffer()
         await self._collect_in_flight()
-        with _translate_errors():
-            await client.put_object(
-                Bucket=self._store.bucket, Key=key, Body=b"", Metadata={POINTER_META: self._data_key}
-            )
+        assert self._data_key is not None
+        if self._pointer:
+            await self._store.put_pointer(blob_id, self._data_key)
+        with translate_errors():
             await client.complete_multipart_upload(
                 Bucket=self._store.bucket,
                 Key=self._data_key,
@@ -270,6 +278,21 @@ class S3BlobStore:
     def new_data_key(self) -> str:
         return f"{self._prefix}data/{secrets.token_hex(16)}"
 
+    def session_prefix(self, session_id: str) -> str:
+        return f"{self._prefix}sessions/{session_id}/"
+
+    async def put_pointer(self, blob_id: str, data_key: str) -> None:
+        """Make ``blobs/<blob_id>`` name the bytes at ``data_key``."""
+        with translate_errors():
+            await (await self.client()).put_object(
+                Bucket=self.bucket, Key=self.blob_key(blob_id), Body=b"", Metadata={POINTER_META: data_key}
+            )
+
+    async def delete_pointer(self, blob_id: str) -> None:
+        """Drop ``blobs/<blob_id>`` but not the bytes it names (they belong to an upload session)."""
+        with translate_errors():
+            await (await self.client()).delete_object(Bucket=self.bucket, Key=self.blob_key(blob_id))
+
     async def put(self, blob_id: str, chunks: AsyncIterator[bytes]) -> None:
         """Stream ``chunks`` into the blob ``blob_id`` (a copy of bytes staged elsewhere)."""
         writer = await self.stage()
@@ -285,62 +308,88 @@ class S3BlobStore:
     async def stage(self) -> S3BlobWriter:
         return S3BlobWriter(self)
 
+    async def head(self, key: str) -> dict[str, Any] | None:
+        """The object's HEAD response, or None if there is no object at ``key``."""
+        try:
+            with translate_errors():
+                return await (await self.client()).head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if error_code(exc) in MISSING_CODES:
+                return None
+            raise
+
     async def _data_key(self, blob_id: str) -> str | None:
         """Where a blob's bytes are: its own key, or the data object its pointer names; None if absent."""
         key = self.blob_key(blob_id)
-        try:
-            with _translate_errors():
-                head = await (await self.client()).head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if _error_code(exc) in _MISSING:
-                return None
-            raise
-        return head.get("Metadata", {}).get(POINTER_META, key)
+        head = await self.head(key)
+        return None if head is None else head.get("Metadata", {}).get(POINTER_META, key)
 
     async def read(self, blob_id: str, start: int, end: int) -> AsyncIterator[bytes]:
         key = await self._data_key(blob_id)
         if key is None:
             log.error("blob.missing id=%s", blob_id)
             raise NotFound(f"No such file: '{blob_id}'.", param="file_id")
+        try:
+            async for data in self.read_key(key, start, end):
+                yield data
+        except ClientError as exc:
+            if error_code(exc) not in MISSING_CODES:
+                raise
+            log.error("blob.missing id=%s", blob_id)
+            raise NotFound(f"No such file: '{blob_id}'.", param="file_id") from exc
+
+    async def read_key(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes ``[start, end)`` of the object at ``key``. A missing key raises botocore's
+        ``ClientError``; the caller names what is missing."""
         if start >= end:
             return
-        try:
-            with _translate_errors():
-                response = await (await self.client()).get_object(
-                    Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}"
-                )
-        except ClientError as exc:
-            if _error_code(exc) in _MISSING:
-                log.error("blob.missing id=%s", blob_id)
-                raise NotFound(f"No such file: '{blob_id}'.", param="file_id") from exc
-            raise
+        with translate_errors():
+            response = await (await self.client()).get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}"
+            )
         position = start
         async with response["Body"] as body:
-            with _translate_errors():
+            with translate_errors():
                 async for data in body.iter_chunks(READ_CHUNK_BYTES):
                     position += len(data)
                     yield data
         if position != end:
-            raise OSError(f"blob {blob_id} is shorter than its recorded size")
+            raise OSError(f"{key} is shorter than its recorded size")
 
     async def delete(self, blob_id: str) -> None:
         key = self.blob_key(blob_id)
         data_key = await self._data_key(blob_id)
         client = await self.client()
-        with _translate_errors():
+        with translate_errors():
             if data_key is not None and data_key != key:
                 await client.delete_object(Bucket=self.bucket, Key=data_key)
             await client.delete_object(Bucket=self.bucket, Key=key)
 
+    async def _delete_stray(self, blob_id: str) -> None:
+        """A blob without a row: a crash came between its commit and the row. Bytes an upload session
+        still owns (its completion may be retried) stay with the session, which drops them itself."""
+        data_key = await self._data_key(blob_id)
+        if data_key is not None and data_key.startswith(f"{self._prefix}sessions/"):
+            await self.delete_pointer(blob_id)
+        else:
+            await self.delete(blob_id)
+
     async def free_bytes(self) -> int:
         return REPORTED_FREE_BYTES
+
+    async def ping(self) -> None:
+        try:
+            with translate_errors():
+                await (await self.client()).head_bucket(Bucket=self.bucket)
+        except ClientError as exc:  # 404: the bucket is gone
+            raise Unavailable(f"The bucket '{self.bucket}' does not exist.") from exc
 
     async def sweep(self, is_live: LiveCheck) -> int:
         removed = await self._abort_abandoned_uploads()
         client = await self.client()
         cutoff = time.time() - self._stray_grace
         prefix = self.blob_key("")
-        with _translate_errors():
+        with translate_errors():
             async for page in client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": SWEEP_BATCH}
             ):
@@ -352,7 +401,7 @@ class S3BlobStore:
                 live = await is_live(old) if old else set()
                 for blob_id in old:
                     if blob_id not in live:
-                        await self.delete(blob_id)
+                        await self._delete_stray(blob_id)
                         removed += 1
         return removed
 
@@ -360,7 +409,7 @@ class S3BlobStore:
         client = await self.client()
         cutoff = time.time() - self._multipart_grace
         removed = 0
-        with _translate_errors():
+        with translate_errors():
             async for page in client.get_paginator("list_multipart_uploads").paginate(
                 Bucket=self.bucket, Prefix=f"{self._prefix}data/"
             ):
@@ -372,74 +421,3 @@ class S3BlobStore:
                             )
                             removed += 1
         return removed
-
-
-class _PublishToS3:
-    """A local session appender whose ``publish`` puts the staged bytes into S3."""
-
-    def __init__(
-        self, local: LocalSessionAppender, staging: LocalBlobStore, session_id: str, blobs: S3BlobStore
-    ):
-        self.local = local
-        self._staging = staging
-        self._session_id = session_id
-        self._blobs = blobs
-
-    @property
-    def offset(self) -> int:
-        return self.local.offset
-
-    async def write(self, data: bytes | bytearray) -> None:
-        await self.local.write(data)
-
-    async def truncate(self, offset: int) -> None:
-        await self.local.truncate(offset)
-
-    async def sync(self) -> None:
-        await self.local.sync()
-
-    async def publish(self, blob_id: str) -> None:
-        await self.local.sync()
-        await self._blobs.put(blob_id, self._staging.read_staged(self._session_id))
-
-    def release_requested(self) -> bool:
-        return self.local.release_requested()
-
-    async def release(self) -> None:
-        await self.local.release()
-
-
-class LocalStagingToS3:
-    """Upload sessions staged on this replica's disk, published to S3 when they complete. Until
-    sessions stage in S3 (issue 5, item 3), a session must be continued on the replica that started it."""
-
-    def __init__(self, local: LocalBlobStore, blobs: S3BlobStore) -> None:
-        self.local = local
-        self._blobs = blobs
-
-    async def acquire(self, session_id: str, wait: float) -> _PublishToS3:
-        return _PublishToS3(await self.local.acquire(session_id, wait), self.local, session_id, self._blobs)
-
-    async def staged_size(self, session_id: str) -> int:
-        return await self.local.staged_size(session_id)
-
-    def read_staged(self, session_id: str) -> AsyncIterator[bytes]:
-        return self.local.read_staged(session_id)
-
-    async def stage_part(self, session_id: str) -> BlobWriter:
-        return await self.local.stage_part(session_id)
-
-    async def drop_part(self, session_id: str, part_id: str) -> None:
-        await self.local.drop_part(session_id, part_id)
-
-    async def part_sizes(self, session_id: str) -> dict[str, int]:
-        return await self.local.part_sizes(session_id)
-
-    def read_parts(self, session_id: str, part_ids: list[str]) -> AsyncIterator[bytes]:
-        return self.local.read_parts(session_id, part_ids)
-
-    async def publish_parts(self, session_id: str, part_ids: list[str], blob_id: str) -> None:
-        await self._blobs.put(blob_id, self.local.read_parts(session_id, part_ids))
-
-    async def discard(self, session_id: str) -> None:
-        await self.local.discard(session_id)

@@ -22,7 +22,7 @@ import dataclasses
 import fcntl
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..core.errors import Conflict, Unavailable
 from ..core.keys import prefix_end
-from ..core.ports import Order
+from ..core.ports import KeySize, Order
 from ..core.records import ApiKeyRecord, ListPage, ObjectRecord, UploadSession
 
 T = TypeVar("T")
@@ -125,15 +125,24 @@ def async_database_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+# SQLSTATE classes of a server that cannot serve now: a connection failed or was closed (08), no
+# connection or memory left (53), shutting down, starting up or terminated by an operator (57P)
+UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+
+
 @contextlib.contextmanager
 def _translated() -> Iterator[None]:
     try:
         yield
     except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError) as exc:
         raise Unavailable("The metadata database is unavailable. Retry shortly.") from exc
+    except sa.exc.TimeoutError as exc:  # every pooled connection stayed busy
+        raise Unavailable("The metadata database is busy. Retry shortly.") from exc
     except sa.exc.DBAPIError as exc:
         if exc.connection_invalidated:
             raise Unavailable("The metadata database connection was lost. Retry shortly.") from exc
+        if str(getattr(exc.orig, "sqlstate", None) or "").startswith(UNAVAILABLE_SQLSTATES):
+            raise Unavailable("The metadata database is unavailable. Retry shortly.") from exc
         raise
 
 
@@ -193,11 +202,24 @@ class _SqliteRunner:
         await anyio.to_thread.run_sync(self.engine.dispose)
 
 
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
+
+
 class _AsyncRunner:
-    """Runs each operation on an async driver (asyncpg) without threads."""
+    """Runs each operation on an async driver (asyncpg) without threads.
+
+    A pooled connection is tested before each use and replaced if it died (a restart of the server or
+    of the network between them): the first request after a restart succeeds. A server that does not
+    answer at all fails each request after the connect timeout, not asyncpg's minute."""
 
     def __init__(self, url: URL) -> None:
-        self.engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        self.engine = create_async_engine(
+            url,
+            pool_size=10,
+            max_overflow=10,
+            pool_pre_ping=True,
+            connect_args={"timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS},
+        )
 
     async def read(self, work: Work[T]) -> T:
         with _translated():
@@ -333,25 +355,31 @@ class SqlMetadataStore:
         now: int,
         start_at: str | None = None,
     ) -> ListPage:
-        # Keys compare bytewise on both backends (PostgreSQL: collation "C"), so the keys under a prefix
-        # are one range of the (tenant, bucket, key) index. A page may be 10,000 rows: they become records
-        # in the worker, by position (columns in the record's field order), ~10x cheaper than by mapping.
+        # A page may be 10,000 rows: they become records in the worker, by position (columns in the
+        # record's field order), ~10x cheaper than by mapping.
         columns = [objects.c[field.name] for field in dataclasses.fields(ObjectRecord)]
-        # One lower bound, the tightest: given two, SQLite seeks to one and filters by the other, which
-        # would make every page read again the rows of all the pages before it.
-        query = sa.select(*columns).where(objects.c.tenant == tenant, objects.c.bucket == bucket, _live)
-        lower = max(prefix, start_at or "")
-        if start_after is not None and start_after >= lower:
-            query = query.where(objects.c.key > start_after)
-        elif lower:
-            query = query.where(objects.c.key >= lower)
-        if (end := prefix_end(prefix)) is not None:
-            query = query.where(objects.c.key < end)
-        query = query.order_by(objects.c.key).limit(limit + 1)
+        query = _key_range(sa.select(*columns), tenant, bucket, prefix, start_after, start_at)
+        query = query.limit(limit + 1)
         records = await self._db.read(
             lambda conn: [ObjectRecord(*row) for row in conn.execute(query, {"now": now})]
         )
         return ListPage(items=records[:limit], has_more=len(records) > limit)
+
+    async def list_key_sizes(
+        self,
+        tenant: str,
+        bucket: str,
+        *,
+        prefix: str,
+        start_after: str | None,
+        limit: int,
+        now: int,
+        start_at: str | None = None,
+    ) -> Sequence[KeySize]:
+        # Three columns instead of eleven, and rows as they come: a quarter of the cost of records.
+        columns = (objects.c.key, objects.c.bytes, objects.c.created_at)
+        query = _key_range(sa.select(*columns), tenant, bucket, prefix, start_after, start_at).limit(limit)
+        return await self._db.read(lambda conn: conn.execute(query, {"now": now}).all())
 
     async def delete_object_by_key(self, tenant: str, bucket: str, key: str, now: int) -> ObjectRecord | None:
         statement = (
@@ -446,6 +474,31 @@ class SqlMetadataStore:
 
     async def has_api_keys(self) -> bool:
         return await self._db.read_point(lambda conn: conn.execute(ANY_API_KEY).first() is not None)
+
+
+def _key_range(
+    query: sa.Select[Any],
+    tenant: str,
+    bucket: str,
+    prefix: str,
+    start_after: str | None,
+    start_at: str | None,
+) -> sa.Select[Any]:
+    """Live objects under ``prefix`` in key order, strictly after ``start_after``, from ``start_at`` on.
+
+    Keys compare bytewise on both backends (PostgreSQL: collation "C"), so the keys under a prefix are
+    one range of the (tenant, bucket, key) index. One lower bound, the tightest: given two, SQLite seeks
+    to one and filters by the other, which would make every page read again the rows of all the pages
+    before it."""
+    query = query.where(objects.c.tenant == tenant, objects.c.bucket == bucket, _live)
+    lower = max(prefix, start_at or "")
+    if start_after is not None and start_after >= lower:
+        query = query.where(objects.c.key > start_after)
+    elif lower:
+        query = query.where(objects.c.key >= lower)
+    if (end := prefix_end(prefix)) is not None:
+        query = query.where(objects.c.key < end)
+    return query.order_by(objects.c.key)
 
 
 def _object(row: sa.Row[Any]) -> ObjectRecord:

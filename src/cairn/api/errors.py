@@ -73,7 +73,7 @@ ERROR_MEANINGS = {
     413: "Larger than the configured maximum.",
     423: "Another request holds the upload and did not let go in time; retry.",
     429: "The tenant's budget for this kind of request is spent; retry after Retry-After seconds.",
-    503: "A dependency (the metadata database, Redis) is unavailable; retry.",
+    503: "A dependency (the metadata database, the object store, Redis) is unavailable; retry.",
     507: "Not enough free storage.",
 }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -14,12 +16,15 @@ from .errors import error_responses
 from .responses import json_response
 
 router = APIRouter(tags=["System"])
+HEALTH_CHECK_SECONDS = 5.0
 _keyed = error_responses(401, 503)
 
 
 @router.get(
     "/health",
     summary="Liveness; with deep=1 also checks each dependency",
+    description="With `deep=1`, `checks` names each dependency (`metadata`: the database, `blobs`: the blob "
+    "volume or S3 store, `redis` when configured) with `ok` or why it failed.",
     responses={
         **error_responses(400),
         503: {"description": "A dependency failed its check (deep=1)."},
@@ -28,28 +33,28 @@ _keyed = error_responses(401, 503)
 async def health(request: Request, services: ServicesDep, deep: Annotated[bool, Query()] = False) -> Response:
     if not deep:
         return json_response({"status": "ok"})
-    checks: dict[str, str] = {}
-    try:
-        await services.objects.meta.ping()
-        checks["metadata"] = "ok"
-    except CairnError as exc:
-        checks["metadata"] = exc.message
-    try:
-        await services.objects.blobs.free_bytes()
-        checks["blobs"] = "ok"
-    except OSError as exc:
-        checks["blobs"] = f"unavailable: {exc.strerror}"
+    probes = {"metadata": services.objects.meta.ping, "blobs": services.objects.blobs.ping}
     limiter = request.app.state.rate_limiter
     if services.settings.redis_url and limiter is not None:
-        try:
-            await limiter.ping()
-            checks["redis"] = "ok"
-        except CairnError as exc:
-            checks["redis"] = exc.message
+        probes["redis"] = limiter.ping
+    results = await asyncio.gather(*(_check(probe) for probe in probes.values()))
+    checks = dict(zip(probes, results, strict=True))
     healthy = all(value == "ok" for value in checks.values())
     return json_response(
         {"status": "ok" if healthy else "degraded", "checks": checks}, status_code=200 if healthy else 503
     )
+
+
+async def _check(probe: Callable[[], Awaitable[None]]) -> str:
+    """``ok``, or why the dependency failed: its own message, or that it did not answer in time."""
+    try:
+        async with asyncio.timeout(HEALTH_CHECK_SECONDS):
+            await probe()
+    except CairnError as exc:
+        return exc.message
+    except TimeoutError:
+        return f"No answer within {HEALTH_CHECK_SECONDS:g} seconds."
+    return "ok"
 
 
 @router.get("/v1/health", summary="Health in the Llama Stack shape")

@@ -170,11 +170,7 @@ async def list_folder(
 ) -> Response:
     folder = folder_path(path, param="path")
     listing = await Workspace(services.objects, principal.tenant).list(folder, limit=limit, cursor=cursor)
-    body: dict[str, Any] = {
-        "success": True,
-        "base": listing.base,
-        "items": listing.items,
-    }  # orjson: dataclasses
+    body: dict[str, Any] = {"success": True, "base": listing.base, "items": listing.items}
     if listing.next_cursor is not None:
         body["next_cursor"] = listing.next_cursor
     return json_response(body)

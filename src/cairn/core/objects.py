@@ -15,8 +15,9 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import anyio
 
@@ -34,6 +35,7 @@ INLINE_HASH_BYTES = 256 << 10
 FREE_SPACE_RECHECK_SECONDS = 1.0
 EXPIRY_BATCH = 500
 LIST_SCAN_BATCH = 1000
+Row = TypeVar("Row")
 
 
 def _not_found(object_id: str) -> NotFound:
@@ -47,16 +49,16 @@ def new_object_id(now_ms: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Folded:
-    """Keys folded into one common prefix (a folder), with the first object under it in key order."""
+class Folded(Generic[Row]):
+    """Keys folded into one common prefix (a folder), with the first row under it in key order."""
 
     prefix: str
-    first: ObjectRecord
+    first: Row
 
 
 @dataclass(frozen=True, slots=True)
 class KeyListing:
-    entries: list[ObjectRecord | Folded]
+    entries: list[ObjectRecord | Folded[ObjectRecord]]
     """Objects and folded prefixes, in key order."""
     has_more: bool
 
@@ -266,49 +268,24 @@ class ObjectEngine:
         """Objects under ``prefix`` in key order; with a delimiter, keys that continue past the next
         delimiter are folded into one common prefix each (S3's CommonPrefixes). ``start_index`` counts
         entries (objects and prefixes) to skip; ``after`` continues after an entry: a key, or a folded
-        prefix (then after everything under it).
+        prefix (then after everything under it)."""
 
-        A folded prefix is never read through: when a scan batch ends inside one, the next batch starts
-        at the first key past it, so a subfolder with a million objects costs its parent's listing at
-        most one batch of ``LIST_SCAN_BATCH`` rows. Batches that need no skip double in size, so a long
-        listing takes few queries."""
-        wanted = start_index + limit + 1
-        entries: list[ObjectRecord | Folded] = []
-        start_after, start_at = after, None
-        batch = LIST_SCAN_BATCH
-        if after is not None and delimiter and len(after) > len(prefix) and after.endswith(delimiter):
-            start_after, start_at = None, prefix_end(after)
-            if start_at is None:
-                return KeyListing(entries=[], has_more=False)
-        while len(entries) < wanted:
+        async def rows(start_after: str | None, start_at: str | None, count: int) -> list[ObjectRecord]:
             page = await self.meta.list_objects_by_key(
                 tenant,
                 bucket,
                 prefix=prefix,
                 start_after=start_after,
                 start_at=start_at,
-                limit=min(batch, wanted - len(entries)),
+                limit=count,
                 now=self.now(),
             )
-            for record in page.items:
-                cut = record.key.find(delimiter, len(prefix)) if delimiter else -1
-                if cut < 0:
-                    entries.append(record)
-                elif not (
-                    entries and isinstance(entries[-1], Folded) and record.key.startswith(entries[-1].prefix)
-                ):
-                    entries.append(Folded(prefix=record.key[: cut + 1], first=record))
-            if not page.has_more:
-                break
-            last = entries[-1]
-            if isinstance(last, Folded) and page.items[-1].key.startswith(last.prefix):
-                start_after, start_at = None, prefix_end(last.prefix)
-                if start_at is None:
-                    break
-                batch = LIST_SCAN_BATCH
-            else:
-                start_after, start_at = page.items[-1].key, None
-                batch *= 2
+            return page.items
+
+        wanted = start_index + limit + 1
+        entries = await scan_folded(
+            rows, _record_key, prefix=prefix, delimiter=delimiter, wanted=wanted, after=after
+        )
         window = entries[start_index : start_index + limit]
         return KeyListing(entries=window, has_more=len(entries) > start_index + limit)
 
@@ -349,3 +326,58 @@ async def _absorb(writer: BlobWriter, hasher: hashlib._Hash, batch: bytearray) -
         await writer.write(batch)
     else:
         await asyncio.gather(anyio.to_thread.run_sync(hasher.update, batch), writer.write(batch))
+
+
+def _record_key(record: ObjectRecord) -> str:
+    return record.key
+
+
+async def scan_folded(
+    rows: Callable[[str | None, str | None, int], Awaitable[Sequence[Row]]],
+    key_of: Callable[[Row], str],
+    *,
+    prefix: str,
+    delimiter: str,
+    wanted: int,
+    after: str | None,
+) -> list[Row | Folded[Row]]:
+    """Up to ``wanted`` entries under ``prefix`` in key order, read through ``rows(start_after,
+    start_at, limit)`` (any row shape whose key ``key_of`` gives); with a delimiter, keys that continue
+    past the next delimiter fold into one ``Folded`` each. ``after``: a key, or a folded prefix (then
+    after everything under it).
+
+    A folded prefix is never read through: when a scan batch ends inside one, the next batch starts at
+    the first key past it, so a subfolder with a million objects costs its parent's listing at most one
+    batch of ``LIST_SCAN_BATCH`` rows. Batches that need no skip double in size, so a long listing takes
+    few queries."""
+    entries: list[Row | Folded[Row]] = []
+    folded: str | None = None  # the last folded prefix, delimiter included
+    start_after, start_at = after, None
+    if after is not None and delimiter and len(after) > len(prefix) and after.endswith(delimiter):
+        start_after, start_at = None, prefix_end(after)
+        if start_at is None:
+            return entries
+    batch = LIST_SCAN_BATCH
+    while len(entries) < wanted:
+        asked = min(batch, wanted - len(entries))
+        page = await rows(start_after, start_at, asked)
+        for row in page:
+            key = key_of(row)
+            cut = key.find(delimiter, len(prefix)) if delimiter else -1
+            if cut < 0:
+                entries.append(row)
+            elif folded is None or not key.startswith(folded):
+                folded = key[: cut + 1]
+                entries.append(Folded(prefix=folded, first=row))
+        if len(page) < asked:
+            break
+        last = key_of(page[-1])
+        if folded is not None and last.startswith(folded):
+            start_after, start_at = None, prefix_end(folded)
+            if start_at is None:
+                break
+            batch = LIST_SCAN_BATCH
+        else:
+            start_after, start_at = last, None
+            batch *= 2
+    return entries

@@ -7,12 +7,14 @@ when the backend cannot be reached) and never see HTTP.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Literal, Protocol
 
 from .records import ApiKeyRecord, ListPage, ObjectRecord, UploadSession
 
 Order = Literal["asc", "desc"]
+KeySize = tuple[str, int, int]
+"""An object's key, size in bytes and creation time: what a listing of many keys needs."""
 
 
 class BlobWriter(Protocol):
@@ -43,6 +45,9 @@ class BlobStore(Protocol):
     async def free_bytes(self) -> int:
         """Bytes still free for new blobs."""
 
+    async def ping(self) -> None:
+        """Raise ``Unavailable`` if the store cannot answer."""
+
     async def sweep(self, is_live: LiveCheck) -> int:
         """Remove abandoned staging data and blobs that ``is_live`` does not know. Returns the count."""
 
@@ -61,11 +66,16 @@ class SessionAppender(Protocol):
     async def sync(self) -> None:
         """Make every byte written so far durable."""
 
-    async def publish(self, blob_id: str) -> None:
-        """Make the staged bytes durable and readable as ``blob_id``; the staging stays until discarded."""
+    def read_staged(self) -> AsyncIterator[bytes]:
+        """Every staged byte, in order. Only once the session is whole: the staging may take no more
+        writes afterwards."""
 
-    def release_requested(self) -> bool:
-        """Whether another request asked for this session; the holder should stop soon."""
+    async def publish(self, blob_id: str) -> None:
+        """Make the staged bytes durable and readable as ``blob_id``; the staging stays until retired
+        or discarded."""
+
+    async def release_requested(self) -> bool:
+        """Whether another request asked for this session (or the hold was lost); stop soon if so."""
 
     async def release(self) -> None: ...
 
@@ -79,9 +89,7 @@ class SessionStaging(Protocol):
 
     async def staged_size(self, session_id: str) -> int: ...
 
-    def read_staged(self, session_id: str) -> AsyncIterator[bytes]: ...
-
-    async def stage_part(self, session_id: str) -> BlobWriter:
+    async def stage_part(self, session_id: str, part_id: str) -> BlobWriter:
         """A writer for one part of a session that arrives in parts, in any order and in parallel;
         ``commit(part_id)`` makes it a part of the session."""
 
@@ -97,8 +105,14 @@ class SessionStaging(Protocol):
         """Make these parts, joined in this order, durable and readable as ``blob_id``, atomically and
         without copying their bytes where the store can; the parts stay until discarded."""
 
+    async def unpublish(self, session_id: str, blob_id: str) -> None:
+        """Undo a publish whose object row was not written: ``blob_id`` goes, the staging stays."""
+
+    async def retire(self, session_id: str) -> None:
+        """The session completed: drop its staging, but not the bytes its object now holds."""
+
     async def discard(self, session_id: str) -> None:
-        """Drop the session's staged bytes and parts."""
+        """Drop the session's staged bytes and parts (it was cancelled or expired unfinished)."""
 
 
 class LiveCheck(Protocol):
@@ -136,6 +150,20 @@ class MetadataStore(Protocol):
     ) -> ListPage:
         """Live objects whose key starts with ``prefix``, in bytewise key order, strictly after
         ``start_after`` and from ``start_at`` on."""
+
+    async def list_key_sizes(
+        self,
+        tenant: str,
+        bucket: str,
+        *,
+        prefix: str,
+        start_after: str | None,
+        limit: int,
+        now: int,
+        start_at: str | None = None,
+    ) -> Sequence[KeySize]:
+        """``(key, bytes, created_at)`` of the first ``limit`` objects ``list_objects_by_key`` would
+        list; fewer only when no more remain. For listings of many keys that need nothing else."""
 
     async def delete_object_by_key(
         self, tenant: str, bucket: str, key: str, now: int

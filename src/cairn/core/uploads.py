@@ -75,7 +75,7 @@ class UploadEngine:
     ) -> None:
         self._objects = objects
         self._meta: MetadataStore = objects.meta
-        self._staging = staging
+        self.staging = staging
         self._expires_after = expires_after
         self._clock = clock
         # sha256 state per session, valid while its offset matches the staged size (same process only)
@@ -134,7 +134,7 @@ class UploadEngine:
     async def get(self, tenant: str, bucket: str | None, session_id: str) -> tuple[UploadSession, int]:
         """The session and its offset. ``bucket=None``: whichever bucket the session targets."""
         session = await self._live(tenant, bucket, session_id)
-        offset = session.size if session.object_id else await self._staging.staged_size(session_id)
+        offset = session.size if session.object_id else await self.staging.staged_size(session_id)
         return session, offset
 
     async def append(
@@ -252,7 +252,7 @@ class UploadEngine:
         if cached is not None and cached[0] == session.size:
             digest = cached[1].hexdigest()
         else:  # the process restarted, or another one appended: hash what is staged
-            (digest,) = await _digests(self._staging.read_staged(session.id), hashlib.sha256())
+            (digest,) = await _digests(appender.read_staged(), hashlib.sha256())
         return await self._publish(session, digest, appender.publish)
 
     async def _publish(
@@ -286,10 +286,10 @@ class UploadEngine:
             replaced = await self._meta.complete_session(session.id, record)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await self._objects.blobs.delete(object_id)
+                await self.staging.unpublish(session.id, object_id)
             raise
         self._hashers.pop(session.id, None)
-        await self._staging.discard(session.id)
+        await self.staging.retire(session.id)
         if replaced is not None:
             await self._objects.blobs.delete(replaced.id)
         log.info("upload.completed id=%s object=%s bytes=%d", session.id, object_id, session.size)
@@ -308,12 +308,12 @@ class UploadEngine:
         """Stage one part of an upload that arrives in parts (any order, in parallel); returns its id.
         Parts together may not hold more than the upload's size; nothing of a refused part is kept."""
         session = await self._pending(tenant, bucket, session_id, in_parts=True)
-        staged = sum((await self._staging.part_sizes(session_id)).values())
+        staged = sum((await self.staging.part_sizes(session_id)).values())
         limit = min(max_bytes, session.size - staged)
         if length is not None and length > limit:
             raise TooLarge(_part_too_large(limit, max_bytes))
-        writer = await self._staging.stage_part(session_id)
         part_id = f"{PART_ID_PREFIX}{secrets.token_hex(16)}"
+        writer = await self.staging.stage_part(session_id, part_id)
         try:
             received = 0
             batch = bytearray()
@@ -333,13 +333,13 @@ class UploadEngine:
                 await writer.abort()
             raise
         if await self._meta.get_session(tenant, session_id, int(self._clock())) is None:
-            await self._staging.discard(session_id)  # cancelled or expired while the part arrived
+            await self.staging.discard(session_id)  # cancelled or expired while the part arrived
             raise NotFound(f"No such upload: '{session_id}'.", param="upload_id")
         return part_id
 
     async def drop_part(self, session_id: str, part_id: str) -> None:
         """Forget a part just added whose request then failed."""
-        await self._staging.drop_part(session_id, part_id)
+        await self.staging.drop_part(session_id, part_id)
 
     async def complete_parts(
         self,
@@ -355,7 +355,7 @@ class UploadEngine:
         session = await self._pending(tenant, bucket, session_id, in_parts=True)
         if len(set(part_ids)) != len(part_ids):
             raise InvalidInput("part_ids must not name a part twice.", param="part_ids")
-        sizes = await self._staging.part_sizes(session_id)
+        sizes = await self.staging.part_sizes(session_id)
         for part_id in part_ids:
             if part_id not in sizes:
                 raise InvalidInput(f"No such part of this upload: '{part_id[:80]}'.", param="part_ids")
@@ -369,7 +369,7 @@ class UploadEngine:
             raise InvalidInput("md5 must be 32 hex digits.", param="md5")
         appender = await self._acquire_pending(session)  # one completion at a time
         try:
-            parts = self._staging.read_parts(session_id, part_ids)
+            parts = self.staging.read_parts(session_id, part_ids)
             if md5 is None:
                 (sha256,) = await _digests(parts, hashlib.sha256())
             else:
@@ -377,7 +377,7 @@ class UploadEngine:
                 if joined_md5 != md5.lower():
                     raise ChecksumMismatch(f"The parts hash to md5 {joined_md5}, not {md5}.", param="md5")
             return await self._publish(
-                session, sha256, functools.partial(self._staging.publish_parts, session_id, part_ids)
+                session, sha256, functools.partial(self.staging.publish_parts, session_id, part_ids)
             )
         finally:
             with anyio.CancelScope(shield=True):
@@ -385,13 +385,13 @@ class UploadEngine:
 
     async def cancel(self, tenant: str, bucket: str | None, session_id: str) -> None:
         await self._live(tenant, bucket, session_id)
-        appender = await self._staging.acquire(session_id, LOCK_WAIT_SECONDS)  # an append in flight stops
+        appender = await self.staging.acquire(session_id, LOCK_WAIT_SECONDS)  # an append in flight stops
         try:
             session = await self._meta.delete_session(tenant, session_id)
             if session is None:
                 raise NotFound(f"No such upload: '{session_id[:80]}'.", param="upload_id")
             self._hashers.pop(session_id, None)
-            await self._staging.discard(session_id)
+            await self._drop_staging(session)
         finally:
             with anyio.CancelScope(shield=True):
                 await appender.release()
@@ -401,7 +401,7 @@ class UploadEngine:
         while batch := await self._meta.take_expired_sessions(int(self._clock()), EXPIRY_BATCH):
             for session in batch:
                 self._hashers.pop(session.id, None)
-                await self._staging.discard(session.id)
+                await self._drop_staging(session)
             removed += len(batch)
             if len(batch) < EXPIRY_BATCH:
                 break
@@ -409,15 +409,25 @@ class UploadEngine:
             log.info("upload.expired count=%d", removed)
         return removed
 
+    async def _drop_staging(self, session: UploadSession) -> None:
+        """A completed session's staged bytes may be its object's: those stay."""
+        if session.object_id is None:
+            await self.staging.discard(session.id)
+        else:
+            await self.staging.retire(session.id)
+
     async def _acquire_pending(self, session: UploadSession) -> SessionAppender:
         """Take the session's staging, then check again that it is pending: the request that held it
         may have completed or cancelled it while this one waited."""
-        appender = await self._staging.acquire(session.id, LOCK_WAIT_SECONDS)
+        appender = await self.staging.acquire(session.id, LOCK_WAIT_SECONDS)
         try:
             await self._pending(session.tenant, session.bucket, session.id)
-        except (NotFound, UploadCompleted):
-            with anyio.CancelScope(shield=True):
-                await self._staging.discard(session.id)  # the staging this wait re-created, if any
+        except (NotFound, UploadCompleted) as exc:
+            with anyio.CancelScope(shield=True):  # the staging this wait re-created, if any
+                if isinstance(exc, NotFound):
+                    await self.staging.discard(session.id)
+                else:
+                    await self.staging.retire(session.id)
                 await appender.release()
             raise
         except BaseException:
@@ -452,7 +462,7 @@ async def _stop_when_release_requested(
 ) -> None:
     """Another request for this session (the client reconnected) makes this one stop where it is,
     even while it waits for body bytes that a dead connection will never send."""
-    while not appender.release_requested():
+    while not await appender.release_requested():
         await anyio.sleep(RELEASE_POLL_SECONDS)
     log.info("upload.superseded")
     superseded.set()

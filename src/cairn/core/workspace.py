@@ -12,13 +12,16 @@ keys there never end in ``/``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from functools import partial
+from operator import itemgetter
+from typing import TypedDict
 
 from .errors import Conflict, InvalidInput, NotFound, TooLarge
-from .objects import Folded, ObjectEngine, StagedBlob
+from .objects import Folded, ObjectEngine, StagedBlob, scan_folded
 from .paths import validate_portable_path
+from .ports import KeySize
 from .records import ObjectRecord
 from .zipstream import ZipEntry
 
@@ -30,10 +33,10 @@ MAX_ZIP_ENTRIES = 100_000
 ZIP_SCAN_BATCH = 1000
 
 
-@dataclass(slots=True)  # not frozen: a listing makes 10,000 of these, and frozen ones cost 3x as much
-class Item:
-    """One entry of a folder listing, fields in the order the API shows them; ``path`` is relative to the
-    workspace root, ``modified_at`` in UNIX seconds."""
+class Item(TypedDict):
+    """One entry of a folder listing, keys in the order the API shows them; ``path`` is relative to the
+    workspace root, ``modified_at`` in UNIX seconds. A dict, as it goes out as JSON unchanged: orjson
+    writes 10,000 dicts in a tenth of the time it takes for as many dataclasses."""
 
     name: str
     is_dir: bool
@@ -112,29 +115,62 @@ class Workspace:
         prefix = _prefix(folder)
         if cursor is not None and (not cursor.startswith(prefix) or len(cursor) <= len(prefix)):
             raise InvalidInput("cursor does not belong to this folder's listing.", param="cursor")
-        listing = await self._engine.list_keys(
-            self._tenant,
-            BUCKET,
-            prefix=prefix,
-            delimiter="/",
-            limit=limit,
-            after=cursor or prefix or None,  # a folder's marker (its own key) is not one of its items
-        )
-        if not listing.entries and cursor is None:
+        # after the folder's own key: its marker is not one of its items
+        items = await self._items(prefix, limit + 1, after=cursor or prefix or None)
+        if not items and cursor is None:
             await self._require_folder(folder)
-        items = [self._item(entry, prefix) for entry in listing.entries]
         next_cursor = None
-        if listing.has_more:
-            last = listing.entries[-1]
-            next_cursor = last.prefix if isinstance(last, Folded) else last.key
+        if len(items) > limit:
+            del items[limit:]
+            last = items[-1]
+            next_cursor = last["path"] + "/" if last["is_dir"] else last["path"]
         return Listing(base=folder or ".", items=items, next_cursor=next_cursor)
 
-    @staticmethod
-    def _item(entry: ObjectRecord | Folded, prefix: str) -> Item:
-        if isinstance(entry, Folded):
-            path = entry.prefix[:-1]
-            return Item(path[len(prefix) :], True, 0, float(entry.first.created_at), path)
-        return Item(entry.key[len(prefix) :], False, entry.bytes, float(entry.created_at), entry.key)
+    async def _items(self, prefix: str, wanted: int, *, after: str | None) -> list[Item]:
+        """Up to ``wanted`` items of the folder ``prefix``, after the key or the subfolder (``…/``)
+        ``after``, reading only key, size and time of each object."""
+
+        async def rows(start_after: str | None, start_at: str | None, count: int) -> Sequence[KeySize]:
+            return await self._engine.meta.list_key_sizes(
+                self._tenant,
+                BUCKET,
+                prefix=prefix,
+                start_after=start_after,
+                start_at=start_at,
+                limit=count,
+                now=self._engine.now(),
+            )
+
+        skip = len(prefix)
+        entries = await scan_folded(
+            rows, itemgetter(0), prefix=prefix, delimiter="/", wanted=wanted, after=after
+        )
+        items: list[Item] = []
+        for entry in entries:
+            if isinstance(entry, Folded):
+                key, _size, created_at = entry.first
+                path = entry.prefix[:-1]
+                items.append(
+                    {
+                        "name": path[skip:],
+                        "is_dir": True,
+                        "size": 0,
+                        "modified_at": float(created_at),
+                        "path": path,
+                    }
+                )
+            else:
+                key, size, created_at = entry
+                items.append(
+                    {
+                        "name": key[skip:],
+                        "is_dir": False,
+                        "size": size,
+                        "modified_at": float(created_at),
+                        "path": key,
+                    }
+                )
+        return items
 
     async def _require_folder(self, folder: str) -> None:
         if not folder or await self._find(folder + "/") is not None:
