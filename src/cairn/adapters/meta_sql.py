@@ -203,6 +203,7 @@ class _SqliteRunner:
 
 
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
+POSTGRES_POOL_SIZE = 20  # connections kept per process; more requests at once wait for one
 
 
 class _AsyncRunner:
@@ -215,8 +216,8 @@ class _AsyncRunner:
     def __init__(self, url: URL) -> None:
         self.engine = create_async_engine(
             url,
-            pool_size=10,
-            max_overflow=10,
+            pool_size=POSTGRES_POOL_SIZE,
+            max_overflow=0,  # overflow connections close on return: under load, a new backend per query
             pool_pre_ping=True,
             connect_args={"timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS},
         )
