@@ -150,7 +150,7 @@ async def test_a_holder_that_does_not_let_go_leaves_the_newcomer_locked(
         started = time.monotonic()
         with pytest.raises(Locked):
             await b.acquire(SESSION, wait=0.5)
-        assert 0.4 < time.monotonic() - started < 3
+        assert 0.4 < time.monotonic() - started < 5
     finally:
         await holder.release()
     await (await b.acquire(SESSION, wait=0.5)).release()  # free now
@@ -170,8 +170,8 @@ async def test_a_dead_holder_frees_the_session_at_once(
     finally:
         await admin.close()
     started = time.monotonic()
-    newcomer = await b.acquire(SESSION, wait=5)
-    assert time.monotonic() - started < 1
+    newcomer = await b.acquire(SESSION, wait=10)
+    assert time.monotonic() - started < 5  # not the 10 s a live holder that never lets go would cost
     assert await holder.release_requested()  # a holder that lost its lock stops as if asked
     await holder.release()
     assert not await newcomer.release_requested()

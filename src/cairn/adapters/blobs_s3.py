@@ -293,9 +293,10 @@ class S3BlobStore:
         with translate_errors():
             await (await self.client()).delete_object(Bucket=self.bucket, Key=self.blob_key(blob_id))
 
-    async def put(self, blob_id: str, chunks: AsyncIterator[bytes]) -> None:
-        """Stream ``chunks`` into the blob ``blob_id`` (a copy of bytes staged elsewhere)."""
-        writer = await self.stage()
+    async def put(self, blob_id: str, chunks: AsyncIterator[bytes], *, data_key: str | None = None) -> None:
+        """Stream ``chunks`` (bytes staged elsewhere) into the blob ``blob_id``, its bytes at
+        ``data_key`` if given (see ``S3BlobWriter``)."""
+        writer = S3BlobWriter(self, data_key)
         try:
             async for data in chunks:
                 await writer.write(data)

@@ -218,15 +218,7 @@ class S3SessionStaging:
 
     async def publish_parts(self, session_id: str, part_ids: list[str], blob_id: str) -> None:
         data_key = f"{self.blobs.session_prefix(session_id)}data"
-        writer = S3BlobWriter(self.blobs, data_key)
-        try:
-            async for data in self.read_parts(session_id, part_ids):
-                await writer.write(data)
-            await writer.commit(blob_id)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await writer.abort()
-            raise
+        await self.blobs.put(blob_id, self.read_parts(session_id, part_ids), data_key=data_key)
 
     async def unpublish(self, session_id: str, blob_id: str) -> None:
         await self.blobs.delete_pointer(blob_id)  # the sealed bytes stay the session's
