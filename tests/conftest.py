@@ -26,16 +26,20 @@ import httpx
 import pytest
 import uvicorn
 
-from _seaweedfs import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, SeaweedFS, start_seaweedfs
+from _services import (
+    S3_ACCESS_KEY,
+    S3_REGION,
+    S3_SECRET_KEY,
+    SeaweedFS,
+    postgres_database,
+    start_seaweedfs,
+)
 from cairn.adapters.blobs_s3 import S3Location
 from cairn.adapters.meta_sql import SqlMetadataStore
 from cairn.app import create_app
 from cairn.core.auth import ApiKeys
 from cairn.settings import Settings
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "CAIRN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 REDIS_URL = os.environ.get("CAIRN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BACKENDS = ["sqlite+local", "postgres+local", "postgres+s3"]
 # These look into the data directory for blob and staging files; test_blobs_s3.py covers the same on S3
@@ -66,17 +70,6 @@ def _postgres_reachable() -> bool:
         return False
 
 
-async def _postgres_admin(statement: str) -> None:
-    import asyncpg
-
-    dsn = POSTGRES_ADMIN_URL
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 def _missing(service: str, variable: str, reason: str) -> None:
     if os.environ.get(variable) == "1":
         pytest.fail(f"{service} is required ({variable}=1) but {reason}")
@@ -87,13 +80,8 @@ def _missing(service: str, variable: str, reason: str) -> None:
 def _postgres_database() -> Iterator[str]:
     if not _postgres_reachable():
         _missing("PostgreSQL", "CAIRN_TEST_REQUIRE_POSTGRES", "PostgreSQL is not running on 127.0.0.1:5432")
-    name = f"cairn_test_{secrets.token_hex(6)}"
-    asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with postgres_database("cairn_test_") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
