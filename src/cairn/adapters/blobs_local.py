@@ -200,6 +200,10 @@ class LocalSessionAppender:
             with anyio.CancelScope(shield=True):
                 await flushing
 
+    @property
+    def settled_offset(self) -> int:
+        return self.offset  # written bytes are in the file, which every request reads
+
     async def truncate(self, offset: int) -> None:
         await self._flushed()
         await anyio.to_thread.run_sync(os.ftruncate, self._fd, offset)

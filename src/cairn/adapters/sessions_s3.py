@@ -89,6 +89,10 @@ class S3SessionAppender:
             )
         return str(response["ETag"])
 
+    @property
+    def settled_offset(self) -> int:
+        return self._recorded_offset
+
     async def truncate(self, offset: int) -> None:
         """Back to the last record: parts sent since then stop counting."""
         assert offset == self._recorded_offset, "an S3 session truncates only to where the append began"

@@ -58,10 +58,16 @@ class SessionAppender(Protocol):
     offset: int
     """Bytes staged so far: the size of the staging, never a counter."""
 
+    @property
+    def settled_offset(self) -> int:
+        """Bytes other requests see staged now (``staged_size``): every written byte on a local disk;
+        on S3 only those of appends that ended."""
+
     async def write(self, data: bytes | bytearray) -> None: ...
 
     async def truncate(self, offset: int) -> None:
-        """Drop staged bytes past ``offset`` (an append that must not count)."""
+        """Drop staged bytes past ``offset`` (an append that must not count), which is the offset this
+        hold began at or ``settled_offset``."""
 
     async def sync(self) -> None:
         """Make every byte written so far durable."""

@@ -221,15 +221,18 @@ class UploadEngine:
             if failure is not None:
                 raise failure
             if superseded.is_set():
-                # What is on disk stays; the unwritten batch was never acknowledged and goes, so the
-                # offset a client reads before it resumes is the offset its resumed request meets.
-                raise UploadInterrupted(start if discard else appender.offset)
+                # What others already see staged stays; the rest was never acknowledged and goes, so
+                # the offset a client reads before it resumes is the offset its resumed request meets.
+                raise UploadInterrupted(start if discard else appender.settled_offset)
         finally:
             with anyio.CancelScope(shield=True):
                 if discard:
                     await appender.truncate(start)
                     hasher = None
                 elif superseded.is_set():
+                    if appender.settled_offset != appender.offset:
+                        await appender.truncate(appender.settled_offset)
+                        hasher = None
                     await appender.sync()
                 else:
                     await _stage(appender, (hasher,), batch)
