@@ -196,7 +196,7 @@ def _upload_across_outage(
         f"POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
         f"Content-Type: {MULTIPART}\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
-    with RawConnection.open(live.url) as conn:
+    with RawConnection.open(live.url, timeout=60) as conn:  # S3 is retried before its 503: seconds
         conn.send(head + body[: len(body) // 2])
         assert wait_until(under_way, timeout=10)
         _down(proxy)
