@@ -18,7 +18,7 @@ from .adapters.locks_pg import PgSessionLocks
 from .adapters.meta_sql import SqlMetadataStore
 from .adapters.ratelimit_redis import RedisRateLimiter
 from .adapters.sessions_s3 import S3SessionStaging
-from .api import artifacts, buckets, openai_files, openai_uploads, system, tus, workspace
+from .api import artifacts, buckets, http, openai_files, openai_uploads, ratelimit, system, tus, workspace
 from .api.deps import Services
 from .api.errors import drop_unused_validation_schema, install_error_handlers
 from .api.ratelimit import RateLimit, RateLimitHeaders
@@ -152,7 +152,11 @@ def create_app(settings: Settings) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_methods=tus.CORS_METHODS,
             allow_headers=tus.CORS_ALLOW_HEADERS,
-            expose_headers=tus.CORS_EXPOSE_HEADERS,
+            expose_headers=[
+                *tus.CORS_EXPOSE_HEADERS,
+                *http.CORS_EXPOSE_HEADERS,
+                *ratelimit.CORS_EXPOSE_HEADERS,
+            ],
         )
     return app
 

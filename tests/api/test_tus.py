@@ -650,6 +650,12 @@ def test_cors_preflight_without_a_key_and_exposed_headers(make_server):
             "tus-max-size",
             "cairn-file-id",
             "cairn-file-url",
+            "etag",
+            "content-range",
+            "content-disposition",
+            "retry-after",
+            "x-ratelimit-remaining-uploads",
+            "x-ratelimit-reset-retrievals",
         } <= exposed
         elsewhere = browser.post(
             "/v1/tus/", headers={**TUS, "Upload-Length": "1", "Origin": "https://evil.example"}

@@ -75,6 +75,13 @@ class RateLimit:
             )
 
 
+CORS_EXPOSE_HEADERS = [
+    "Retry-After",
+    *(f"x-ratelimit-{part}-{kind.value}" for kind in RouteClass for part in ("limit", "remaining", "reset")),
+]
+"""What a browser page may read of a limited answer."""
+
+
 def rate_limit_headers(decision: Decision) -> dict[str, str]:
     kind = decision.route_class
     return {
