@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import anyio
 import pytest
 import sqlalchemy as sa
 
@@ -103,3 +104,45 @@ async def test_key_sizes_are_the_key_listing_narrowed_to_key_size_and_time(meta:
         page = await meta.list_objects_by_key("t", "b", prefix="p/", **window)
         rows = await meta.list_key_sizes("t", "b", prefix="p/", **window)
         assert [tuple(row) for row in rows] == [(r.key, r.bytes, r.created_at) for r in page.items]
+
+
+async def test_objects_by_id_are_read_through_the_primary_key_alone(postgres_url: str) -> None:
+    """With no statistics (a young table, or autovacuum off) PostgreSQL's planner takes the (tenant,
+    bucket, key) index for a lookup that names the owner too, and reads the whole bucket for one id."""
+    store = SqlMetadataStore(postgres_url)
+    await store.migrate()
+    fill = sa.text(
+        "INSERT INTO objects (id, tenant, bucket, key, filename, mime_type, bytes, sha256, purpose,"
+        " created_at) SELECT 'file-' || lpad(n::text, 32, '0'), 't', 'b', 'k' || n, 'f', 'text/plain', 1,"
+        " '', 'p', n FROM generate_series(1, 5000) AS n"
+    )
+    await store._db.write(lambda c: c.execute(fill))
+    ids = [f"file-{n:032d}" for n in range(1, 5001, 250)]
+    lookups = 6 * len(ids)  # a delete looks the object up, then deletes it by id
+    try:
+        for object_id in ids:
+            assert (await store.get_object("t", "b", object_id, now=0)) is not None
+            assert (await store.get_object("t", None, object_id, now=0)) is not None
+            assert (await store.get_object("u", "b", object_id, now=0)) is None
+            assert (await store.delete_object("t", "c", object_id, now=0)) is None
+            assert (await store.delete_object("t", "b", object_id, now=0)) is not None
+    finally:
+        await store.close()  # the server flushes a connection's statistics when it ends
+
+    reader = SqlMetadataStore(postgres_url)
+    query = sa.text(
+        "SELECT indexrelname, idx_scan, idx_tup_read FROM pg_stat_user_indexes WHERE relname = 'objects'"
+    )
+    try:
+        for _ in range(50):
+            scans = {row[0]: row[1:] for row in await reader._db.read(lambda c: c.execute(query).all())}
+            if scans["objects_pkey"][0] >= lookups:
+                break
+            await anyio.sleep(0.1)
+    finally:
+        await reader.close()
+    assert scans["objects_pkey"] == (lookups, lookups)
+    assert {name: scan for name, scan in scans.items() if name != "objects_pkey"} == {
+        name: (0, 0)
+        for name in ("uq_objects_key", "ix_objects_listing", "ix_objects_purpose", "ix_objects_expires_at")
+    }

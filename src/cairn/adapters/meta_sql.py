@@ -97,19 +97,11 @@ upload_sessions = sa.Table(
 )
 
 _live = sa.or_(objects.c.expires_at.is_(None), objects.c.expires_at > sa.bindparam("now"))
-_owned = sa.and_(
-    objects.c.id == sa.bindparam("object_id"),
-    objects.c.tenant == sa.bindparam("tenant"),
-    objects.c.bucket == sa.bindparam("bucket"),
-    _live,
-)
-GET_OBJECT = objects.select().where(_owned)
-_owned_any_bucket = sa.and_(
-    objects.c.id == sa.bindparam("object_id"), objects.c.tenant == sa.bindparam("tenant"), _live
-)
-GET_OBJECT_ANY_BUCKET = objects.select().where(_owned_any_bucket)
-DELETE_OBJECT_ANY_BUCKET = objects.delete().where(_owned_any_bucket).returning(*objects.c)
-DELETE_OBJECT = objects.delete().where(_owned).returning(*objects.c)
+# Objects are found by id alone and their owner checked in Python (``_owned_object``): with the owner's
+# columns in the WHERE clause, PostgreSQL without statistics (a young table, or autovacuum off) takes
+# the (tenant, bucket, key) index for them and reads every row of the bucket to find one id.
+GET_OBJECT_BY_ID = objects.select().where(objects.c.id == sa.bindparam("object_id"))
+DELETE_OBJECT_BY_ID = objects.delete().where(objects.c.id == sa.bindparam("object_id")).returning(*objects.c)
 INSERT_OBJECT = objects.insert()
 ANY_API_KEY = sa.select(api_keys.c.id).limit(1)
 FIND_API_KEY = api_keys.select().where(
@@ -310,9 +302,7 @@ class SqlMetadataStore:
     async def get_object(
         self, tenant: str, bucket: str | None, object_id: str, now: int
     ) -> ObjectRecord | None:
-        params = {"object_id": object_id, "tenant": tenant, "bucket": bucket, "now": now}
-        query = GET_OBJECT if bucket is not None else GET_OBJECT_ANY_BUCKET
-        return await self._db.read_point(lambda conn: _first_object(conn.execute(query, params)))
+        return await self._db.read_point(lambda conn: _owned_object(conn, tenant, bucket, object_id, now))
 
     async def list_objects(
         self,
@@ -339,9 +329,12 @@ class SqlMetadataStore:
     async def delete_object(
         self, tenant: str, bucket: str | None, object_id: str, now: int
     ) -> ObjectRecord | None:
-        params = {"object_id": object_id, "tenant": tenant, "bucket": bucket, "now": now}
-        statement = DELETE_OBJECT if bucket is not None else DELETE_OBJECT_ANY_BUCKET
-        return await self._db.write(lambda conn: _first_object(conn.execute(statement, params)))
+        def work(conn: sa.Connection) -> ObjectRecord | None:
+            if _owned_object(conn, tenant, bucket, object_id, now) is None:
+                return None
+            return _first_object(conn.execute(DELETE_OBJECT_BY_ID, {"object_id": object_id}))
+
+        return await self._db.write(work)
 
     async def take_expired(self, now: int, limit: int) -> list[ObjectRecord]:
         due = sa.select(objects.c.id).where(objects.c.expires_at <= now).limit(limit).scalar_subquery()
@@ -521,6 +514,21 @@ def _key_range(
 
 def _object(row: sa.Row[Any]) -> ObjectRecord:
     return ObjectRecord(**row._mapping)
+
+
+def _owned_object(
+    conn: sa.Connection, tenant: str, bucket: str | None, object_id: str, now: int
+) -> ObjectRecord | None:
+    """The live object ``object_id`` if ``tenant`` owns it in ``bucket`` (None: in any bucket)."""
+    found = _first_object(conn.execute(GET_OBJECT_BY_ID, {"object_id": object_id}))
+    if (
+        found is None
+        or found.tenant != tenant
+        or (bucket is not None and found.bucket != bucket)
+        or (found.expires_at is not None and found.expires_at <= now)
+    ):
+        return None
+    return found
 
 
 def _first_object(result: sa.CursorResult[Any]) -> ObjectRecord | None:
