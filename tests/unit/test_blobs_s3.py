@@ -90,6 +90,28 @@ async def test_large_blob_streams_in_parts_and_commits_atomically(store, bucket)
     assert await _read(store, "file-large", start, end) == data[start:end]
 
 
+async def test_a_read_is_one_request_and_a_pointer_costs_two_more(store, bucket) -> None:
+    for blob_id, size in (("file-direct", 10), ("file-pointer", PART_BYTES + 10)):
+        writer = await store.stage()
+        await writer.write(b"x" * size)
+        await writer.commit(blob_id)
+    sent: list[str] = []
+
+    def count(request: Any, **_: Any) -> None:
+        sent.append(request.method)
+
+    (await store.client()).meta.events.register("before-send.s3", count)
+    assert await _read(store, "file-direct", 2, 5) == b"xxx"
+    assert sent == ["GET"]
+    sent.clear()
+    assert await _read(store, "file-pointer", PART_BYTES, PART_BYTES + 10) == b"x" * 10
+    assert sent == ["GET", "HEAD", "GET"]  # the empty pointer cannot serve the range (416)
+    sent.clear()
+    with pytest.raises(NotFound):
+        await _read(store, "file-missing", 0, 1)
+    assert sent == ["GET"]
+
+
 async def test_abort_leaves_nothing_behind(store, bucket) -> None:
     writer = await store.stage()
     await writer.write(os.urandom(PART_BYTES + 1))

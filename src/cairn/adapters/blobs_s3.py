@@ -32,7 +32,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,7 +56,8 @@ MULTIPART_GRACE_SECONDS = 24 * 3600
 SWEEP_BATCH = 1000  # ListObjectsV2's page limit
 POINTER_META = "cairn-data"
 REPORTED_FREE_BYTES = 1 << 62  # S3 has no notion of free space; the engine's reserve check always passes
-MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+UNSATISFIABLE_RANGE = "InvalidRange"
 
 
 @dataclass(frozen=True)
@@ -98,15 +99,16 @@ def part_size(part_number: int) -> int:
 
 
 @contextlib.contextmanager
-def translate_errors() -> Iterator[None]:
-    """Any failure but a missing key → ``Unavailable``: the client cannot fix it, the operator can."""
+def translate_errors(passing: Collection[str] = MISSING_CODES) -> Iterator[None]:
+    """Any failure but a missing key (or another of the ``passing`` error codes) → ``Unavailable``: the
+    client cannot fix it, the operator can."""
     try:
         yield
     except (BotoCoreError, aiohttp.ClientError) as exc:  # aiohttp's: a connection lost while a body streams
         log.error("s3.unreachable error=%s", exc)
         raise Unavailable("The object store cannot be reached; retry shortly.") from exc
     except ClientError as exc:
-        if error_code(exc) in MISSING_CODES:
+        if error_code(exc) in passing:
             raise
         log.error("s3.failed error=%s", exc)  # refused credentials, a missing bucket, a server error
         raise Unavailable("The object store refused or failed the request; retry shortly.") from exc
@@ -326,25 +328,36 @@ class S3BlobStore:
         return None if head is None else head.get("Metadata", {}).get(POINTER_META, key)
 
     async def read(self, blob_id: str, start: int, end: int) -> AsyncIterator[bytes]:
-        key = await self._data_key(blob_id)
-        if key is None:
-            log.error("blob.missing id=%s", blob_id)
-            raise NotFound(f"No such file: '{blob_id}'.", param="file_id")
+        """One ranged GET of ``blobs/<blob_id>``. A pointer is an empty object, so no range of it can
+        be served (416): only then a HEAD finds the data it names, and that is read instead."""
         try:
-            async for data in self.read_key(key, start, end):
-                yield data
+            try:
+                passing = MISSING_CODES | {UNSATISFIABLE_RANGE}
+                async for data in self.read_key(self.blob_key(blob_id), start, end, passing=passing):
+                    yield data
+                return
+            except ClientError as exc:
+                if error_code(exc) != UNSATISFIABLE_RANGE:
+                    raise
+            data_key = await self._data_key(blob_id)
+            if data_key is not None:
+                async for data in self.read_key(data_key, start, end):
+                    yield data
+                return
         except ClientError as exc:
             if error_code(exc) not in MISSING_CODES:
                 raise
-            log.error("blob.missing id=%s", blob_id)
-            raise NotFound(f"No such file: '{blob_id}'.", param="file_id") from exc
+        log.error("blob.missing id=%s", blob_id)
+        raise NotFound(f"No such file: '{blob_id}'.", param="file_id")
 
-    async def read_key(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
-        """Bytes ``[start, end)`` of the object at ``key``. A missing key raises botocore's
-        ``ClientError``; the caller names what is missing."""
+    async def read_key(
+        self, key: str, start: int, end: int, *, passing: Collection[str] = MISSING_CODES
+    ) -> AsyncIterator[bytes]:
+        """Bytes ``[start, end)`` of the object at ``key``. A missing key (or another of the ``passing``
+        error codes) raises botocore's ``ClientError``; the caller names what is missing."""
         if start >= end:
             return
-        with translate_errors():
+        with translate_errors(passing):
             response = await (await self.client()).get_object(
                 Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}"
             )
