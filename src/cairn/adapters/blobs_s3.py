@@ -11,8 +11,9 @@ Layout under ``s3://<bucket>/<prefix>``::
 The engine learns a blob's id only at commit, and a multipart upload's key is fixed when it starts, so a
 large blob goes up under ``data/<random>`` and its id becomes a pointer to it (copying the bytes to
 ``blobs/<id>`` would cost a second pass over every large object). Up to one part (8 MiB) goes up as one
-PutObject at commit, straight to ``blobs/<id>``. Parts are sent while the next fills, so at most two
-parts are in memory; they grow from 8 MiB as the object grows, to stay inside S3's 10,000 parts.
+PutObject at commit, straight to ``blobs/<id>``. Two parts are sent at once while the next fills, so at
+most three parts are in memory; they grow from 8 MiB as the object grows, to stay inside S3's 10,000
+parts.
 
 Commit of a large blob is: put the pointer, then CompleteMultipartUpload; both are atomic, and the blob
 is readable only once its metadata row exists, after both. Delete removes the data before the pointer,
@@ -49,6 +50,7 @@ from ..core.ports import LiveCheck
 log = logging.getLogger("cairn.blobs")
 
 PART_BYTES = 8 << 20
+PARTS_IN_FLIGHT = 2  # part uploads at once: SeaweedFS took 1 GiB ~15% faster than with one (D16)
 PARTS_PER_SIZE = 2000  # the part size doubles every 2,000 parts: 8 MiB parts up to ~16 GiB, ...
 READ_CHUNK_BYTES = 1 << 20
 STRAY_GRACE_SECONDS = 15 * 60
@@ -131,11 +133,11 @@ class S3BlobWriter:
         self._data_key: str | None = None  # set once the multipart upload started
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
-        self._in_flight: asyncio.Task[dict[str, Any]] | None = None
+        self._in_flight: list[asyncio.Task[dict[str, Any]]] = []
         self._done = False
 
     def _next_part_number(self) -> int:
-        return len(self._parts) + (self._in_flight is not None) + 1
+        return len(self._parts) + len(self._in_flight) + 1
 
     async def write(self, data: bytes | bytearray) -> None:
         assert not self._done, "write after commit or abort"
@@ -152,9 +154,9 @@ class S3BlobWriter:
                     Bucket=self._store.bucket, Key=self._data_key
                 )
             self._upload_id = created["UploadId"]
-        await self._collect_in_flight()
+        await self._collect_in_flight(keep=PARTS_IN_FLIGHT - 1)
         body, self._buffer = bytes(self._buffer), bytearray()
-        self._in_flight = asyncio.create_task(self._upload_part(self._next_part_number(), body))
+        self._in_flight.append(asyncio.create_task(self._upload_part(self._next_part_number(), body)))
 
     async def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
         with translate_errors():
@@ -167,10 +169,10 @@ class S3BlobWriter:
             )
         return {"PartNumber": number, "ETag": response["ETag"]}
 
-    async def _collect_in_flight(self) -> None:
-        if self._in_flight is not None:
-            task, self._in_flight = self._in_flight, None
-            self._parts.append(await task)
+    async def _collect_in_flight(self, keep: int = 0) -> None:
+        """Wait for the oldest part uploads until at most ``keep`` are in flight."""
+        while len(self._in_flight) > keep:
+            self._parts.append(await self._in_flight.pop(0))
 
     async def commit(self, blob_id: str) -> None:
         assert not self._done, "commit after commit or abort"
@@ -212,11 +214,11 @@ class S3BlobWriter:
 
     async def _abort(self) -> None:
         self._buffer = bytearray()
-        if self._in_flight is not None:
-            self._in_flight.cancel()
+        for task in self._in_flight:
+            task.cancel()
             with contextlib.suppress(BaseException):
-                await self._in_flight
-            self._in_flight = None
+                await task
+        self._in_flight = []
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is not None:
             with contextlib.suppress(ClientError, BotoCoreError):  # else the sweep aborts it later
