@@ -21,7 +21,7 @@ from .adapters.sessions_s3 import S3SessionStaging
 from .api import artifacts, buckets, http, openai_files, openai_uploads, ratelimit, system, tus, workspace
 from .api.deps import Services
 from .api.errors import drop_unused_validation_schema, install_error_handlers
-from .api.ratelimit import RateLimit, RateLimitHeaders
+from .api.ratelimit import RateLimit, RateLimitHeaders, document_rate_limits
 from .core.auth import ApiKeys, is_loopback_host
 from .core.objects import ObjectEngine
 from .core.ratelimit import InProcessRateLimiter, RateLimiter, RouteClass
@@ -135,16 +135,21 @@ def create_app(settings: Settings) -> FastAPI:
     drop_unused_validation_schema(app)
     limited = [] if limiter is None else [Depends(RateLimit(limiter))]
     app.include_router(system.router)
-    app.include_router(openai_files.router, prefix="/v1", dependencies=limited)
+    faces = [
+        (openai_files.router, "/v1"),
+        (openai_uploads.router, "/v1"),
+        (artifacts.router, ""),
+        (buckets.router, ""),
+        (tus.router, ""),
+        (workspace.router, ""),
+    ]
+    for router, prefix in faces:
+        app.include_router(router, prefix=prefix, dependencies=limited)
     app.include_router(
         openai_files.router, prefix="/v1/openai/v1", include_in_schema=False, dependencies=limited
     )
-    app.include_router(openai_uploads.router, prefix="/v1", dependencies=limited)
-    app.include_router(artifacts.router, dependencies=limited)
-    app.include_router(buckets.router, dependencies=limited)
-    app.include_router(tus.router, dependencies=limited)
-    app.include_router(workspace.router, dependencies=limited)
     if limiter is not None:
+        document_rate_limits(app, faces)
         app.add_middleware(RateLimitHeaders)
     if settings.cors_origins:  # none by default: see docs/decisions.md D14
         app.add_middleware(

@@ -64,3 +64,31 @@ def test_llama_stack_alias_serves_the_files_routes(client) -> None:
     assert client.get(f"/v1/openai/v1/files/{created['id']}/content").content == b"alias"
     assert client.head(f"/v1/openai/v1/files/{created['id']}/content").headers["content-length"] == "5"
     assert client.delete(f"/v1/openai/v1/files/{created['id']}").json()["deleted"] is True
+
+
+NEVER_CHARGED = {  # system routes, tus discovery, and the requests that continue an upload already charged
+    ("/health", "get"),
+    ("/v1/health", "get"),
+    ("/v1/version", "get"),
+    ("/v1/providers", "get"),
+    ("/v1/models", "get"),
+    ("/v1/uploads/{upload_id}/parts", "post"),
+    ("/v1/uploads/{upload_id}/complete", "post"),
+    ("/v1/artifacts/sessions/{upload_id}", "post"),
+    ("/v1/buckets/session:{upload_id}", "post"),
+    ("/v1/tus/", "options"),
+    ("/v1/tus/{upload_id}", "patch"),
+}
+
+
+def test_openapi_documents_429_on_exactly_the_limited_routes_in_their_family_format(tmp_path) -> None:
+    schema = create_app(Settings(data_dir=tmp_path)).openapi()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            answers = operation["responses"]
+            assert ("429" in answers) == ((path, method) not in NEVER_CHARGED), (path, method)
+            if "429" in answers:
+                assert answers["429"]["content"] == answers["401"]["content"], (path, method)
+                assert set(answers["429"]["headers"]) == {"Retry-After"}
+    unlimited = create_app(Settings(data_dir=tmp_path, rate_limits=False)).openapi()
+    assert not any("429" in op["responses"] for ops in unlimited["paths"].values() for op in ops.values())

@@ -6,7 +6,11 @@ every response to a charged request, refused or not:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import Any
 
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,6 +19,7 @@ from ..core.errors import RateLimited, Unauthenticated
 from ..core.ratelimit import Decision, RateLimiter, RouteClass
 from . import artifacts, buckets, openai_uploads, tus
 from .deps import principal
+from .errors import ERROR_MEANINGS
 
 _DELETING_POSTS = {artifacts.bulk_delete, openai_uploads.cancel_upload}
 # Bytes for an upload already started (and charged when it started): a 1 GiB file in 8 MiB chunks
@@ -29,22 +34,63 @@ _CONTINUING = {
 
 
 def route_class(request: Request) -> RouteClass | None:
+    return _classify(
+        request.method, request.scope.get("endpoint"), request.headers.get("x-http-method-override", "")
+    )
+
+
+def _classify(method: str, endpoint: object, method_override: str = "") -> RouteClass | None:
     """GET and HEAD retrieve; DELETE deletes, and so do the POSTs that delete or cancel; the requests
     that continue an upload already started are not charged; every other POST, PUT and PATCH starts an
     upload. OPTIONS (tus discovery) is not limited."""
-    endpoint = request.scope.get("endpoint")
-    if request.method in ("GET", "HEAD"):
+    if method in ("GET", "HEAD"):
         return RouteClass.RETRIEVALS
-    if request.method == "DELETE" or endpoint in _DELETING_POSTS:
+    if method == "DELETE" or endpoint in _DELETING_POSTS:
         return RouteClass.DELETIONS
     if endpoint in _CONTINUING:
         return None
     if endpoint is tus.method_override:  # only where the route honours the header: no budget swapping
-        override = request.headers.get("x-http-method-override", "").strip().upper()
+        override = method_override.strip().upper()
         return {"DELETE": RouteClass.DELETIONS, "PATCH": None}.get(override, RouteClass.UPLOADS)
-    if request.method in ("POST", "PUT", "PATCH"):
+    if method in ("POST", "PUT", "PATCH"):
         return RouteClass.UPLOADS
     return None
+
+
+def document_rate_limits(app: FastAPI, faces: Iterable[tuple[APIRouter, str]]) -> None:
+    """Add 429 to the OpenAPI answers of every limited route of ``faces`` (router, prefix), in the error
+    format of its family: the one its 401 has (every limited route can refuse a key)."""
+    limited = {
+        (prefix + route.path_format, method.lower())
+        for router, prefix in faces
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+        if _classify(method, route.endpoint)
+    }
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for path, operations in schema["paths"].items():
+                for method, operation in operations.items():
+                    if (path, method) in limited:
+                        answers = operation["responses"]
+                        answers["429"] = {
+                            **answers["401"],
+                            "description": ERROR_MEANINGS[429],
+                            "headers": _RETRY,
+                        }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_RETRY = {
+    "Retry-After": {"description": "Seconds until the budget has room again.", "schema": {"type": "integer"}}
+}
 
 
 class RateLimit:
