@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import secrets
@@ -155,10 +156,12 @@ class S3BlobWriter:
                 )
             self._upload_id = created["UploadId"]
         await self._collect_in_flight(keep=PARTS_IN_FLIGHT - 1)
-        body, self._buffer = bytes(self._buffer), bytearray()
+        # A file object goes out in chunks as the socket drains; plain bytes would be copied whole
+        # into the connection's write buffer while the store is slower than the client.
+        body, self._buffer = io.BytesIO(bytes(self._buffer)), bytearray()
         self._in_flight.append(asyncio.create_task(self._upload_part(self._next_part_number(), body)))
 
-    async def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
+    async def _upload_part(self, number: int, body: io.BytesIO) -> dict[str, Any]:
         with translate_errors():
             response = await (await self._store.client()).upload_part(
                 Bucket=self._store.bucket,
