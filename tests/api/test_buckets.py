@@ -72,6 +72,25 @@ def test_bad_keys_are_400(client, key):
     assert_openai_error(response, 400, param="key")
 
 
+def test_listing_by_a_prefix_of_any_key(client):
+    for key in ("报告/2024 Q1.pdf", "报告/草稿/a.txt", "报表.txt", "Zürich/x"):
+        start(client, "intl", key, 0)
+
+    def listing(prefix: str, **params: str) -> tuple[list[str], list[str]]:
+        body = client.get("/v1/buckets/intl", params={"prefix": prefix, **params}).json()
+        return [item["key"] for item in body["data"]], body["prefixes"]
+
+    assert listing("报告/", delimiter="/") == (["报告/2024 Q1.pdf"], ["报告/草稿/"])
+    assert listing("报") == (["报告/2024 Q1.pdf", "报告/草稿/a.txt", "报表.txt"], [])
+    assert listing("Zu\u0308") == (["Zürich/x"], [])  # NFD in, NFC as stored
+    assert listing("报告/2024 Q") == (["报告/2024 Q1.pdf"], [])
+
+
+@pytest.mark.parametrize("prefix", ["/a", "a\\b", "a\tb", "a\u202eb", "x" * 1025, "é" * 513])
+def test_bad_prefixes_are_400(client, prefix):
+    assert_openai_error(client.get("/v1/buckets/b", params={"prefix": prefix}), 400, param="prefix")
+
+
 def test_offset_mismatch_and_over_size(client):
     upload = start(client, "b", "k", 4)
     conflict = client.post(upload["url"], content=b"ab", headers={"Upload-Offset": "2"})

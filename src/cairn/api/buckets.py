@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from ..core.errors import InvalidInput
 from ..core.keys import clean_mime_type, validate_bucket, validate_object_key
+from ..core.paths import validate_path_prefix
 from ..core.records import ObjectRecord, UploadSession
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
@@ -130,9 +131,12 @@ async def list_objects(
     principal: PrincipalDep,
     start_index: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = 100,
-    prefix: Annotated[str, Query(max_length=1024, pattern=r"^[A-Za-z0-9_.\-/]*$")] = "",
+    prefix: Annotated[
+        str, Query(description="Only keys that start with it; any characters a key may hold.")
+    ] = "",
     delimiter: Annotated[str, Query(pattern=r"^/?$")] = "",
 ) -> Response:
+    prefix = validate_path_prefix(prefix, param="prefix")
     listing = await services.objects.list_keys(
         principal.tenant,
         validate_bucket(bucket),

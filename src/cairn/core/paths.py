@@ -69,6 +69,26 @@ def validate_path(raw: str, *, param: str) -> str:
     return _validated(raw, param, (_segment_problem,))
 
 
+def validate_path_prefix(raw: str, *, param: str) -> str:
+    """The NFC form of the start of a path (``docs/``, ``docs/数``): a listing prefix. It may end inside a
+    segment, so only what no path can hold is refused: a leading '/', a backslash, a forbidden character,
+    more than ``MAX_PATH_BYTES``."""
+    prefix = unicodedata.normalize("NFC", raw)
+    if prefix.startswith("/"):
+        problem: str | None = "a prefix is relative: it may not start with '/'"
+    elif len(prefix.encode(errors="surrogatepass")) > MAX_PATH_BYTES:
+        problem = f"a prefix may be at most {MAX_PATH_BYTES} UTF-8 bytes"
+    elif "\\" in prefix:
+        problem = "backslashes are not allowed"
+    elif (bad := _FORBIDDEN.search(prefix)) is not None:
+        problem = f"the character U+{ord(bad.group()):04X} is not allowed"
+    else:
+        problem = None
+    if problem is not None:
+        raise InvalidInput(f"Invalid {param}: {problem}.", param=param)
+    return prefix
+
+
 def validate_portable_path(raw: str, *, param: str) -> str:
     """``validate_path``, and every segment a portable file name."""
     return _validated(raw, param, (_segment_problem, _portable_problem))
