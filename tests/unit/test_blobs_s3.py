@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from cairn.adapters.blobs_s3 import PART_BYTES, S3BlobStore, S3Client, S3Location
 from cairn.core.errors import NotFound, Unavailable
@@ -117,6 +118,23 @@ async def test_abort_leaves_nothing_behind(store, bucket) -> None:
     await writer.write(os.urandom(PART_BYTES + 1))
     assert _multipart_uploads(bucket)
     await writer.abort()
+    await writer.abort()
+    assert _multipart_uploads(bucket) == []
+    assert _keys(bucket) == []
+
+
+async def test_a_failed_part_fails_the_blob_and_abort_cleans_up_the_parts_in_flight(store, bucket) -> None:
+    def fail_part_two(params: dict[str, Any], **_: Any) -> None:
+        if params["PartNumber"] == 2:
+            raise EndpointConnectionError(endpoint_url="part 2")
+
+    (await store.client()).meta.events.register("provide-client-params.s3.UploadPart", fail_part_two)
+    writer = await store.stage()
+    chunk = os.urandom(1 << 20)
+    with pytest.raises(Unavailable):
+        for _ in range(8 * PART_BYTES >> 20):  # up to 8 parts: part 2's failure surfaces on the way
+            await writer.write(chunk)
+        await writer.commit("file-never")
     await writer.abort()
     assert _multipart_uploads(bucket) == []
     assert _keys(bucket) == []
