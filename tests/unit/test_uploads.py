@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from cairn.adapters.blobs_local import LocalBlobStore
 from cairn.adapters.sessions_s3 import S3SessionStaging
@@ -19,6 +21,7 @@ from cairn.core.errors import (
     NotFound,
     OffsetMismatch,
     TooLarge,
+    Unavailable,
     UploadCompleted,
     UploadInterrupted,
 )
@@ -169,6 +172,37 @@ async def test_sessions_are_scoped_and_expire(engine: ObjectEngine, clock, stagi
         await uploads.get("t", "b", created.session.id)
     assert await uploads.expire_due() == 1
     assert await staging.staged_size(created.session.id) == 0
+
+
+async def test_a_staging_that_cannot_be_dropped_keeps_its_row_until_it_is(
+    engine: ObjectEngine, clock, staging: SessionStaging
+) -> None:
+    if not isinstance(staging, S3SessionStaging):
+        pytest.skip("the store's failure is injected through its S3 client")
+    uploads = make_uploads(engine, staging, clock)
+    sessions = [
+        (await uploads.create(tenant="t", bucket="b", key=f"k{n}", mime_type="a/b", size=5)).session
+        for n in range(2)
+    ]
+    for session in sessions:
+        await uploads.append("t", "b", session.id, body(b"abc"))
+
+    def store_down(**_: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="the object store")
+
+    client = await staging.blobs.client()
+    client.meta.events.register("before-call.s3.DeleteObject", store_down)
+    with pytest.raises(Unavailable):
+        await uploads.cancel("t", "b", sessions[0].id)
+    clock.now += 3600
+    with pytest.raises(Unavailable):
+        await uploads.expire_due()
+    assert [await staging.staged_size(s.id) for s in sessions] == [3, 3]  # the tails could not go
+    client.meta.events.unregister("before-call.s3.DeleteObject", store_down)
+
+    assert await uploads.expire_due() == 2  # the rows were kept, so the next pass finds both
+    assert [await staging.staged_size(s.id) for s in sessions] == [0, 0]
+    assert await uploads.expire_due() == 0
 
 
 async def test_completing_onto_an_existing_key_replaces_it(

@@ -447,17 +447,14 @@ class SqlMetadataStore:
 
         return await self._db.write(work)
 
-    async def take_expired_sessions(self, now: int, limit: int) -> list[UploadSession]:
-        due = (
-            sa.select(upload_sessions.c.id)
+    async def expired_sessions(self, now: int, limit: int) -> list[UploadSession]:
+        query = (
+            upload_sessions.select()
             .where(upload_sessions.c.expires_at <= now)
+            .order_by(upload_sessions.c.expires_at)
             .limit(limit)
-            .scalar_subquery()
         )
-        statement = (
-            upload_sessions.delete().where(upload_sessions.c.id.in_(due)).returning(*upload_sessions.c)
-        )
-        rows = await self._db.write(lambda conn: conn.execute(statement).all())
+        rows = await self._db.read(lambda conn: conn.execute(query).all())
         return [UploadSession(**r._mapping) for r in rows]
 
     async def insert_api_key(self, record: ApiKeyRecord) -> None:

@@ -194,8 +194,9 @@ class MetadataStore(Protocol):
         the same key (returned, so its bytes can go) and insert ``record``. Raises ``Conflict`` if the
         session is gone or already completed."""
 
-    async def take_expired_sessions(self, now: int, limit: int) -> list[UploadSession]:
-        """Delete up to ``limit`` expired sessions (any tenant) and return them so their staging can go."""
+    async def expired_sessions(self, now: int, limit: int) -> list[UploadSession]:
+        """Up to ``limit`` expired sessions (any tenant), soonest expired first. Their rows stay until
+        their staging is dropped, so a crash in between leaves nothing that no row names."""
 
     async def get_object(
         self, tenant: str, bucket: str | None, object_id: str, now: int

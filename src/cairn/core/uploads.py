@@ -9,6 +9,8 @@ Invariants, all enforced here and not in the faces:
 - Bytes beyond the declared size are refused; an append cut short by the client keeps what arrived.
 - Completion is atomic: staged bytes → durable blob → object row and session state in one transaction.
   A declared sha256 that does not match keeps the staged bytes so the client can fix and retry.
+- A cancelled or expired session's staging goes before its row, so no staging outlives the row that
+  names it.
 """
 
 from __future__ import annotations
@@ -390,27 +392,33 @@ class UploadEngine:
         await self._live(tenant, bucket, session_id)
         appender = await self.staging.acquire(session_id, LOCK_WAIT_SECONDS)  # an append in flight stops
         try:
-            session = await self._meta.delete_session(tenant, session_id)
-            if session is None:
+            session = await self._meta.get_session(tenant, session_id, int(self._clock()))
+            if session is None:  # cancelled or expired while this request waited
                 raise NotFound(f"No such upload: '{session_id[:80]}'.", param="upload_id")
             self._hashers.pop(session_id, None)
-            await self._drop_staging(session)
+            await self._forget(session)
         finally:
             with anyio.CancelScope(shield=True):
                 await appender.release()
 
     async def expire_due(self) -> int:
         removed = 0
-        while batch := await self._meta.take_expired_sessions(int(self._clock()), EXPIRY_BATCH):
+        while batch := await self._meta.expired_sessions(int(self._clock()), EXPIRY_BATCH):
             for session in batch:
                 self._hashers.pop(session.id, None)
-                await self._drop_staging(session)
+                await self._forget(session)
             removed += len(batch)
             if len(batch) < EXPIRY_BATCH:
                 break
         if removed:
             log.info("upload.expired count=%d", removed)
         return removed
+
+    async def _forget(self, session: UploadSession) -> None:
+        """The staging goes first, then the row: a crash or a store failure in between leaves the row,
+        and the next cancel or expiry drops what is left (dropping is idempotent)."""
+        await self._drop_staging(session)
+        await self._meta.delete_session(session.tenant, session.id)
 
     async def _drop_staging(self, session: UploadSession) -> None:
         """A completed session's staged bytes may be its object's: those stay."""
