@@ -37,6 +37,9 @@ async def body(*pieces: bytes) -> AsyncIterator[bytes]:
         yield piece
 
 
+SESSION_FIELDS = {"tenant": "t", "bucket": "b", "key": "k", "mime_type": "a/b", "size": 5}
+
+
 def make_uploads(engine: ObjectEngine, staging: SessionStaging, clock) -> UploadEngine:
     return UploadEngine(engine, staging, expires_after=3600, clock=clock)
 
@@ -158,6 +161,40 @@ async def test_a_holder_that_does_not_let_go_makes_the_newcomer_locked(
             await uploads.append("t", "b", created.session.id, body(b"x"))
     finally:
         await holder.release()
+
+
+async def test_the_newest_of_several_waiting_requests_gets_the_session(
+    engine: ObjectEngine, clock, staging: SessionStaging
+) -> None:
+    """A client that reconnects twice while its first request still holds the session: the third request
+    gets the session in time, whether the second one had it in between or not."""
+    session = (await make_uploads(engine, staging, clock).create(**SESSION_FIELDS)).session
+    order: list[str] = []
+    done = anyio.Event()
+
+    async def append_until_asked(name: str, finishing_seconds: float) -> None:
+        appender = await staging.acquire(session.id, wait=5)
+        order.append(name)
+        try:
+            while not (done.is_set() or await appender.release_requested()):
+                await anyio.sleep(0.01)
+            await anyio.sleep(finishing_seconds)  # a write under way when the request came
+        finally:
+            with anyio.CancelScope(shield=True):
+                await appender.release()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(append_until_asked, "first", 1.0)
+        while order != ["first"]:
+            await anyio.sleep(0.01)
+        tasks.start_soon(append_until_asked, "second", 0)
+        await anyio.sleep(0.3)  # the second request has asked the first to let go, and waits
+        with anyio.fail_after(4):  # well inside the 5 s wait: nobody times out
+            third = await staging.acquire(session.id, wait=5)
+        order.append("third")
+        await third.release()
+        done.set()
+    assert order[:1] == ["first"] and order.count("third") == 1 and order.count("second") == 1
 
 
 async def test_sessions_are_scoped_and_expire(engine: ObjectEngine, clock, staging: SessionStaging) -> None:

@@ -1,11 +1,11 @@
 """Upload-session locks that hold across replicas: PostgreSQL advisory locks (D17).
 
-A session's lock is a session-level advisory lock held on a connection of this pool for as long as
-one request appends. A request that finds it held takes the session's second advisory lock, the
-*release request*, and then waits for the first; the holder polls whether the release request is
-held (every ``RELEASE_POLL_SECONDS``, on its own connection) and lets go. When a replica dies,
-PostgreSQL ends its connections and every lock they held goes with them, so a dead holder never
-blocks a session for longer than its connection takes to close.
+A session's lock is a session-level advisory lock held on a connection of this pool for as long as one
+request appends. A request that finds it held takes the session's second advisory lock, the *release
+request* (after any earlier newcomer let go of it), and then waits for the first; the holder polls
+whether the release request is held (every ``RELEASE_POLL_SECONDS``, on its own connection) and lets go.
+When a replica dies, PostgreSQL ends its connections and every lock they held goes with them, so a dead
+holder never blocks a session for longer than its connection takes to close.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 
 import anyio
 import asyncpg
@@ -102,15 +103,18 @@ class PgSessionLocks:
 
     @staticmethod
     async def _wait_for(connection: asyncpg.Connection, key: int, release_key: int, wait: float) -> None:
-        requested = await connection.fetchval("SELECT pg_try_advisory_lock($1)", release_key)
-        await connection.execute(f"SET lock_timeout = {max(1, int(wait * 1000))}")
+        """Hold the release request, then wait for the session. An earlier newcomer may hold the request
+        already: it lets go of it as soon as it has the session, and this request then asks it in turn."""
+        deadline = time.monotonic() + wait
         try:
-            await connection.execute("SELECT pg_advisory_lock($1)", key)
+            for lock in (release_key, key):
+                remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
+                await connection.execute(f"SET lock_timeout = {remaining_ms}")
+                await connection.execute("SELECT pg_advisory_lock($1)", lock)
         except asyncpg.LockNotAvailableError:
             raise Locked("Another request is still writing to this upload; retry shortly.") from None
         await connection.execute("RESET lock_timeout")
-        if requested:
-            await connection.execute("SELECT pg_advisory_unlock($1)", release_key)
+        await connection.execute("SELECT pg_advisory_unlock($1)", release_key)
 
     async def close(self) -> None:
         if self._pool is not None:
