@@ -218,3 +218,18 @@ async def test_discard_removes_everything_the_session_staged(replicas: list[S3Se
     await a.discard(SESSION)
     assert await _keys(a) == []
     assert await _uploads(a) == 0
+
+
+async def test_two_replicas_dropping_one_session_at_once_both_succeed(
+    replicas: list[S3SessionStaging],
+) -> None:
+    """Every replica runs the expiry, so two may drop the same session together: the second finds the
+    multipart upload or the objects already gone, and that is not an error."""
+    a, b = replicas
+    for _ in range(5):
+        await _append(a, os.urandom(PART_BYTES + 9))  # a multipart upload and a tail
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(a.discard, SESSION)
+            tasks.start_soon(b.discard, SESSION)
+        assert await _keys(a) == []
+        assert await _uploads(a) == 0

@@ -20,12 +20,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+from botocore.exceptions import ClientError
 
-from .blobs_s3 import S3BlobStore, S3BlobWriter, part_size, translate_errors
+from .blobs_s3 import S3BlobStore, S3BlobWriter, error_code, part_size, translate_errors
 from .locks_pg import PgSessionLock, PgSessionLocks
 
 PARTS_META = "cairn-parts"
 UPLOAD_META = "cairn-upload"
+NO_SUCH_UPLOAD = "NoSuchUpload"  # AWS's answer to aborting an upload already aborted or completed
 
 
 class S3SessionAppender:
@@ -241,9 +243,13 @@ class S3SessionStaging:
                 Bucket=self.blobs.bucket, Prefix=prefix
             ):
                 for upload in page.get("Uploads", []):
-                    await client.abort_multipart_upload(
-                        Bucket=self.blobs.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                    )
+                    try:
+                        await client.abort_multipart_upload(
+                            Bucket=self.blobs.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                    except ClientError as exc:  # another replica's expiry dropped it first
+                        if error_code(exc) != NO_SUCH_UPLOAD:
+                            raise
             async for key, _size in self._objects(prefix):
                 if not (keep_data and key == f"{prefix}data"):
                     await client.delete_object(Bucket=self.blobs.bucket, Key=key)
