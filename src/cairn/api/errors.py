@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
@@ -83,22 +83,31 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": OpenAIError, "description": ERROR_MEANINGS[status]} for status in statuses}
 
 
-def drop_unused_validation_schema(app: FastAPI) -> None:
-    """Validation errors answer 400 in the OpenAI envelope, never FastAPI's 422: keep /docs truthful."""
+def amend_openapi(app: FastAPI, amend: Callable[[dict[str, Any]], None]) -> None:
+    """Let ``amend`` edit the OpenAPI schema once, when it is first built (after earlier amendments)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
-            for operations in schema["paths"].values():
-                for operation in operations.values():
-                    operation.get("responses", {}).pop("422", None)
-            for name in ("HTTPValidationError", "ValidationError"):
-                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            amend(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def drop_unused_validation_schema(app: FastAPI) -> None:
+    """Validation errors answer 400 in the OpenAI envelope, never FastAPI's 422: keep /docs truthful."""
+
+    def drop(schema: dict[str, Any]) -> None:
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+
+    amend_openapi(app, drop)
 
 
 def status_for(exc: CairnError) -> int:

@@ -19,7 +19,7 @@ from ..core.errors import RateLimited, Unauthenticated
 from ..core.ratelimit import Decision, RateLimiter, RouteClass
 from . import artifacts, buckets, openai_uploads, tus
 from .deps import principal
-from .errors import ERROR_MEANINGS
+from .errors import ERROR_MEANINGS, amend_openapi
 
 _DELETING_POSTS = {artifacts.bulk_delete, openai_uploads.cancel_upload}
 # Bytes for an upload already started (and charged when it started): a 1 GiB file in 8 MiB chunks
@@ -68,24 +68,15 @@ def document_rate_limits(app: FastAPI, faces: Iterable[tuple[APIRouter, str]]) -
         for method in route.methods
         if _classify(method, route.endpoint)
     }
-    build = app.openapi
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build()
-            for path, operations in schema["paths"].items():
-                for method, operation in operations.items():
-                    if (path, method) in limited:
-                        answers = operation["responses"]
-                        answers["429"] = {
-                            **answers["401"],
-                            "description": ERROR_MEANINGS[429],
-                            "headers": _RETRY,
-                        }
-            app.openapi_schema = schema
-        return app.openapi_schema
+    def add_429(schema: dict[str, Any]) -> None:
+        for path, operations in schema["paths"].items():
+            for method, operation in operations.items():
+                if (path, method) in limited:
+                    answers = operation["responses"]
+                    answers["429"] = {**answers["401"], "description": ERROR_MEANINGS[429], "headers": _RETRY}
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    amend_openapi(app, add_429)
 
 
 _RETRY = {
