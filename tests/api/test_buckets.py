@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from urllib.parse import quote
 
 import pytest
 from _support import assert_openai_error
@@ -89,6 +90,25 @@ def test_listing_by_a_prefix_of_any_key(client):
 @pytest.mark.parametrize("prefix", ["/a", "a\\b", "a\tb", "a\u202eb", "x" * 1025, "é" * 513])
 def test_bad_prefixes_are_400(client, prefix):
     assert_openai_error(client.get("/v1/buckets/b", params={"prefix": prefix}), 400, param="prefix")
+
+
+def test_no_listing_parameter_passes_a_character_no_key_holds_to_the_database(client):
+    """Cursors and filters of every face's listing refuse NUL and control characters with a 400 naming
+    the parameter, on every backend (PostgreSQL cannot even compare such text: it would be a 500)."""
+    start(client, "b", "k", 0)
+    for bad in ("\x00", "a\x00", "file-\x00", "\x1b", "a\nb"):
+        for url, param in (
+            ("/v1/files", "after"),
+            ("/v1/files", "purpose"),
+            ("/v1/artifacts", "prefix"),
+            ("/v1/buckets/b", "prefix"),
+            ("/v1/buckets/b", "delimiter"),
+            ("/v1/buckets/b", "start_index"),
+        ):
+            assert_openai_error(client.get(url, params={param: bad}), 400, param=param)
+    for bad in ("\x00", "a\x00"):
+        assert_openai_error(client.get(f"/v1/buckets/{quote(bad)}", params={"prefix": "p"}), 400)
+        assert_openai_error(client.get(f"/v1/buckets/b/{quote(bad)}"), 400, param="key")
 
 
 def test_offset_mismatch_and_over_size(client):

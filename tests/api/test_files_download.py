@@ -158,6 +158,24 @@ def test_download_empty_file(client):
     assert ranged.headers["content-range"] == "bytes */0"
 
 
+def test_every_range_of_an_empty_file_is_416(client):
+    """An empty file has no first byte and no last bytes: every well-formed range is unsatisfiable, the
+    workspace's downloads included; an unusable header is ignored as for any file."""
+    empty = upload(client, b"", "empty.txt")
+    client.post("/api/v1/files/upload", files={"file": ("empty.txt", b"")}).raise_for_status()
+    for url in (_content(empty["id"]), "/api/v1/files/download?path=empty.txt"):
+        for header in ("bytes=-5", "bytes=-1", "bytes=-0", "bytes=0-", "bytes=0-0", "bytes=0-99", "bytes=3-"):
+            for method in ("GET", "HEAD"):
+                response = client.request(method, url, headers={"Range": header})
+                assert response.status_code == 416, (url, header, method)
+                assert response.headers["content-range"] == "bytes */0", (url, header, method)
+                assert response.content == b""
+        for header in ("bytes=0-1,2-3", "bytes=-", "bytes=5-1"):
+            response = client.get(url, headers={"Range": header})
+            assert (response.status_code, response.content) == (200, b""), (url, header)
+            assert "content-range" not in response.headers
+
+
 def test_download_multi_mib_file_is_byte_exact(client):
     data = os.urandom(6 * 1024 * 1024 + 12345)
     created = upload(client, data, "big.bin")

@@ -5,6 +5,7 @@ their ``file-…`` ids."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import io
@@ -25,6 +26,7 @@ from _support import (
     MULTIPART,
     RawConnection,
     assert_no_traceback,
+    assert_openai_error,
     blob_files,
     field_part,
     file_part,
@@ -205,6 +207,63 @@ def test_a_file_and_a_folder_cannot_share_a_path(server, client):
     assert wait_until(lambda: staging_files(server.settings.data_dir) == [])
 
 
+def test_no_face_makes_a_path_both_a_file_and_a_folder(client):
+    """The workspace's rule holds for every face that writes the bucket ``workspace`` (a bucket session,
+    tus with ``bucket`` + ``key``), both ways, in each face's envelope: the listing and the folder's zip
+    never show a file and a folder of one name."""
+    upload(client, b"a", "a.txt", dir="zc/folder")
+    upload(client, b"file", "note", dir="zc")
+
+    def bucket_upload(key: str, data: bytes) -> httpx.Response:
+        body = {"bucket": "workspace", "key": key, "mime_type": "text/plain", "size": len(data)}
+        created = client.post("/v1/buckets", json=body)
+        if not data or created.status_code != 200:
+            return created
+        return client.post(created.json()["url"], content=data)
+
+    def tus_upload(key: str, data: bytes) -> httpx.Response:
+        pairs = {"bucket": "workspace", "key": key}
+        meta = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in pairs.items())
+        tus = {"Tus-Resumable": "1.0.0"}
+        created = client.post(
+            "/v1/tus/", headers={**tus, "Upload-Length": str(len(data)), "Upload-Metadata": meta}
+        )
+        if not data or created.status_code != 201:
+            return created
+        patch = {**tus, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+        return client.patch(created.headers["Location"], headers=patch, content=data)
+
+    for key, reason in (("zc/folder", "'zc/folder' is a folder"), ("zc/note/x", "'zc/note' is a file")):
+        for data in (b"", b"bytes"):
+            assert_openai_error(bucket_upload(key, data), 409, code="conflict", param="key")
+            refused = tus_upload(key, data)
+            assert refused.status_code == 409 and reason in refused.text, refused.text
+        error = assert_workspace_error(
+            client.post(
+                "/api/v1/files/upload",
+                files={"file": (key.rsplit("/", 1)[1], b"w")},
+                data={"dir": key.rsplit("/", 1)[0]},
+            ),
+            409,
+            "conflict",
+        )
+        assert reason in error["message"]
+    assert [(i["name"], i["is_dir"]) for i in listing(client, "zc")["items"]] == [
+        ("folder", True),
+        ("note", False),
+    ]
+    zipped = client.get("/api/v1/files/download", params={"path": "zc"}).content
+    with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
+        assert archive.namelist() == [
+            "user_upload/zc/",
+            "user_upload/zc/folder/",
+            "user_upload/zc/folder/a.txt",
+            "user_upload/zc/note",
+        ]
+    assert bucket_upload("zc/folder2", b"fine").status_code == 200
+    assert tus_upload("zc/folder3", b"fine").status_code == 204
+
+
 def test_upload_errors_leave_nothing_stored(server, client):
     data_dir = server.settings.data_dir
     blobs_before = blob_files(data_dir)
@@ -286,6 +345,57 @@ def test_list_pages_with_limit_and_cursor(client):
     assert seen == whole
     assert_workspace_error(client.get("/api/v1/files", params={"path": "many", "cursor": "other/x"}), 400)
     assert_workspace_error(client.get("/api/v1/files", params={"limit": 0}), 400)
+
+
+def cursor_token(path: str) -> str:
+    """A cursor as the server writes them, for cursors it never gave (crafted by a client)."""
+    return "c1." + base64.urlsafe_b64encode(path.encode()).decode().rstrip("=")
+
+
+def test_a_cursor_names_an_item_of_the_listed_folder(client):
+    """The one cursor rule, alike on every backend: a cursor is a ``next_cursor`` as the server gave
+    it, naming an item of the folder (a folder's path with its trailing '/'), existing or not;
+    anything else, above all what no key can hold (NUL, control characters), is a 400 naming
+    ``cursor``, never a database error."""
+    for name in ("a.txt", "c.txt"):
+        upload(client, b"x", name, dir="many")
+    upload(client, b"x", "inner.txt", dir="many/b")
+    first = listing(client, "many", limit=1)
+    assert first["next_cursor"] == cursor_token("many/a.txt")
+    after = {
+        "many/a.txt": ["many/b", "many/c.txt"],
+        "many/b/": ["many/c.txt"],
+        "many/b": ["many/b", "many/c.txt"],  # the file 'b' would sort before the folder 'b/'
+        "many/bz": ["many/c.txt"],  # no such item: the listing goes on after where it would be
+        "many/zzz": [],
+    }
+    for path, expected in after.items():
+        page = listing(client, "many", cursor=cursor_token(path))
+        assert [i["path"] for i in page["items"]] == expected, path
+    refused = {
+        "many": [
+            *(
+                "garbage",
+                "many/a.txt",
+                "c1.",
+                "c1.!!!!",
+                "c1." + "A" * 5000,
+                cursor_token("many/a.txt") + "=",
+            ),
+            *map(
+                cursor_token,
+                ("\x00", "many/\x00", "many/a\x00b", "many/\x1b[31m", "many/a\n", "many/\u202etxt"),
+            ),
+            *map(cursor_token, ("other/x", "many", "many/", "many//", "many/b/inner.txt", "many/../x")),
+            "c1." + base64.urlsafe_b64encode(b"many/\xff").decode().rstrip("="),
+        ],
+        ".": ["garbage", "\x00", *map(cursor_token, ("\x00", "\x7f", "..", "a/b", "a//", "/", "many/b/"))],
+    }
+    for folder, cursors in refused.items():
+        for cursor in cursors:
+            response = client.get("/api/v1/files", params={"path": folder, "cursor": cursor})
+            error = assert_workspace_error(response, 400, "invalid_request")
+            assert "cursor" in error["message"], (folder, cursor, error)
 
 
 def test_list_errors(client):

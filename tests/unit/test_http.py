@@ -23,10 +23,22 @@ def test_parse_range(header: str, expected: tuple[int, int] | None) -> None:
     assert _parse_range(header, 100) == expected
 
 
-@pytest.mark.parametrize("header", ["bytes=100-", "bytes=200-300", "bytes=-0"])
-def test_unsatisfiable_ranges(header: str) -> None:
+@pytest.mark.parametrize(
+    ("header", "size"),
+    [
+        ("bytes=100-", 100),
+        ("bytes=200-300", 100),
+        ("bytes=-0", 100),
+        ("bytes=0-", 0),
+        ("bytes=0-0", 0),
+        ("bytes=-0", 0),
+        ("bytes=-1", 0),
+        ("bytes=-5", 0),
+    ],
+)
+def test_unsatisfiable_ranges(header: str, size: int) -> None:
     with pytest.raises(_Unsatisfiable):
-        _parse_range(header, 100)
+        _parse_range(header, size)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import subprocess
 import sys
 
@@ -10,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from cairn.adapters.meta_sql import SqlMetadataStore, async_database_url
-from cairn.core.errors import Unavailable
-from cairn.core.records import ObjectRecord
+from cairn.core.errors import Conflict, Unavailable
+from cairn.core.records import ObjectRecord, UploadSession
 
 pytestmark = pytest.mark.anyio
 
@@ -104,6 +106,72 @@ async def test_key_sizes_are_the_key_listing_narrowed_to_key_size_and_time(meta:
         page = await meta.list_objects_by_key("t", "b", prefix="p/", **window)
         rows = await meta.list_key_sizes("t", "b", prefix="p/", **window)
         assert [tuple(row) for row in rows] == [(r.key, r.bytes, r.created_at) for r in page.items]
+
+
+async def test_racing_writers_never_make_a_path_both_a_file_and_a_folder(database_url: str) -> None:
+    """Two stores on one database, as two processes or replicas, commit a file and a key under it (a
+    file or a folder marker) at the same moment, by insert, replacement or a session's completion:
+    exactly one of each pair wins, whichever it is."""
+    stores = [SqlMetadataStore(database_url) for _ in range(2)]
+    await stores[0].migrate()
+    now = 1_800_000_000
+    ids = itertools.count()
+
+    def record(key: str) -> ObjectRecord:
+        return ObjectRecord(
+            id=f"file-{next(ids):032x}",
+            tenant="t",
+            bucket="workspace",
+            key=key,
+            filename="f",
+            mime_type="text/plain",
+            bytes=1,
+            sha256="0" * 64,
+            purpose="p",
+            created_at=now,
+            expires_at=None,
+        )
+
+    async def complete(store: SqlMetadataStore, object_record: ObjectRecord) -> ObjectRecord | None:
+        session = UploadSession(
+            id=f"upload-{next(ids):032x}",
+            tenant="t",
+            bucket="workspace",
+            key=object_record.key,
+            filename="f",
+            mime_type="text/plain",
+            size=1,
+            sha256=None,
+            purpose="p",
+            created_at=now,
+            expires_at=now + 3600,
+            object_id=None,
+            object_expires_after=None,
+            client_metadata=None,
+        )
+        await store.insert_session(session)
+        return await store.complete_session(session.id, object_record)
+
+    writes = [
+        lambda store, r: store.insert_object(r),
+        lambda store, r: store.replace_object(r),
+        complete,
+    ]
+    try:
+        for round_ in range(24):
+            first, second = writes[round_ % 3], writes[round_ // 3 % 3]
+            file, under = f"r{round_}", f"r{round_}/x" if round_ % 2 else f"r{round_}/"
+            results = await asyncio.gather(
+                first(stores[0], record(file)), second(stores[1], record(under)), return_exceptions=True
+            )
+            assert [isinstance(result, Conflict) for result in results].count(True) == 1, (round_, results)
+            listed = await stores[0].list_key_sizes(
+                "t", "workspace", prefix=f"r{round_}", start_after=None, limit=10, now=now
+            )
+            assert [row[0] for row in listed] in ([file], [under]), (round_, listed)
+    finally:
+        for store in stores:
+            await store.close()
 
 
 async def test_objects_by_id_are_read_through_the_primary_key_alone(postgres_url: str) -> None:

@@ -11,14 +11,17 @@ import pytest
 from cairn.adapters.meta_sql import SqlMetadataStore
 from cairn.core.errors import Conflict, InvalidInput, NotFound
 from cairn.core.objects import LIST_SCAN_BATCH, ObjectEngine
+from cairn.core.ports import SessionStaging
 from cairn.core.records import ObjectRecord
+from cairn.core.uploads import UploadEngine
 from cairn.core.workspace import BUCKET, Workspace
 
 pytestmark = pytest.mark.anyio
 
 
-async def stream(data: bytes) -> AsyncIterator[bytes]:
-    yield data
+async def stream(*pieces: bytes) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
 
 
 async def put(
@@ -90,6 +93,72 @@ async def test_files_and_folders_do_not_take_each_others_place(engine: ObjectEng
         await workspace.list("report", limit=10)
     with pytest.raises(NotFound):
         await workspace.list("nothing", limit=10)
+
+
+async def test_no_writer_makes_a_path_both_a_file_and_a_folder(
+    engine: ObjectEngine, clock, staging: SessionStaging
+) -> None:
+    """The folder rule is the metadata store's, at commit: plain and replacing commits and upload
+    sessions into the bucket ``workspace`` all meet it, both ways; other buckets keep S3's freedom."""
+    workspace = Workspace(engine, "t")
+    uploads = UploadEngine(engine, staging, expires_after=3600, clock=clock)
+    await put(workspace, engine, "zc/folder", "inside.txt", b"x")
+    await put(workspace, engine, "", "report", b"file")
+    before = ["report", "zc/", "zc/folder/", "zc/folder/inside.txt"]
+
+    async def commit(key: str, *, replace: bool, bucket: str = BUCKET) -> ObjectRecord:
+        staged = await engine.stage(stream(b"data"))
+        return await engine.commit(
+            staged,
+            tenant="t",
+            bucket=bucket,
+            key=key,
+            filename="f",
+            mime_type="x/y",
+            purpose="p",
+            replace=replace,
+        )
+
+    async def session(key: str, size: int, bucket: str = BUCKET) -> str:
+        created = await uploads.create(tenant="t", bucket=bucket, key=key, mime_type="x/y", size=size)
+        if size:
+            await uploads.append("t", bucket, created.session.id, stream(b"d" * size))
+        return created.session.id
+
+    clashes = {
+        "zc/folder": "'zc/folder' is a folder",
+        "zc": "'zc' is a folder",
+        "report/x": "'report' is a file",
+        "report/x/y": "'report' is a file",
+        "zc/folder/inside.txt/z": "'zc/folder/inside.txt' is a file",
+        "report/": "'report' is a file",  # a folder marker
+    }
+    for key, reason in clashes.items():
+        for replace in (True, False):
+            with pytest.raises(Conflict, match=reason):
+                await commit(key, replace=replace)
+        if not key.endswith("/"):
+            with pytest.raises(Conflict, match=reason):
+                await session(key, 0)
+    assert await uploads.expire_due() == 0  # a refused empty session is not kept
+    pending = (
+        await uploads.create(tenant="t", bucket=BUCKET, key="report/x", mime_type="x/y", size=4)
+    ).session
+    with pytest.raises(Conflict, match="'report' is a file"):
+        await uploads.append("t", BUCKET, pending.id, stream(b"data"))
+    listing = await engine.list_keys("t", BUCKET, prefix="", delimiter="", limit=100)
+    assert [record.key for record in listing.objects] == before
+
+    await engine.delete_by_key("t", BUCKET, "report")  # the refused session keeps its bytes: complete it
+    done = await uploads.append("t", BUCKET, pending.id, stream())
+    assert done.completed is not None and await read_all(engine, done.completed) == b"data"
+    await commit("zc/folder2", replace=True)
+    for key in clashes:
+        await commit(key, replace=False, bucket="other")
+    with pytest.raises(Conflict, match="'zc/folder' is a folder"):
+        await put(workspace, engine, "zc", "folder", b"x")
+    with pytest.raises(Conflict, match="'report/x' is a file"):
+        await put(workspace, engine, "report/x/deeper", "y.txt", b"y")
 
 
 async def test_listing_folds_subfolders_in_key_order_and_pages_by_cursor(engine: ObjectEngine) -> None:

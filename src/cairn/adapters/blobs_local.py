@@ -3,6 +3,7 @@
 Layout under the data directory::
 
     staging/<random>.part        bytes being received; the writer holds an exclusive flock on it
+    staging/<random>.join/       a segmented blob being built (see below), flocked the same way
     sessions/<upload id>         an upload session's staged bytes; its size is the session's offset;
                                  the request appending to it holds an exclusive flock on it
     sessions/<upload id>.release present while another request asks the holder to let go
@@ -12,10 +13,11 @@ Layout under the data directory::
                                  in name order) so that completing an upload in parts copies no byte
 
 Commit is fsync(file) → rename(staging → blobs/…) → fsync(directory): a blob is either wholly there or
-absent. Crash behaviour: a staging file whose flock nobody holds is abandoned and the sweep deletes it;
-a blob without a metadata row (crash between rename and the row insert, or between row delete and
-unlink) is deleted by the sweep once it is older than ``STRAY_GRACE_SECONDS``, which keeps the sweep of
-one process away from another process's commit in flight. Several processes may share one directory.
+absent. Crash behaviour: a staging entry whose flock nobody holds is abandoned (its writer died, and the
+kernel dropped the lock with it) and the sweep deletes it at once, however young; a blob without a
+metadata row (crash between rename and the row insert, or between row delete and unlink) is deleted by
+the sweep once it is older than ``STRAY_GRACE_SECONDS``, which keeps the sweep of one process away from
+another process's commit in flight. Several processes may share one directory.
 A completed session's bytes become a blob by a hard link (then the row, then the session file goes),
 so a crash at any step leaves either the session resumable or the object complete.
 """
@@ -46,7 +48,6 @@ log = logging.getLogger("cairn.blobs")
 READ_CHUNK_BYTES = 1 << 20
 SYNC_AHEAD_BYTES = 4 << 20
 STRAY_GRACE_SECONDS = 15 * 60
-STAGING_GRACE_SECONDS = 60
 LOCK_POLL_SECONDS = 0.05
 SWEEP_BATCH = 500
 
@@ -65,10 +66,43 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _open_staging(path: Path) -> int:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return fd
+def _claim_staging(staging_dir: Path, suffix: str, create: Callable[[Path], int | None]) -> tuple[Path, int]:
+    """A new staging entry (``create`` makes it and returns a descriptor), held under an exclusive flock
+    until the descriptor closes. The sweep deletes only entries whose flock it can take, and deletes
+    them while it holds it: if it came between creation and flock, the entry is gone by the time the
+    flock is ours, and another is made."""
+    while True:
+        path = staging_dir / f"{secrets.token_hex(16)}{suffix}"
+        fd = create(path)
+        if fd is None:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if _still_named(fd, path):
+                return path, fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def _still_named(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _create_file(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+
+
+def _create_directory(path: Path) -> int | None:
+    os.mkdir(path, 0o700)
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:  # swept before it could be opened
+        return None
 
 
 def _raise_storage_error(exc: OSError) -> None:
@@ -133,14 +167,16 @@ class LocalBlobWriter:
     def __init__(self, store: LocalBlobStore, target: Callable[[str], Path]) -> None:
         self._store = store
         self._target = target
-        self._path = store.staging_dir / f"{secrets.token_hex(16)}.part"
-        self._fd: int | None = None
+        self._staged: tuple[Path, int] | None = None  # the staging file and its descriptor, once opened
         self._done = False
 
+    def _open(self) -> tuple[Path, int]:
+        if self._staged is None:
+            self._staged = _claim_staging(self._store.staging_dir, ".part", _create_file)
+        return self._staged
+
     def _write_sync(self, data: bytes | bytearray) -> None:
-        if self._fd is None:
-            self._fd = _open_staging(self._path)
-        _write_all(self._fd, data)
+        _write_all(self._open()[1], data)
 
     async def write(self, data: bytes | bytearray) -> None:
         assert not self._done, "write after commit or abort"
@@ -158,16 +194,15 @@ class LocalBlobWriter:
             _raise_storage_error(exc)
 
     def _commit_sync(self, blob_id: str) -> None:
-        if self._fd is None:
-            self._fd = _open_staging(self._path)
-        fd, self._fd = self._fd, None
-        self._store._commit_staged(fd, self._path, self._target(blob_id))
+        path, fd = self._open()
+        self._staged = None
+        self._store._commit_staged(fd, path, self._target(blob_id))
 
     async def abort(self) -> None:
         self._done = True
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            await anyio.to_thread.run_sync(self._store._discard_staged, fd, self._path)
+        staged, self._staged = self._staged, None
+        if staged is not None:
+            await anyio.to_thread.run_sync(self._store._discard_staged, staged[1], staged[0])
 
 
 class LocalSessionAppender:
@@ -379,14 +414,16 @@ class LocalBlobStore:
         await anyio.to_thread.run_sync(_remove, self.blob_path(blob_id))
 
     async def publish_parts(self, session_id: str, part_ids: list[str], blob_id: str) -> None:
-        await anyio.to_thread.run_sync(self._publish_parts, session_id, part_ids, blob_id)
+        try:
+            await anyio.to_thread.run_sync(self._publish_parts, session_id, part_ids, blob_id)
+        except OSError as exc:
+            _raise_storage_error(exc)
 
     def _publish_parts(self, session_id: str, part_ids: list[str], blob_id: str) -> None:
         """Hard-link the (already durable) parts into a segmented blob built in staging, then rename it
         into place: the parts stay with the session until the object row exists."""
-        building = self.staging_dir / f"{secrets.token_hex(16)}.join"
+        building, lock_fd = _claim_staging(self.staging_dir, ".join", _create_directory)
         try:
-            building.mkdir()
             for index, part_id in enumerate(part_ids):
                 os.link(self._parts_dir(session_id) / part_id, building / f"{index:05d}")
             _fsync_dir(building)
@@ -394,9 +431,11 @@ class LocalBlobStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(building, target)
             _fsync_dir(target.parent)
-        except OSError as exc:
+        except OSError:
             shutil.rmtree(building, ignore_errors=True)
-            _raise_storage_error(exc)
+            raise
+        finally:
+            os.close(lock_fd)
 
     async def free_bytes(self) -> int:
         usage = await anyio.to_thread.run_sync(shutil.disk_usage, self.root)
@@ -429,17 +468,12 @@ class LocalBlobStore:
         return removed
 
     def _sweep_staging(self) -> int:
+        """Remove the staging entries no live process holds (``_claim_staging``): a writer's flock goes
+        with its process, however that ends."""
         removed = 0
-        cutoff = time.time() - STAGING_GRACE_SECONDS
         for entry in os.scandir(self.staging_dir):
             try:
-                if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
-                    continue  # may be between create and flock in another process
-                if entry.is_dir(follow_symlinks=False):  # a segmented blob that a crash left half built
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                    removed += 1
-                    continue
-                fd = os.open(entry.path, os.O_WRONLY | os.O_CLOEXEC)
+                fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
                 continue
             try:
@@ -447,9 +481,12 @@ class LocalBlobStore:
             except BlockingIOError:
                 continue  # a live writer holds it
             else:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-                    removed += 1
+                if entry.is_dir(follow_symlinks=False):  # a segmented blob that a crash left half built
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                removed += 1
             finally:
                 os.close(fd)
         return removed

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..core.errors import Conflict, Unavailable
 from ..core.keys import prefix_end
+from ..core.paths import WORKSPACE_BUCKET, enclosing_folders, folder_clash
 from ..core.ports import KeySize, Order
 from ..core.records import ApiKeyRecord, ListPage, ObjectRecord, UploadSession
 
@@ -260,24 +261,66 @@ class _AsyncRunner:
         await self.engine.dispose()
 
 
-def _replace_in(conn: sa.Connection, record: ObjectRecord) -> ObjectRecord | None:
-    """Insert ``record`` in place of the object that holds its key, if any (returned)."""
-    if conn.dialect.name == "postgresql":
+# Transaction-level advisory locks on a key (seed 0) and on a workspace path as file or folder (seed 1)
+KEY_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))")
+FOLDER_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 1))")
+FOLDER_LOCK_SHARED = sa.text("SELECT pg_advisory_xact_lock_shared(hashtextextended(:k, 1))")
+
+
+def _place(conn: sa.Connection, record: ObjectRecord, *, replace: bool) -> ObjectRecord | None:
+    """Insert ``record``; with ``replace``, in place of the object that holds its key (returned). In the
+    workspace bucket, refuse a key that would be both a file and a folder (``Conflict``)."""
+    postgres = conn.dialect.name == "postgresql"
+    in_workspace = record.bucket == WORKSPACE_BUCKET
+    if postgres and replace:
         # Writers onto one key at once would both delete nothing under READ COMMITTED and one insert
         # would then violate the unique key: take turns per key instead. (SQLite has one writer.)
-        conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-            {"k": f"{record.tenant}/{record.bucket}/{record.key}"},
-        )
-    replaced = conn.execute(
-        objects.delete()
-        .where(
-            objects.c.tenant == record.tenant, objects.c.bucket == record.bucket, objects.c.key == record.key
-        )
-        .returning(*objects.c)
-    ).first()
+        conn.execute(KEY_LOCK, {"k": f"{record.tenant}/{record.bucket}/{record.key}"})
+    if postgres and in_workspace:
+        _take_turns_with_clashing_keys(conn, record)
+    replaced = None
+    if replace:
+        replaced = conn.execute(
+            objects.delete()
+            .where(
+                objects.c.tenant == record.tenant,
+                objects.c.bucket == record.bucket,
+                objects.c.key == record.key,
+            )
+            .returning(*objects.c)
+        ).first()
     conn.execute(INSERT_OBJECT, dataclasses.asdict(record))
+    if in_workspace:
+        # After the first write: SQLite begins the transaction with it, and from then on no other
+        # process can commit a clashing key before this one ends.
+        _refuse_folder_clash(conn, record)
     return None if replaced is None else _object(replaced)
+
+
+def _take_turns_with_clashing_keys(conn: sa.Connection, record: ObjectRecord) -> None:
+    """Hold the folders the key lies in shared and a file's own path exclusively (outermost first, so
+    no two writers wait for each other): a file and a key under it never commit at once."""
+    scope = f"{record.tenant}/{record.bucket}/"
+    for folder in enclosing_folders(record.key):
+        conn.execute(FOLDER_LOCK_SHARED, {"k": scope + folder})
+    if not record.key.endswith("/"):
+        conn.execute(FOLDER_LOCK, {"k": scope + record.key})
+
+
+def _refuse_folder_clash(conn: sa.Connection, record: ObjectRecord) -> None:
+    """``Conflict`` if a live object is a file that the key lies in, or, for a file, lies under it."""
+    clashes = [objects.c.key.in_(enclosing_folders(record.key))]
+    if not record.key.endswith("/"):
+        under = record.key + "/"
+        clashes.append(sa.and_(objects.c.key >= under, objects.c.key < prefix_end(under)))
+    query = (
+        sa.select(objects.c.key)
+        .where(objects.c.tenant == record.tenant, objects.c.bucket == record.bucket, _live, sa.or_(*clashes))
+        .limit(1)
+    )
+    clash = conn.execute(query, {"now": record.created_at}).scalar()
+    if clash is not None:
+        raise folder_clash(record.key, clash)
 
 
 class SqlMetadataStore:
@@ -296,8 +339,7 @@ class SqlMetadataStore:
         await self._db.read(lambda conn: conn.execute(sa.text("SELECT 1")).all())
 
     async def insert_object(self, record: ObjectRecord) -> None:
-        values = dataclasses.asdict(record)
-        await self._db.write(lambda conn: conn.execute(INSERT_OBJECT, values))
+        await self._db.write(lambda conn: _place(conn, record, replace=False))
 
     async def get_object(
         self, tenant: str, bucket: str | None, object_id: str, now: int
@@ -432,7 +474,7 @@ class SqlMetadataStore:
         return None if row is None else UploadSession(**row._mapping)
 
     async def replace_object(self, record: ObjectRecord) -> ObjectRecord | None:
-        return await self._db.write(lambda conn: _replace_in(conn, record))
+        return await self._db.write(lambda conn: _place(conn, record, replace=True))
 
     async def complete_session(self, session_id: str, record: ObjectRecord) -> ObjectRecord | None:
         def work(conn: sa.Connection) -> ObjectRecord | None:
@@ -443,7 +485,7 @@ class SqlMetadataStore:
             )
             if marked.rowcount != 1:
                 raise Conflict("The upload is no longer pending: it was completed, cancelled or expired.")
-            return _replace_in(conn, record)
+            return _place(conn, record, replace=True)
 
         return await self._db.write(work)
 

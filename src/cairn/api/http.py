@@ -83,7 +83,7 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
         return None
     if not first:
         suffix = int(last)
-        if suffix == 0:
+        if suffix == 0 or size == 0:  # no last bytes to send
             raise _Unsatisfiable
         return max(0, size - suffix), size
     start = int(first)

@@ -12,6 +12,9 @@ Paths that become file and folder names on people's disks (the workspace: downlo
 *portable* (``validate_portable_path``): every segment at most ``MAX_SEGMENT_BYTES``, and none ending
 in a dot or a space, which Windows drops (``a.`` and ``a`` would be one file there).
 
+In the workspace's bucket a path is also never both a file and a folder (``folder_clash``): the
+metadata store refuses either as it commits, whichever face writes.
+
 A filename given by a client is not validated but *sanitised* to one portable segment: its last
 component (after any separator or look-alike), without characters a segment may not hold, trimmed,
 shortened to ``MAX_SEGMENT_BYTES`` keeping its extension.
@@ -23,8 +26,11 @@ import re
 import unicodedata
 from collections.abc import Callable
 
-from .errors import InvalidInput
+from .errors import Conflict, InvalidInput
 
+WORKSPACE_BUCKET = "workspace"
+"""The bucket of files in folders (``core.workspace``), where a key is not both a file and a folder
+(``folder_clash``), whichever face writes it."""
 MAX_SEGMENT_BYTES = 255
 MAX_PATH_BYTES = 1024
 MAX_EXTENSION_BYTES = 16
@@ -105,6 +111,21 @@ def _validated(raw: str, param: str, rules: tuple[Callable[[str], str | None], .
     if problem is not None:
         raise InvalidInput(f"Invalid {param}: {problem}.", param=param)
     return path
+
+
+def enclosing_folders(key: str) -> list[str]:
+    """The folders a key lies in, outermost first: the file ``a/b/c`` and the marker ``a/b/`` of the
+    folder ``a/b`` both lie in ``a`` and ``a/b``."""
+    segments = key.split("/")
+    return ["/".join(segments[:depth]) for depth in range(1, len(segments))]
+
+
+def folder_clash(key: str, existing: str) -> Conflict:
+    """Why the workspace refuses ``key`` beside ``existing``: a file where a folder is (``existing`` lies
+    under ``key``), or a key under a file (``existing`` is one of ``enclosing_folders(key)``)."""
+    if existing.startswith(key + "/"):
+        return Conflict(f"'{key}' is a folder; a file cannot take its place.", param="key")
+    return Conflict(f"'{existing}' is a file; '{key.removesuffix('/')}' cannot be in it.", param="key")
 
 
 def sanitize_filename(raw: str, *, param: str = "filename") -> str:

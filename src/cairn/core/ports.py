@@ -137,7 +137,9 @@ class MetadataStore(Protocol):
     async def ping(self) -> None:
         """Raise ``Unavailable`` if the store cannot answer."""
 
-    async def insert_object(self, record: ObjectRecord) -> None: ...
+    async def insert_object(self, record: ObjectRecord) -> None:
+        """Raises ``Conflict`` (``paths.folder_clash``) if, in the bucket ``paths.WORKSPACE_BUCKET``,
+        ``record``'s key would be both a file and a folder; checked in the same transaction."""
 
     async def get_object_by_key(
         self, tenant: str, bucket: str, key: str, now: int
@@ -187,7 +189,7 @@ class MetadataStore(Protocol):
 
     async def replace_object(self, record: ObjectRecord) -> ObjectRecord | None:
         """In one transaction: remove the object that holds ``record``'s key (returned, so its bytes can
-        go) and insert ``record``."""
+        go) and insert ``record``. The workspace's file-vs-folder rule as in ``insert_object``."""
 
     async def complete_session(self, session_id: str, record: ObjectRecord) -> ObjectRecord | None:
         """In one transaction: mark the session completed with ``record.id``, remove the object that held

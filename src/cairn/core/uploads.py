@@ -29,6 +29,7 @@ import anyio
 
 from .errors import (
     ChecksumMismatch,
+    Conflict,
     InvalidInput,
     NotFound,
     OffsetMismatch,
@@ -128,8 +129,8 @@ class UploadEngine:
         if size == 0 and not in_parts:
             try:
                 return await self.append(tenant, bucket, session.id, _empty(), expected_offset=0)
-            except ChecksumMismatch:
-                await self.cancel(tenant, bucket, session.id)  # nothing to retry with an empty body
+            except (ChecksumMismatch, Conflict):  # the caller never learns this session: leave none
+                await self.cancel(tenant, bucket, session.id)
                 raise
         return AppendResult(session=session, offset=0, completed=None)
 

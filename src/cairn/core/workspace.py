@@ -8,24 +8,31 @@ keys, so it is what a listing meets first and its time is the folder's ``modifie
 emptied folder listed and puts empty folders into zips. Markers have ids like every object and show in
 the bucket's own listing (``/v1/buckets/workspace``); the buckets face cannot address them by key, since
 keys there never end in ``/``.
+
+A path is never both a file and a folder: the metadata store refuses, as it commits, a file where keys
+lie under its path and a key under a file, whichever face writes the bucket (``paths.folder_clash``).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from operator import itemgetter
 from typing import TypedDict
 
-from .errors import Conflict, InvalidInput, NotFound, TooLarge
+from .errors import InvalidInput, NotFound, TooLarge
 from .objects import Folded, ObjectEngine, StagedBlob, scan_folded
-from .paths import validate_portable_path
+from .paths import MAX_PATH_BYTES, validate_path, validate_portable_path
+from .paths import WORKSPACE_BUCKET as BUCKET
 from .ports import KeySize
 from .records import ObjectRecord
 from .zipstream import ZipEntry
 
-BUCKET = "workspace"
+CURSOR_PREFIX = "c1."
+CURSOR_MAX_CHARS = 4 * (MAX_PATH_BYTES + 2) // 3 + 4
 FOLDER_MIME_TYPE = "application/x-directory"
 FOLDER_PURPOSE = "folder"
 ZIP_ROOT = "user_upload/"
@@ -63,6 +70,34 @@ def _prefix(folder: str) -> str:
     return folder + "/" if folder else ""
 
 
+def cursor_of(key: str) -> str:
+    """The ``next_cursor`` after the item ``key`` (a folder's with its trailing ``/``): opaque, so that a
+    client passes it back as it came rather than building one."""
+    return CURSOR_PREFIX + base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def _item_key(prefix: str, cursor: str) -> str:
+    """The key a ``cursor`` names, which must be an item of the folder ``prefix``, existing or not;
+    ``InvalidInput`` for anything else, above all what no key can hold (NUL, control characters)."""
+    refused = InvalidInput(
+        "cursor is not a next_cursor of this folder's listing: pass it back as it came.", param="cursor"
+    )
+    token = cursor.removeprefix(CURSOR_PREFIX)
+    if token == cursor or len(token) > CURSOR_MAX_CHARS:
+        raise refused
+    try:
+        key = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise refused from None
+    try:
+        path = validate_path(key.removesuffix("/"), param="cursor")
+    except InvalidInput:
+        raise refused from None
+    if not path.startswith(prefix) or "/" in path[len(prefix) :] or cursor_of(key) != cursor:
+        raise refused
+    return key
+
+
 class Workspace:
     """One tenant's workspace on the object engine."""
 
@@ -72,11 +107,9 @@ class Workspace:
 
     async def put(self, staged: StagedBlob, *, folder: str, name: str, mime_type: str) -> ObjectRecord:
         """Commit staged bytes as ``folder/name`` (``name``: a sanitised filename), replacing the file there
-        atomically; the folder and its parents get their markers. Refuses (409) a file where a folder is,
-        or a folder where a file is."""
+        atomically; the folder and its parents get their markers. The engine refuses (409) a file where
+        a folder is, or a folder where a file is (``paths.folder_clash``)."""
         path = validate_portable_path(f"{_prefix(folder)}{name}", param="filename")
-        if await self._holds_anything(path + "/"):
-            raise Conflict(f"'{path}' is a folder; a file cannot replace it.", param="filename")
         await self._make_folders(folder)
         return await self._engine.commit(
             staged,
@@ -95,8 +128,6 @@ class Workspace:
         parts = folder.split("/")
         for depth in range(1, len(parts) + 1):
             path = "/".join(parts[:depth])
-            if await self._find(path) is not None:
-                raise Conflict(f"'{path}' is a file; it cannot hold a folder.", param="dir")
             if await self._find(path + "/") is None:
                 await self._engine.commit(
                     await self._engine.stage(_nothing()),
@@ -113,17 +144,17 @@ class Workspace:
         """The folder's files and subfolders in key order (see ``Item``); 404 if there is no such folder,
         400 if ``folder`` is a file."""
         prefix = _prefix(folder)
-        if cursor is not None and (not cursor.startswith(prefix) or len(cursor) <= len(prefix)):
-            raise InvalidInput("cursor does not belong to this folder's listing.", param="cursor")
-        # after the folder's own key: its marker is not one of its items
-        items = await self._items(prefix, limit + 1, after=cursor or prefix or None)
+        after = prefix or None  # the folder's own key: its marker is not one of its items
+        if cursor is not None:
+            after = _item_key(prefix, cursor)
+        items = await self._items(prefix, limit + 1, after=after)
         if not items and cursor is None:
             await self._require_folder(folder)
         next_cursor = None
         if len(items) > limit:
             del items[limit:]
             last = items[-1]
-            next_cursor = last["path"] + "/" if last["is_dir"] else last["path"]
+            next_cursor = cursor_of(last["path"] + "/" if last["is_dir"] else last["path"])
         return Listing(base=folder or ".", items=items, next_cursor=next_cursor)
 
     async def _items(self, prefix: str, wanted: int, *, after: str | None) -> list[Item]:
@@ -217,10 +248,6 @@ class Workspace:
             return await self._engine.get_by_key(self._tenant, BUCKET, key)
         except NotFound:
             return None
-
-    async def _holds_anything(self, prefix: str) -> bool:
-        listing = await self._engine.list_keys(self._tenant, BUCKET, prefix=prefix, delimiter="", limit=1)
-        return bool(listing.entries)
 
 
 async def _nothing() -> AsyncIterator[bytes]:
