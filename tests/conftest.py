@@ -38,6 +38,7 @@ from cairn.adapters.blobs_s3 import S3Location
 from cairn.adapters.meta_sql import SqlMetadataStore
 from cairn.app import create_app
 from cairn.core.auth import ApiKeys
+from cairn.server import uvicorn_config
 from cairn.settings import Settings
 
 REDIS_URL = os.environ.get("CAIRN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -255,16 +256,7 @@ async def _create_key(database_url: str, tenant: str) -> str:
 
 def start_server(settings: Settings) -> LiveServer:
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        lifespan="on",
-        proxy_headers=False,  # as `cairn serve` runs it: forwarded headers are the app's to judge
-    )
+    config = uvicorn_config(app, settings, host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

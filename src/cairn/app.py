@@ -20,6 +20,7 @@ from .adapters.ratelimit_redis import RedisRateLimiter
 from .adapters.sessions_s3 import S3SessionStaging
 from .api import artifacts, buckets, http, openai_files, openai_uploads, ratelimit, system, tus, workspace
 from .api.deps import Services
+from .api.docs_ui import install_docs
 from .api.errors import drop_unused_validation_schema, install_error_handlers
 from .api.ratelimit import RateLimit, RateLimitHeaders, document_rate_limits
 from .core.auth import ApiKeys, is_loopback_host
@@ -108,7 +109,8 @@ def create_app(settings: Settings) -> FastAPI:
         maintenance = asyncio.create_task(
             _maintain(services.objects, services.uploads, settings.expiry_interval)
         )
-        log.info("cairn.ready url=http://%s:%d version=%s", settings.host, settings.port, __version__)
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        log.info("cairn.ready url=http://%s:%d version=%s", host, settings.port, __version__)
         try:
             yield
         finally:
@@ -128,7 +130,10 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         summary="Files for AI agents: an OpenAI-compatible Files API on a streaming engine.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, without a CDN
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.services = services
     app.state.rate_limiter = limiter
     install_error_handlers(app, {"/v1/tus": tus.error_response, "/api/v1/files": workspace.error_response})
@@ -142,12 +147,10 @@ def create_app(settings: Settings) -> FastAPI:
         (buckets.router, ""),
         (tus.router, ""),
         (workspace.router, ""),
+        (openai_files.router, "/v1/openai/v1"),  # the Files API where Llama Stack clients look for it
     ]
     for router, prefix in faces:
         app.include_router(router, prefix=prefix, dependencies=limited)
-    app.include_router(
-        openai_files.router, prefix="/v1/openai/v1", include_in_schema=False, dependencies=limited
-    )
     if limiter is not None:
         document_rate_limits(app, faces)
         app.add_middleware(RateLimitHeaders)

@@ -1,11 +1,10 @@
 """``cairn serve | keys | upload | migrate``. Server flags become ``CAIRN_*`` variables so that every
-worker sees them."""
+worker sees them. Each command imports what it needs itself, so that `cairn upload` starts at once."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
 import mimetypes
 import os
 import sys
@@ -16,10 +15,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from . import __version__
-from .app import build_metadata
 from .core.auth import ApiKeys, is_loopback_host
 from .core.errors import CairnError
-from .migrate import MigrationRefused, migrate
 from .settings import Settings
 
 
@@ -88,6 +85,8 @@ def _apply_flags(args: argparse.Namespace) -> Settings:
 
 
 async def _with_keys(settings: Settings, action: str, args: argparse.Namespace) -> int:
+    from .app import build_metadata
+
     meta = build_metadata(settings)
     try:
         await meta.migrate()
@@ -112,6 +111,8 @@ async def _with_keys(settings: Settings, action: str, args: argparse.Namespace) 
 
 
 async def _open_mode(settings: Settings) -> bool:
+    from .app import build_metadata
+
     meta = build_metadata(settings)
     try:
         await meta.migrate()
@@ -121,45 +122,30 @@ async def _open_mode(settings: Settings) -> bool:
 
 
 def _serve(settings: Settings) -> int:
-    import uvicorn
-    from uvicorn.config import LOGGING_CONFIG
+    from .server import serve
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if asyncio.run(_open_mode(settings)) and not is_loopback_host(settings.host):
+        data_dir = settings.data_dir.resolve()
+        where = f"the data directory {data_dir}"
+        if settings.database_url:
+            where = "the database of CAIRN_DATABASE_URL"
         print(
-            f"Refusing to listen on {settings.host} without API keys: anyone could read and write files. "
-            "Create one with 'cairn keys create --tenant NAME' or listen on 127.0.0.1.",
+            f"Refusing to listen on {settings.host}: {where} holds no API key, so anyone could read and "
+            f"write files. Keys live with the data: create one with 'cairn keys create --tenant NAME "
+            f"--data-dir {data_dir}' (the same --data-dir or CAIRN_DATA_DIR as 'cairn serve'), or listen "
+            "on 127.0.0.1.",
             file=sys.stderr,
         )
         return 2
-    log_config = copy.deepcopy(LOGGING_CONFIG)
-    log_config["loggers"]["cairn"] = {
-        "handlers": ["default"],
-        "level": settings.log_level.upper(),
-        "propagate": False,
-    }
-    uvicorn.run(
-        "cairn.app:app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        loop="uvloop",
-        http="httptools",
-        log_config=log_config,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=30,
-    )
+    serve(settings)
     return 0
 
 
 def _upload(args: argparse.Namespace) -> int:
     import httpx
 
-    from .upload_client import Target, UploadFailed, upload
+    from .upload_client import Interrupted, Target, UploadFailed, upload
 
     if (args.bucket is None) != (args.key is None) or (args.bucket and args.purpose):
         print("error: give --bucket and --key together, or --purpose, not both", file=sys.stderr)
@@ -179,6 +165,12 @@ def _upload(args: argparse.Namespace) -> int:
             mime_type=args.mime_type or mimetypes.guess_type(args.path.name)[0],
             chunk_bytes=args.chunk_mib << 20,
         )
+    except Interrupted as stop:  # Ctrl-C: one line, no traceback; the exit status a shell gives SIGINT
+        print(
+            f"Interrupted at byte {stop.offset:,} of {stop.size:,}. Run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return 130
     except (UploadFailed, httpx.HTTPError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -188,6 +180,8 @@ def _upload(args: argparse.Namespace) -> int:
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from .migrate import MigrationRefused, migrate
+
     if args.jobs < 1:
         print("error: --jobs < 1", file=sys.stderr)
         return 2

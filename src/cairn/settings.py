@@ -40,8 +40,14 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(100 * GiB, ge=1, description="Largest object accepted, in bytes.")
     min_free_bytes: int = Field(256 * MiB, ge=0, description="Free space kept in reserve on the blob volume.")
+    max_json_bytes: int = Field(
+        1 * MiB, ge=1024, description="Largest JSON request body, in bytes; larger ones get 413 unread."
+    )
     idle_timeout: float = Field(
-        60.0, gt=0, description="Seconds a request body may stall before it is dropped."
+        60.0,
+        gt=0,
+        description="Seconds a request body may stall, and that a request's headers may take, before the "
+        "request is dropped (408).",
     )
     upload_expiry: int = Field(86_400, ge=60, description="Seconds an unfinished upload session lives.")
     expiry_interval: float = Field(60.0, gt=0, description="Seconds between sweeps for expired objects.")

@@ -30,6 +30,15 @@ class UploadFailed(Exception):
     pass
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the upload. ``offset`` is the last offset the server confirmed: it keeps at least
+    those bytes (and any that arrived after), so running the same upload again resumes there or later."""
+
+    def __init__(self, offset: int, size: int) -> None:
+        super().__init__(offset, size)
+        self.offset, self.size = offset, size
+
+
 @dataclass(frozen=True)
 class Target:
     """Where the object goes: a bucket and key, or a Files API file with a purpose."""
@@ -104,6 +113,7 @@ class Progress:
         self.started = time.monotonic()
         self.first: int | None = None
         self.shown_tenth = -1
+        self.mid_line = False  # a terminal bar without its newline yet
 
     def show(self, done: int) -> None:
         if self.first is None:
@@ -117,12 +127,20 @@ class Progress:
         )
         if self.out.isatty():
             self.out.write(f"\r{line}")
-            if done >= self.total:
+            self.mid_line = done < self.total
+            if not self.mid_line:
                 self.out.write("\n")
         elif int(fraction * 10) > self.shown_tenth:
             self.shown_tenth = int(fraction * 10)
             self.out.write(line + "\n")
         self.out.flush()
+
+    def end_line(self) -> None:
+        """End a bar cut short, so that what is printed next starts on a line of its own."""
+        if self.mid_line:
+            self.out.write("\n")
+            self.out.flush()
+            self.mid_line = False
 
 
 def _encode_metadata(fields: dict[str, str]) -> str:
@@ -158,7 +176,7 @@ def upload(
     out: TextIO = sys.stderr,
 ) -> dict[str, str]:
     """Upload ``path``; returns the headers that say where the object is (``Upload-Offset`` and the
-    tus response's object headers)."""
+    tus response's object headers). Ctrl-C raises ``Interrupted``, which says how far the server got."""
     state = state or ResumeState(state_file())
     size = path.stat().st_size
     mark = fingerprint(server, target, path)
@@ -166,54 +184,59 @@ def upload(
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     progress = Progress(size, out)
-    with httpx.Client(base_url=server, headers=headers, timeout=httpx.Timeout(60, connect=10)) as http:
-        last = _status(http, state.get(mark))
-        if last is None:
-            last = _check(
-                http.post(
-                    "/v1/tus/",
-                    headers={
-                        "Upload-Length": str(size),
-                        "Upload-Metadata": _encode_metadata(target.metadata(path, mime_type)),
-                    },
-                ),
-                201,
-            )
-            url = str(last.url.join(last.headers["location"]))
-            state.put(mark, url)
-            offset = 0
-        else:
-            url, offset = str(last.url), int(last.headers["upload-offset"])
-            print(f"resuming at byte {offset:,} of {size:,}", file=out)
-        progress.show(offset)
-        failures = 0
-        while offset < size:
-            length = min(chunk_bytes, size - offset)
-            try:
+    offset = 0  # always an offset the server confirmed
+    try:
+        with httpx.Client(base_url=server, headers=headers, timeout=httpx.Timeout(60, connect=10)) as http:
+            last = _status(http, state.get(mark))
+            if last is None:
                 last = _check(
-                    http.patch(
-                        url,
-                        content=_chunk(path, offset, length, progress),
+                    http.post(
+                        "/v1/tus/",
                         headers={
-                            "Upload-Offset": str(offset),
-                            "Content-Type": "application/offset+octet-stream",
-                            "Content-Length": str(length),
+                            "Upload-Length": str(size),
+                            "Upload-Metadata": _encode_metadata(target.metadata(path, mime_type)),
                         },
                     ),
-                    204,
+                    201,
                 )
-                offset = int(last.headers["upload-offset"])
-                failures = 0
-            except (httpx.TransportError, UploadFailed) as exc:
-                failures += 1
-                if failures > RETRIES:
-                    raise UploadFailed(f"{exc}; run the same command again to resume") from exc
-                time.sleep(min(2**failures, 30))
-                status = _status(http, url)  # the server says which bytes it kept
-                if status is None:
-                    raise UploadFailed("the server no longer knows this upload; start again") from exc
-                offset = int(status.headers["upload-offset"])
-        state.put(mark, None)
+                url = str(last.url.join(last.headers["location"]))
+                state.put(mark, url)
+                offset = 0
+            else:
+                url, offset = str(last.url), int(last.headers["upload-offset"])
+                print(f"resuming at byte {offset:,} of {size:,}", file=out)
+            progress.show(offset)
+            failures = 0
+            while offset < size:
+                length = min(chunk_bytes, size - offset)
+                try:
+                    last = _check(
+                        http.patch(
+                            url,
+                            content=_chunk(path, offset, length, progress),
+                            headers={
+                                "Upload-Offset": str(offset),
+                                "Content-Type": "application/offset+octet-stream",
+                                "Content-Length": str(length),
+                            },
+                        ),
+                        204,
+                    )
+                    offset = int(last.headers["upload-offset"])
+                    failures = 0
+                except (httpx.TransportError, UploadFailed) as exc:
+                    failures += 1
+                    if failures > RETRIES:
+                        raise UploadFailed(f"{exc}; run the same command again to resume") from exc
+                    time.sleep(min(2**failures, 30))
+                    status = _status(http, url)  # the server says which bytes it kept
+                    if status is None:
+                        raise UploadFailed("the server no longer knows this upload; start again") from exc
+                    offset = int(status.headers["upload-offset"])
+            state.put(mark, None)
+    except KeyboardInterrupt:
+        progress.end_line()
+        raise Interrupted(offset, size) from None
     return dict(last.headers)
 
 

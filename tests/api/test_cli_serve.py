@@ -93,6 +93,37 @@ def test_serve_logs_its_url_and_answers_health(serve, cli_env: dict[str, str]) -
     }
 
 
+def test_a_port_in_use_fails_before_ready_is_logged(cli_env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run(["serve", "--port", str(taken.getsockname()[1])], cli_env)
+    assert result.returncode != 0
+    assert "address already in use" in result.stderr.lower()
+    assert "cairn.ready" not in result.stderr
+
+
+def test_an_ipv6_url_is_logged_in_brackets(cli_env: dict[str, str], tmp_path: Path) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    port = free_port()
+    log = tmp_path / "serve6.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [*CAIRN, "serve", "--host", "::1", "--port", str(port)], env=cli_env, stderr=sink
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "cairn.ready" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.1)
+        assert f"cairn.ready url=http://[::1]:{port} " in log.read_text()
+        assert httpx.get(f"http://[::1]:{port}/health").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
 def test_several_workers_share_one_data_dir(serve, cli_env: dict[str, str]) -> None:
     key = run(["keys", "create", "--tenant", "team"], cli_env).stdout.strip().splitlines()[-1]
     url, _ = serve("--workers", "2")
@@ -134,7 +165,7 @@ def test_a_crash_mid_upload_leaves_no_object_and_the_restarted_server_works(
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(
             (
-                f"POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n"
+                f"POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {declared}\r\n"
                 f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
             ).encode()
             + head

@@ -5,29 +5,47 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import httpx
 import pytest
+from _support import TcpProxy
 
 from cairn.upload_client import ResumeState, Target, UploadFailed, fingerprint, upload
 
 MiB = 1 << 20
+CAIRN_UPLOAD = [sys.executable, "-m", "cairn", "upload"]
+
+
+def upload_env(url: str, key: str, tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "CAIRN_URL": url, "CAIRN_API_KEY": key, "XDG_STATE_HOME": str(tmp_path)}
 
 
 def cairn_upload(server, tenant, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "CAIRN_URL": server.url,
-        "CAIRN_API_KEY": tenant.key,
-        "XDG_STATE_HOME": str(tmp_path),
+    env = upload_env(server.url, tenant.key, tmp_path)
+    return subprocess.run([*CAIRN_UPLOAD, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def percent(progress_line: str) -> float:
+    """The share a progress line shows ("[####   ]  40.0% 6.4/16.0 MiB …"), or -1 for another line."""
+    return float(progress_line.split("%")[0].split()[-1]) if "%" in progress_line else -1.0
+
+
+def test_the_default_install_has_the_http_client_of_cairn_upload():
+    """`cairn upload` comes with the server (./scripts/serve installs no extras), so what it imports
+    must be a dependency of the default install, not of the test extra."""
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    names = {
+        re.split(r"[\[<>=!~;\s]", spec, maxsplit=1)[0].lower()
+        for spec in pyproject["project"]["dependencies"]
     }
-    return subprocess.run(
-        [sys.executable, "-m", "cairn", "upload", *args], env=env, capture_output=True, text=True, timeout=120
-    )
+    assert "httpx" in names
 
 
 def test_upload_to_a_bucket_key_and_as_a_file(server, tenant, client, tmp_path):
@@ -75,20 +93,72 @@ def test_a_missing_file_or_a_wrong_key_fails_clearly(server, tenant, tmp_path):
     assert missing.returncode == 2 and "not a file" in missing.stderr
     path = tmp_path / "f"
     path.write_bytes(b"x")
-    env = {
-        **os.environ,
-        "CAIRN_URL": server.url,
-        "CAIRN_API_KEY": "cairn-wrong",
-        "XDG_STATE_HOME": str(tmp_path),
-    }
     denied = subprocess.run(
-        [sys.executable, "-m", "cairn", "upload", str(path)],
-        env=env,
+        [*CAIRN_UPLOAD, str(path)],
+        env=upload_env(server.url, "cairn-wrong", tmp_path),
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert denied.returncode == 1 and "401" in denied.stderr and "Traceback" not in denied.stderr
+
+
+class SlowLink(TcpProxy):
+    """A link that passes the client's bytes on at ``rate`` bytes a second (``None``: at full speed),
+    so that an upload is still under way when the test interrupts it."""
+
+    def __init__(self, target_url: str, rate: float | None) -> None:
+        super().__init__(target_url)
+        self.rate = rate
+
+    def relay(self, data: bytes, from_client: bool) -> tuple[bytes, bool]:
+        if from_client and self.rate:
+            time.sleep(len(data) / self.rate)
+        return data, True
+
+
+def test_ctrl_c_says_where_it_stopped_and_the_same_command_resumes(server, tenant, client, tmp_path):
+    data = os.urandom(16 * MiB + 123)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    link = SlowLink(server.url, rate=8 * MiB)  # 2 s for the whole file: Ctrl-C lands mid-way
+    command = [*CAIRN_UPLOAD, str(path), "--bucket", "runs", "--key", "big.bin", "--chunk-mib", "1"]
+    env = upload_env(link.url, tenant.key, tmp_path)
+    try:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        shown = []
+        for line in proc.stderr:  # a progress line per tenth of the way (stderr is not a terminal)
+            shown.append(line)
+            if percent(line) >= 20:
+                break
+        assert 20 <= percent(shown[-1]) < 100, shown
+        proc.send_signal(signal.SIGINT)
+        stdout, rest = proc.communicate(timeout=60)
+        stderr = "".join(shown) + rest
+        assert proc.returncode == 130, stderr
+        assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+        assert stdout == ""
+        last = stderr.strip().splitlines()[-1]
+        stopped = re.fullmatch(
+            r"Interrupted at byte ([\d,]+) of ([\d,]+)\. Run the same command again to resume\.", last
+        )
+        assert stopped, stderr
+        at, size = (int(group.replace(",", "")) for group in stopped.groups())
+        assert size == len(data) and 0 < at < size
+
+        link.rate = None
+        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        link.close()
+    assert again.returncode == 0, again.stderr
+    resumed = re.search(r"resuming at byte ([\d,]+) of ([\d,]+)", again.stderr)
+    assert resumed, again.stderr
+    assert at <= int(resumed.group(1).replace(",", "")) < size  # the server kept at least what it confirmed
+    file_id, _ = again.stdout.split()
+    assert client.get("/v1/buckets/runs/big.bin").json()["bytes"] == len(data)
+    assert client.get(f"/v1/files/{file_id}/content").content == data
+    assert ResumeState(tmp_path / "cairn" / "uploads.json")._load() == {}
 
 
 class Interrupt(io.StringIO):

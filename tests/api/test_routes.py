@@ -29,6 +29,10 @@ PUBLIC_PATHS = {
     "/api/v1/files/download": {"get", "head"},
     "/v1/tus/": {"options", "post"},
     "/v1/tus/{upload_id}": {"head", "patch", "delete", "post"},
+    "/v1/tus": {"options", "post"},
+    "/v1/openai/v1/files": {"get", "post"},
+    "/v1/openai/v1/files/{file_id}": {"get", "delete"},
+    "/v1/openai/v1/files/{file_id}/content": {"get", "head"},
 }
 
 
@@ -77,6 +81,7 @@ NEVER_CHARGED = {  # system routes, tus discovery, and the requests that continu
     ("/v1/artifacts/sessions/{upload_id}", "post"),
     ("/v1/buckets/session:{upload_id}", "post"),
     ("/v1/tus/", "options"),
+    ("/v1/tus", "options"),
     ("/v1/tus/{upload_id}", "patch"),
 }
 

@@ -14,6 +14,7 @@ from ..core.keys import clean_mime_type, validate_key
 from ..core.records import ObjectRecord, UploadSession
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses, status_for
+from .front_door import FrontDoorRoute
 from .responses import json_response, key_listing_response
 from .sessions import append_body, offset_headers
 
@@ -21,7 +22,12 @@ BUCKET = "artifacts"
 RESERVED = ("sessions", "bulk")
 MAX_LIST_LIMIT = 1000
 
-router = APIRouter(prefix="/v1/artifacts", tags=["Artifacts"], responses=error_responses(400, 401, 404, 503))
+router = APIRouter(
+    route_class=FrontDoorRoute,
+    prefix="/v1/artifacts",
+    tags=["Artifacts"],
+    responses=error_responses(400, 401, 404, 503),
+)
 
 
 class CreateUpload(BaseModel):

@@ -15,12 +15,18 @@ from ..core.paths import validate_path_prefix
 from ..core.records import ObjectRecord, UploadSession
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
+from .front_door import FrontDoorRoute
 from .responses import json_response, key_listing_response
 from .sessions import append_body, offset_headers
 
 MAX_LIST_LIMIT = 1000
 
-router = APIRouter(prefix="/v1/buckets", tags=["Buckets"], responses=error_responses(400, 401, 404, 503))
+router = APIRouter(
+    route_class=FrontDoorRoute,
+    prefix="/v1/buckets",
+    tags=["Buckets"],
+    responses=error_responses(400, 401, 404, 503),
+)
 
 
 class CreateUpload(BaseModel):

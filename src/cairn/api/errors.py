@@ -21,6 +21,7 @@ from starlette.responses import Response
 from ..core.errors import (
     CairnError,
     Conflict,
+    Forbidden,
     InsufficientStorage,
     InvalidInput,
     Locked,
@@ -40,6 +41,7 @@ log = logging.getLogger("cairn.api")
 STATUS: dict[type[CairnError], int] = {
     InvalidInput: 400,
     Unauthenticated: 401,
+    Forbidden: 403,
     NotFound: 404,
     RequestTimeout: 408,
     Conflict: 409,
@@ -67,6 +69,7 @@ class OpenAIError(BaseModel):
 ERROR_MEANINGS = {
     400: "Invalid request: a bad or missing parameter, or a malformed body.",
     401: "Missing, malformed, unknown or revoked API key.",
+    403: "Without API keys: a Host that is not a loopback name, or a change sent by another site's page.",
     404: "No such object for this tenant.",
     408: "The request body stalled for longer than the idle timeout.",
     409: "The request contradicts the upload's state (wrong offset, already complete).",
@@ -164,15 +167,32 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
         return _renderer(request)(400, "The body is not valid JSON.", code="invalid_request")
     location = [str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body", "header")]
     param = ".".join(location) or None
-    message = f"Invalid value for '{param}': {first.get('msg', 'invalid')}." if param else "Invalid request."
+    reason = first.get("msg", "invalid")
+    if param:
+        message = f"Invalid value for '{param}': {reason}."
+    elif first.get("loc") == ("body",):
+        message = _BODY_MESSAGES.get(first.get("type", ""), f"Invalid body: {reason}.")
+    else:
+        message = f"Invalid request: {reason}."
     return _renderer(request)(400, message, code="invalid_request", param=param)
+
+
+_BODY_MESSAGES = {
+    "missing": "The request needs a JSON body.",
+    "model_attributes_type": "The body must be a JSON object.",
+    "dict_type": "The body must be a JSON object.",
+}
+
+
+_HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    codes = {404: "not_found", 405: "method_not_allowed"}
     message = "No such route." if exc.status_code == 404 else str(exc.detail)
-    response = _renderer(request)(exc.status_code, message, code=codes.get(exc.status_code, "http_error"))
+    response = _renderer(request)(
+        exc.status_code, message, code=_HTTP_CODES.get(exc.status_code, "http_error")
+    )
     response.headers.update(exc.headers or {})
     return response
 

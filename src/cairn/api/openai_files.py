@@ -18,6 +18,7 @@ from ..core.objects import StagedBlob
 from ..core.records import ObjectRecord
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
+from .front_door import FrontDoorRoute
 from .http import body_chunks, declared_length, object_download
 from .multipart import MAX_FORM_OVERHEAD_BYTES, FilePart, boundary_of, read_form
 from .responses import json_response
@@ -29,7 +30,7 @@ EXPIRES_MIN_SECONDS = 3600
 EXPIRES_MAX_SECONDS = 2_592_000
 MAX_LIMIT = 10_000
 
-router = APIRouter(tags=["Files"], responses=error_responses(400, 401, 404, 503))
+router = APIRouter(route_class=FrontDoorRoute, tags=["Files"], responses=error_responses(400, 401, 404, 503))
 
 
 class FileObject(BaseModel):

@@ -17,6 +17,7 @@ from ..core.keys import clean_mime_type, sanitize_filename
 from ..core.records import ObjectRecord, UploadSession
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
+from .front_door import FrontDoorRoute
 from .http import body_chunks, declared_length
 from .multipart import MAX_FORM_OVERHEAD_BYTES, FilePart, boundary_of, read_form
 from .openai_files import (
@@ -32,7 +33,12 @@ from .responses import json_response
 
 MAX_PART_BYTES = 64 << 20  # OpenAI's limit, and the openai client's default part size
 
-router = APIRouter(prefix="/uploads", tags=["Uploads"], responses=error_responses(400, 401, 404, 503))
+router = APIRouter(
+    route_class=FrontDoorRoute,
+    prefix="/uploads",
+    tags=["Uploads"],
+    responses=error_responses(400, 401, 404, 503),
+)
 
 
 class ExpiresAfter(BaseModel):

@@ -15,10 +15,10 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..core.errors import RateLimited, Unauthenticated
+from ..core.auth import Principal
+from ..core.errors import RateLimited
 from ..core.ratelimit import Decision, RateLimiter, RouteClass
 from . import artifacts, buckets, openai_uploads, tus
-from .deps import principal
 from .errors import ERROR_MEANINGS, amend_openapi
 
 _DELETING_POSTS = {artifacts.bulk_delete, openai_uploads.cancel_upload}
@@ -94,13 +94,11 @@ class RateLimit:
         kind = route_class(request)
         if kind is None:
             return
-        # The route looks the key up again, in the key cache. Without a tenant there is nothing to charge:
-        # the route answers 401 itself, in its own order (tus checks its version first).
-        try:
-            tenant = (await principal(request, None)).tenant
-        except Unauthenticated:
+        # The front door authenticated every route that needs a tenant; the others are never charged.
+        principal: Principal | None = getattr(request.state, "principal", None)
+        if principal is None:
             return
-        decision = await self._limiter.charge(tenant, kind)
+        decision = await self._limiter.charge(principal.tenant, kind)
         if decision is None:
             return
         request.state.rate_limit = decision

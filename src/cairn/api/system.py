@@ -13,9 +13,10 @@ from .. import __version__
 from ..core.errors import CairnError
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
+from .front_door import FrontDoorRoute
 from .responses import json_response
 
-router = APIRouter(tags=["System"])
+router = APIRouter(route_class=FrontDoorRoute, tags=["System"])
 HEALTH_CHECK_SECONDS = 5.0
 _keyed = error_responses(401, 503)
 

@@ -20,7 +20,7 @@ from email.utils import formatdate
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, Response
 
@@ -30,6 +30,7 @@ from ..core.records import UploadSession
 from ..core.uploads import AppendResult, ChunkDigest
 from ..settings import Settings
 from .deps import PrincipalDep, Services, ServicesDep
+from .front_door import FrontDoorRoute
 from .http import declared_length, header_int
 from .openai_files import BUCKET as FILES_BUCKET
 from .openai_files import UPLOAD_PURPOSES
@@ -95,9 +96,6 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-router = APIRouter(prefix="/v1/tus", tags=["tus"])
-
-
 def error_response(status: int, message: str, *, code: str, param: str | None = None) -> Response:
     """Errors under ``/v1/tus`` as tus servers send them: plain text with ``Tus-Resumable``; 460 for a
     chunk that does not match its ``Upload-Checksum``; ``Tus-Version`` with a 412."""
@@ -111,14 +109,16 @@ def error_response(status: int, message: str, *, code: str, param: str | None = 
     return PlainTextResponse(f"{message}\n", status_code=status, headers=headers)
 
 
-async def _tus_resumable(request: Request) -> None:
-    if request.headers.get("tus-resumable", "").strip() != TUS_VERSION:
-        raise HTTPException(
-            412, f"Send 'Tus-Resumable: {TUS_VERSION}': it is the only tus version spoken here."
-        )
+class TusRoute(FrontDoorRoute):
+    def check_head(self, request: Request) -> None:
+        """Every request but discovery names the protocol version, checked before the key."""
+        if request.method != "OPTIONS" and request.headers.get("tus-resumable", "").strip() != TUS_VERSION:
+            raise HTTPException(
+                412, f"Send 'Tus-Resumable: {TUS_VERSION}': it is the only tus version spoken here."
+            )
 
 
-_TUS = [Depends(_tus_resumable)]  # every route but discovery, and before authentication
+router = APIRouter(route_class=TusRoute, prefix="/v1/tus", tags=["tus"])
 
 
 # --- Upload-Metadata ------------------------------------------------------------------------------
@@ -327,14 +327,16 @@ def _has_body(request: Request) -> bool:
 # --- routes ---------------------------------------------------------------------------------------
 
 
-@router.options(
-    "/",
-    status_code=204,
-    response_class=Response,
-    summary="tus discovery",
-    description="Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm. No API key needed.",
-)
-@router.options("", include_in_schema=False)
+_DISCOVERY: dict[str, Any] = {
+    "status_code": 204,
+    "response_class": Response,
+    "summary": "tus discovery",
+    "description": "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm. No API key needed.",
+}
+
+
+@router.options("/", **_DISCOVERY)
+@router.options("", operation_id="discover_v1_tus_unslashed", **_DISCOVERY)
 async def discover(services: ServicesDep) -> Response:
     return Response(
         status_code=204,
@@ -347,17 +349,19 @@ async def discover(services: ServicesDep) -> Response:
     )
 
 
-@router.post(
-    "/",
-    status_code=201,
-    response_class=Response,
-    dependencies=_TUS,
-    summary="Create an upload",
-    description="`Upload-Length` (required), `Upload-Metadata` (`filename`, `filetype`, and `bucket` + `key` "
-    "or `purpose`). A body sent as application/offset+octet-stream is its first bytes. 201 with `Location`.",
-    responses=_errors(413, 415, 460),
-)
-@router.post("", include_in_schema=False, dependencies=_TUS)
+_CREATE: dict[str, Any] = {
+    "status_code": 201,
+    "response_class": Response,
+    "summary": "Create an upload",
+    "description": "`Upload-Length` (required), `Upload-Metadata` (`filename`, `filetype`, and `bucket` + "
+    "`key` or `purpose`). A body sent as application/offset+octet-stream is its first bytes. 201 with "
+    "`Location`.",
+    "responses": _errors(413, 415, 460),
+}
+
+
+@router.post("/", **_CREATE)
+@router.post("", operation_id="create_upload_v1_tus_unslashed", **_CREATE)
 async def create_upload(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
     for unsupported in ("Upload-Defer-Length", "Upload-Concat"):
         if unsupported in request.headers:
@@ -404,7 +408,6 @@ async def create_upload(request: Request, services: ServicesDep, principal: Prin
     "/{upload_id}",
     status_code=200,
     response_class=Response,
-    dependencies=_TUS,
     summary="An upload's offset",
     description="`Upload-Offset`, `Upload-Length`, `Upload-Metadata`, `Upload-Expires`; once complete, "
     "`Cairn-File-Id` and `Cairn-File-Url`.",
@@ -423,7 +426,6 @@ async def upload_status(
     "/{upload_id}",
     status_code=204,
     response_class=Response,
-    dependencies=_TUS,
     summary="Append bytes",
     description="Body as application/offset+octet-stream at `Upload-Offset`, optional `Upload-Checksum`. "
     "204 with the new `Upload-Offset`; the completing append also names the object.",
@@ -447,7 +449,6 @@ async def append(
     "/{upload_id}",
     status_code=204,
     response_class=Response,
-    dependencies=_TUS,
     summary="Terminate an upload",
     description="Drops the staged bytes; a completed upload's object stays (delete it through /v1/files).",
     responses=_errors(404),
@@ -460,7 +461,6 @@ async def terminate(upload_id: str, services: ServicesDep, principal: PrincipalD
 @router.post(
     "/{upload_id}",
     response_class=Response,
-    dependencies=_TUS,
     summary="PATCH or DELETE through X-HTTP-Method-Override",
     description="For clients that cannot send PATCH or DELETE; answers as those do.",
     responses=_errors(404, 409, 413, 415, 460),

@@ -20,6 +20,7 @@ from ..core.workspace import Workspace, folder_path
 from ..core.zipstream import archive_size, stream_archive
 from .deps import PrincipalDep, ServicesDep
 from .errors import ERROR_MEANINGS
+from .front_door import FrontDoorRoute
 from .http import DOWNLOAD_HEADERS, body_chunks, content_disposition, declared_length, object_download
 from .multipart import MAX_FORM_OVERHEAD_BYTES, FilePart, boundary_of, read_form
 from .responses import json_response
@@ -48,7 +49,12 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": WorkspaceError, "description": ERROR_MEANINGS[status]} for status in statuses}
 
 
-router = APIRouter(prefix="/api/v1/files", tags=["Workspace"], responses=_errors(400, 401, 404, 503))
+router = APIRouter(
+    route_class=FrontDoorRoute,
+    prefix="/api/v1/files",
+    tags=["Workspace"],
+    responses=_errors(400, 401, 404, 503),
+)
 
 
 class Uploaded(BaseModel):

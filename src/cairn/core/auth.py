@@ -50,7 +50,8 @@ def validate_tenant(name: str) -> str:
 
 
 def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
+    """``localhost``, a name under it (browsers resolve those to loopback themselves) or a loopback IP."""
+    if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

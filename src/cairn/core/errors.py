@@ -12,6 +12,9 @@
     │   └── UploadInterrupted a newer request for the upload stopped this append (carries the offset)
     ├── Locked                another request holds the upload and did not let go in time
     ├── Unauthenticated       missing, malformed, unknown or revoked API key
+    ├── Forbidden             refused whoever asks (open mode and browsers)
+    │   ├── HostNotAllowed    a Host that is not a loopback name, without API keys
+    │   └── CrossSiteRequest  a state-changing request from another site's page, without API keys
     ├── RequestTimeout        the client stopped sending the body
     ├── RateLimited           the tenant spent its budget for this kind of request (carries the retry delay)
     └── Unavailable           a dependency (database, storage, Redis) cannot serve now
@@ -84,6 +87,18 @@ class InsufficientStorage(CairnError):
 
 class Unauthenticated(CairnError):
     code = "invalid_api_key"
+
+
+class Forbidden(CairnError):
+    code = "forbidden"
+
+
+class HostNotAllowed(Forbidden):
+    code = "host_not_allowed"
+
+
+class CrossSiteRequest(Forbidden):
+    code = "cross_site_request"
 
 
 class RequestTimeout(CairnError):
