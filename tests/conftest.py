@@ -35,9 +35,8 @@ from _services import (
     start_seaweedfs,
 )
 from cairn.adapters.blobs_s3 import S3Location
-from cairn.adapters.meta_sql import SqlMetadataStore
 from cairn.app import create_app
-from cairn.core.auth import ApiKeys
+from cairn.compose import composed
 from cairn.server import uvicorn_config
 from cairn.settings import Settings
 
@@ -206,23 +205,23 @@ class LiveServer:
 
     def new_tenant(self, name: str | None = None) -> Tenant:
         tenant = name or f"t-{secrets.token_hex(4)}"
-        return Tenant(tenant, asyncio.run(_create_key(self.settings.resolved_database_url, tenant)))
+        return Tenant(tenant, asyncio.run(_create_key(self.settings, tenant)))
 
     def staged_sessions(self) -> list[str]:
         """What upload sessions keep staged: files under the data directory's ``sessions/``, or
         objects under the S3 store's ``sessions/`` prefix."""
-        if not self.settings.blob_store:
-            root = self.settings.data_dir / "sessions"
+        if not self.settings.storage.blob_store:
+            root = self.settings.storage.data_dir / "sessions"
             return [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()] if root.exists() else []
         import botocore.session
 
-        location = S3Location.parse(self.settings.blob_store)
-        secret = self.settings.s3_secret_access_key
+        location = S3Location.parse(self.settings.storage.blob_store)
+        secret = self.settings.storage.s3_secret_access_key
         client = botocore.session.get_session().create_client(
             "s3",
-            endpoint_url=self.settings.s3_endpoint_url,
-            region_name=self.settings.s3_region,
-            aws_access_key_id=self.settings.s3_access_key_id,
+            endpoint_url=self.settings.storage.s3_endpoint_url,
+            region_name=self.settings.storage.s3_region,
+            aws_access_key_id=self.settings.storage.s3_access_key_id,
             aws_secret_access_key=secret.get_secret_value() if secret else None,
         )
         prefix = f"{location.prefix}sessions/"
@@ -244,14 +243,10 @@ class LiveServer:
         return start_server(self.settings)
 
 
-async def _create_key(database_url: str, tenant: str) -> str:
-    meta = SqlMetadataStore(database_url)
-    try:
-        await meta.migrate()
-        key, _ = await ApiKeys(meta).create(tenant)
+async def _create_key(settings: Settings, tenant: str) -> str:
+    async with composed(settings) as composition:
+        key, _ = await composition.services.api_keys.create(tenant)
         return key
-    finally:
-        await meta.close()
 
 
 def start_server(settings: Settings) -> LiveServer:
@@ -288,7 +283,7 @@ def make_server(tmp_path: Path, backend: Backend) -> Iterator[Callable[..., Live
             },
         )
         if keyed:
-            asyncio.run(_create_key(settings.resolved_database_url, "bootstrap"))
+            asyncio.run(_create_key(settings, "bootstrap"))
         live = start_server(settings)
         started.append(live)
         return live

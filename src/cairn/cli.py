@@ -1,4 +1,4 @@
-"""``cairn serve | keys | upload | migrate``. Server flags become ``CAIRN_*`` variables so that every
+"""``cairn serve | keys | upload | migrate | doctor``. Server flags become ``CAIRN_*`` variables so that every
 worker sees them. Each command imports what it needs itself, so that `cairn upload` starts at once."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from . import __version__
-from .core.auth import ApiKeys, is_loopback_host
+from .core.auth import is_loopback_host
 from .core.errors import CairnError
-from .settings import Settings
+from .settings import ConfigFileError, Settings, describe_settings, source_hint
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (CAIRN_PORT, default 8321)")
     serve.add_argument("--data-dir", help="data directory (CAIRN_DATA_DIR, default ./cairn-data)")
     serve.add_argument("--workers", type=int, help="server processes (CAIRN_WORKERS, default 1)")
+    serve.add_argument("--config", help="TOML config file (CAIRN_CONFIG)")
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True
@@ -43,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     for sub in (create, revoke, keys.choices["list"]):
         sub.add_argument("--data-dir", help="data directory (CAIRN_DATA_DIR)")
+        sub.add_argument("--config", help="TOML config file (CAIRN_CONFIG)")
 
     upload = commands.add_parser(
         "upload",
@@ -73,11 +75,21 @@ def _parser() -> argparse.ArgumentParser:
         "--from-data-dir", type=Path, help="the embedded install's data directory (default: CAIRN_DATA_DIR)"
     )
     migrate.add_argument("--jobs", type=int, default=4, help="objects copied at once (default 4)")
+    migrate.add_argument("--config", help="TOML config file (CAIRN_CONFIG)")
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="show every setting, its value and where it came from",
+        description="Print each effective setting (secrets masked) and its source: default, env CAIRN_X, "
+        "config <file>, or argument.",
+    )
+    doctor.add_argument("--data-dir", help="data directory (CAIRN_DATA_DIR)")
+    doctor.add_argument("--config", help="TOML config file (CAIRN_CONFIG)")
     return parser
 
 
 def _apply_flags(args: argparse.Namespace) -> Settings:
-    for flag in ("host", "port", "data_dir", "workers"):
+    for flag in ("host", "port", "data_dir", "workers", "config"):
         value = getattr(args, flag, None)
         if value is not None:
             os.environ[f"CAIRN_{flag.upper()}"] = str(value)
@@ -85,12 +97,10 @@ def _apply_flags(args: argparse.Namespace) -> Settings:
 
 
 async def _with_keys(settings: Settings, action: str, args: argparse.Namespace) -> int:
-    from .app import build_metadata
+    from .compose import composed
 
-    meta = build_metadata(settings)
-    try:
-        await meta.migrate()
-        keys = ApiKeys(meta)
+    async with composed(settings) as composition:
+        keys = composition.services.api_keys
         if action == "create":
             key, record = await keys.create(args.tenant)
             print(f"Created key {record.id} for tenant '{record.tenant}'. It is shown only this once:")
@@ -105,34 +115,28 @@ async def _with_keys(settings: Settings, action: str, args: argparse.Namespace) 
                 print(f"No active key with id {args.key_id}.", file=sys.stderr)
                 return 1
             print(f"Revoked key {args.key_id}.")
-    finally:
-        await meta.close()
     return 0
 
 
-async def _open_mode(settings: Settings) -> bool:
-    from .app import build_metadata
+async def _has_keys(settings: Settings) -> bool:
+    from .compose import composed
 
-    meta = build_metadata(settings)
-    try:
-        await meta.migrate()
-        return await ApiKeys(meta).open_mode()
-    finally:
-        await meta.close()
+    async with composed(settings) as composition:
+        return await composition.key_rows.has_api_keys()
 
 
 def _serve(settings: Settings) -> int:
     from .server import serve
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if asyncio.run(_open_mode(settings)) and not is_loopback_host(settings.host):
-        data_dir = settings.data_dir.resolve()
+    settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    if not is_loopback_host(settings.server.host) and not asyncio.run(_has_keys(settings)):
+        data_dir = settings.storage.data_dir.resolve()
         where = f"the data directory {data_dir}"
-        if settings.database_url:
+        if settings.storage.database_url:
             where = "the database of CAIRN_DATABASE_URL"
         print(
-            f"Refusing to listen on {settings.host}: {where} holds no API key, so anyone could read and "
-            f"write files. Keys live with the data: create one with 'cairn keys create --tenant NAME "
+            f"Refusing to listen on {settings.server.host}: {where} holds no API key, so anyone could read "
+            f"and write files. Keys live with the data: create one with 'cairn keys create --tenant NAME "
             f"--data-dir {data_dir}' (the same --data-dir or CAIRN_DATA_DIR as 'cairn serve'), or listen "
             "on 127.0.0.1.",
             file=sys.stderr,
@@ -186,13 +190,39 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
         print("error: --jobs < 1", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(migrate(settings, args.from_data_dir or settings.data_dir, jobs=args.jobs))
+        return asyncio.run(migrate(settings, args.from_data_dir or settings.storage.data_dir, jobs=args.jobs))
     except MigrationRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("Interrupted. Run the same command again to resume.", file=sys.stderr)
         return 130
+
+
+def _doctor(settings: Settings) -> int:
+    """The effective settings and where each came from, what the composer builds on them, and whether
+    each dependency answers; exit 1 if one does not."""
+    _table([("setting", "value", "source"), *describe_settings(settings)])
+    composition, checks = asyncio.run(_composed(settings))
+    print()
+    _table([("composed", "", ""), *((what, which, "") for what, which in composition)])
+    print()
+    _table([("dependency", "answers", ""), *((name, answer, "") for name, answer in checks.items())])
+    return 0 if all(answer == "ok" for answer in checks.values()) else 1
+
+
+async def _composed(settings: Settings) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    from .compose import composed
+    from .core.health import check_all
+
+    async with composed(settings, migrate=False) as composition:
+        return composition.describe(), await check_all(composition.services.probes)
+
+
+def _table(rows: list[tuple[str, str, str]]) -> None:
+    widths = [max(len(row[column]) for row in rows) for column in (0, 1)]
+    for first, second, third in rows:
+        print(f"{first:<{widths[0]}}  {second:<{widths[1]}}  {third}".rstrip())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,14 +235,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings)
         if args.command == "migrate":
             return _migrate(settings, args)
+        if args.command == "doctor":
+            return _doctor(settings)
         return asyncio.run(_with_keys(settings, args.keys_command, args))
     except CairnError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
-    except ValidationError as exc:  # a CAIRN_* setting that does not parse
+    except ConfigFileError as exc:  # CAIRN_CONFIG names a missing or malformed file
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # a CAIRN_* setting or config file value that does not parse
         for error in exc.errors():
             where = ".".join(str(part) for part in error["loc"]) or "settings"
-            print(f"error: {where}: {error['msg']}", file=sys.stderr)
+            source = source_hint(".".join(str(part) for part in error["loc"][:2]))
+            print(f"error: {where}{f' ({source})' if source else ''}: {error['msg']}", file=sys.stderr)
         return 2
 
 

@@ -24,12 +24,10 @@ import anyio
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from .adapters.blobs_local import LocalBlobStore
-from .adapters.blobs_s3 import S3BlobStore
-from .adapters.meta_sql import SqlMetadataStore, api_keys, objects, upload_sessions
-from .app import build_blobs, build_metadata
+from .adapters.sql.schema import api_keys, objects, upload_sessions
+from .compose import Composition, composed
 from .core.errors import CairnError, NotFound
-from .core.ports import BlobStore, MetadataStore
+from .core.ports.blobs import BlobStore
 from .core.records import ApiKeyRecord, ObjectRecord
 from .settings import Settings
 
@@ -76,8 +74,8 @@ def _live(now: int) -> sa.ColumnElement[bool]:
 
 
 class EmbeddedSource:
-    """An embedded install, read only: its SQLite rows through SQLAlchemy, its blobs through
-    ``LocalBlobStore.read`` (a blob may be one file or a directory of segments)."""
+    """An embedded install, read only: its SQLite rows through SQLAlchemy, its blobs through the blob
+    store the composer opens on its data directory (a blob may be one file or a directory of segments)."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir.resolve()
@@ -94,15 +92,14 @@ class EmbeddedSource:
         if not {objects.name, api_keys.name} <= tables:
             self.engine.dispose()
             raise MigrationRefused(f"{self.database} is not a Cairn database.")
-        self.blobs = LocalBlobStore(self.data_dir)
+        self.settings = Settings(data_dir=self.data_dir, database_url=None, blob_store=None)
 
-    async def upgrade_schema(self) -> None:
-        """Bring an install of an older version to this version's schema, as ``cairn serve`` would."""
-        meta = SqlMetadataStore(self.url)
-        try:
-            await meta.migrate()
-        finally:
-            await meta.close()
+    @contextlib.asynccontextmanager
+    async def opened(self) -> AsyncIterator[BlobStore]:
+        """Its blobs, once its schema is this version's (an older install is upgraded, as ``cairn
+        serve`` would)."""
+        async with composed(self.settings) as embedded:
+            yield embedded.blobs
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -142,12 +139,13 @@ class EmbeddedSource:
         )
         return int(self._all(query)[0][0])
 
-    async def verified_bytes(self, record: ObjectRecord) -> AsyncIterator[bytes]:
+    @staticmethod
+    async def verified_bytes(blobs: BlobStore, record: ObjectRecord) -> AsyncIterator[bytes]:
         """The object's bytes; raises ``NotCopied`` once they prove missing or not the row's."""
         digest = hashlib.sha256()
         size = 0
         try:
-            async for data in self.blobs.read(record.id, 0, record.bytes):
+            async for data in blobs.read(record.id, 0, record.bytes):
                 digest.update(data)
                 size += len(data)
                 yield data
@@ -160,47 +158,43 @@ class EmbeddedSource:
         self.engine.dispose()
 
 
-@dataclass
-class Target:
-    meta: MetadataStore
-    blobs: BlobStore
-    description: str
-
-    async def close(self) -> None:
-        await self.meta.close()
-        if isinstance(self.blobs, S3BlobStore):
-            await self.blobs.close()
-
-
-async def open_target(settings: Settings, source: EmbeddedSource) -> Target:
-    """The database and blob store the settings name, with its schema migrated. Refuses the source."""
-    url = make_url(settings.resolved_database_url)
+def _refuse_the_source_itself(settings: Settings, source: EmbeddedSource) -> str:
+    """The target's description, unless it is the source itself."""
+    storage = settings.storage
+    url = make_url(storage.resolved_database_url)
     if url.get_backend_name() == "sqlite" and Path(url.database or "").resolve() == source.database:
         raise MigrationRefused(
             f"The target database is the source's own {source.database}. Point CAIRN_DATABASE_URL (and "
             "CAIRN_BLOB_STORE) at the new install, or CAIRN_DATA_DIR at another directory."
         )
-    if not settings.blob_store and settings.data_dir.resolve() == source.data_dir:
+    if not storage.blob_store and storage.data_dir.resolve() == source.data_dir:
         raise MigrationRefused(
             f"The target's blobs would go to the source directory {source.data_dir} itself. Set "
             "CAIRN_BLOB_STORE=s3://bucket/prefix, or CAIRN_DATA_DIR to another directory."
         )
-    blobs_at = settings.blob_store or settings.data_dir.resolve()
-    description = f"{url.render_as_string()}, {blobs_at}"
-    target = Target(build_metadata(settings), build_blobs(settings)[0], description)
+    return f"{url.render_as_string()}, {storage.blob_store or storage.data_dir.resolve()}"
+
+
+@contextlib.asynccontextmanager
+async def opened_target(settings: Settings) -> AsyncIterator[Composition]:
+    """The database and blob store the settings name, with its schema migrated."""
+    stack = contextlib.AsyncExitStack()
     try:
-        await target.meta.migrate()
+        target = await stack.enter_async_context(composed(settings))
     except Exception as exc:
-        await target.close()
-        raise MigrationRefused(
-            f"The target database {url.render_as_string()} could not be prepared: {_reason(exc)}"
-        ) from exc
-    return target
+        await stack.aclose()
+        url = make_url(settings.storage.resolved_database_url).render_as_string()
+        raise MigrationRefused(f"The target database {url} could not be prepared: {_reason(exc)}") from exc
+    async with stack:
+        yield target
 
 
 class Migration:
-    def __init__(self, source: EmbeddedSource, target: Target, *, jobs: int) -> None:
+    def __init__(
+        self, source: EmbeddedSource, source_blobs: BlobStore, target: Composition, *, jobs: int
+    ) -> None:
         self.source = source
+        self.source_blobs = source_blobs
         self.target = target
         self.jobs = jobs
         self.summary = Summary()
@@ -209,8 +203,6 @@ class Migration:
         self._last_progress = time.monotonic()
 
     async def run(self) -> Summary:
-        print(f"From: {self.source.data_dir} (SQLite and local blobs)", flush=True)
-        print(f"To:   {self.target.description}", flush=True)
         self.total_objects, total_bytes = self.source.totals(self.now)
         print(f"{self.total_objects} live objects ({_size(total_bytes)}) to check.", flush=True)
         self.summary.pending_uploads = self.source.pending_uploads(self.now)
@@ -219,23 +211,23 @@ class Migration:
         return self.summary
 
     async def _copy_api_keys(self) -> None:
-        present = {record.id: record for record in await self.target.meta.list_api_keys()}
+        present = {record.id: record for record in await self.target.key_rows.list_api_keys()}
         for record in self.source.api_keys():
             there = present.get(record.id)
             if there is None:
-                await self.target.meta.insert_api_key(record)
+                await self.target.key_rows.insert_api_key(record)
                 self.summary.keys += 1
                 continue
             self.summary.keys_present += 1
             if record.revoked_at is not None and there.revoked_at is None:
-                await self.target.meta.revoke_api_key(record.id, record.revoked_at)
+                await self.target.key_rows.revoke_api_key(record.id, record.revoked_at)
                 self.summary.revocations += 1
 
     async def _missing_objects(self) -> AsyncIterator[ObjectRecord]:
         after = ""
         while page := await anyio.to_thread.run_sync(self.source.objects_after, after, self.now):
             after = page[-1].id
-            present = await self.target.meta.existing_ids(record.id for record in page)
+            present = await self.target.object_rows.existing_ids(record.id for record in page)
             self.summary.objects_present += len(present)
             for record in page:
                 if record.id not in present:
@@ -271,7 +263,7 @@ class Migration:
         await blobs.delete(record.id)  # what a stopped run committed without writing its row
         writer = await blobs.stage()
         try:
-            async with contextlib.aclosing(self.source.verified_bytes(record)) as chunks:
+            async with contextlib.aclosing(self.source.verified_bytes(self.source_blobs, record)) as chunks:
                 async for data in chunks:
                     await writer.write(data)
             await writer.commit(record.id)
@@ -282,9 +274,9 @@ class Migration:
         # Had the insert failed otherwise, the row might exist all the same (a commit whose answer was
         # lost): the blob stays, and the target's sweep removes it if it has no row.
         try:
-            await self.target.meta.insert_object(record)
+            await self.target.object_rows.insert_object(record)
         except sa.exc.IntegrityError as exc:
-            if await self.target.meta.existing_ids([record.id]):
+            if await self.target.object_rows.existing_ids([record.id]):
                 return
             await blobs.delete(record.id)
             raise NotCopied("the target holds another object at its key") from exc
@@ -334,18 +326,16 @@ async def migrate(settings: Settings, source_dir: Path, *, jobs: int) -> int:
     source = EmbeddedSource(source_dir)
     try:
         with source.locked():
-            await source.upgrade_schema()
-            target = await open_target(settings, source)
-            try:
-                summary = await Migration(source, target, jobs=jobs).run()
-            except STOPPING as exc:
-                print(
-                    f"error: the migration stopped: {_reason(exc)}\nRun the same command again to resume.",
-                    file=sys.stderr,
-                )
-                return 1
-            finally:
-                await target.close()
+            description = _refuse_the_source_itself(settings, source)
+            async with source.opened() as source_blobs, opened_target(settings) as target:
+                print(f"From: {source.data_dir} (SQLite and local blobs)", flush=True)
+                print(f"To:   {description}", flush=True)
+                try:
+                    summary = await Migration(source, source_blobs, target, jobs=jobs).run()
+                except STOPPING as exc:
+                    stopped = f"error: the migration stopped: {_reason(exc)}"
+                    print(f"{stopped}\nRun the same command again to resume.", file=sys.stderr)
+                    return 1
     finally:
         source.close()
     return report(summary)

@@ -168,15 +168,15 @@ def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Conf
     return uvicorn.Config(
         app,
         **{
-            "host": settings.host,
-            "port": settings.port,
+            "host": settings.server.host,
+            "port": settings.server.port,
             "loop": "uvloop",
             "http": functools.partial(
-                BoundedHttpToolsProtocol, head_limits=HeadLimits(timeout=settings.idle_timeout)
+                BoundedHttpToolsProtocol, head_limits=HeadLimits(timeout=settings.limits.idle_timeout)
             ),
             "ws": "none",
             "lifespan": "on",
-            "proxy_headers": False,  # forwarded headers are the app's to judge (settings.trusted_proxies)
+            "proxy_headers": False,  # forwarded headers are the app's to judge (server.trusted_proxies)
             "server_header": False,
             "timeout_graceful_shutdown": 30,
             **options,
@@ -190,17 +190,17 @@ def serve(settings: Settings) -> None:
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["cairn"] = {
         "handlers": ["default"],
-        "level": settings.log_level.upper(),
+        "level": settings.server.log_level.upper(),
         "propagate": False,
     }
     config = uvicorn_config(
         "cairn.app:app_from_env",
         settings,
         factory=True,
-        workers=settings.workers,
+        workers=settings.server.workers,
         log_config=log_config,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
+        log_level=settings.server.log_level,
+        access_log=settings.server.access_log,
     )
     socket = config.bind_socket()
     socket.listen(config.backlog)  # connections wait in the backlog while the app starts

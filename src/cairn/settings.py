@@ -1,56 +1,51 @@
-"""All configuration in one model: environment variables ``CAIRN_*`` (the CLI sets them from its flags)."""
+"""All configuration in one model made of sections (``server``, ``storage``, ``limits``, ...).
+
+Each value comes from, highest first: a keyword argument (``Settings(idle_timeout=5)`` or
+``Settings(limits={"idle_timeout": 5})``), an environment variable ``CAIRN_<NAME>`` (the CLI sets
+them from its flags; the names are flat, ``CAIRN_IDLE_TIMEOUT``, whichever section holds the value),
+the TOML file that ``CAIRN_CONFIG`` names (tables ``[server]``, ``[storage]``, ...), or the default.
+``describe_settings`` tells for every value where it came from.
+"""
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 GiB = 1 << 30
 MiB = 1 << 20
 _ORIGIN = re.compile(r"https?://[^/\s?#]+")
+ENV_PREFIX = "CAIRN_"
+CONFIG_VARIABLE = "CAIRN_CONFIG"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CAIRN_", extra="ignore")
+class ServerSettings(BaseModel):
+    """How the HTTP server listens, logs, and is reached."""
+
+    model_config = ConfigDict(extra="forbid")
 
     host: str = Field("127.0.0.1", description="Address to listen on. Non-loopback requires API keys.")
     port: int = Field(8321, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64, description="Server processes sharing one data directory.")
-    data_dir: Path = Field(Path("cairn-data"), description="Blobs, staging files and the SQLite database.")
-    database_url: str | None = Field(
-        None, description="SQLAlchemy URL of the metadata database; default: SQLite in the data directory."
-    )
-    blob_store: str | None = Field(
-        None,
-        description="Where object bytes go: s3://bucket/prefix for an S3-compatible store (needs a "
-        "PostgreSQL database_url); default: the data directory.",
-    )
-    s3_endpoint_url: str | None = Field(
-        None, description="S3 endpoint, e.g. http://127.0.0.1:8333; default: AWS_ENDPOINT_URL, else AWS."
-    )
-    s3_region: str | None = Field(None, description="S3 region; default: AWS_REGION or AWS_DEFAULT_REGION.")
-    s3_access_key_id: str | None = Field(None, description="S3 access key; default: AWS_ACCESS_KEY_ID.")
-    s3_secret_access_key: SecretStr | None = Field(
-        None, description="S3 secret key; default: AWS_SECRET_ACCESS_KEY."
-    )
-    max_upload_bytes: int = Field(100 * GiB, ge=1, description="Largest object accepted, in bytes.")
-    min_free_bytes: int = Field(256 * MiB, ge=0, description="Free space kept in reserve on the blob volume.")
-    max_json_bytes: int = Field(
-        1 * MiB, ge=1024, description="Largest JSON request body, in bytes; larger ones get 413 unread."
-    )
-    idle_timeout: float = Field(
-        60.0,
-        gt=0,
-        description="Seconds a request body may stall, and that a request's headers may take, before the "
-        "request is dropped (408).",
-    )
-    upload_expiry: int = Field(86_400, ge=60, description="Seconds an unfinished upload session lives.")
-    expiry_interval: float = Field(60.0, gt=0, description="Seconds between sweeps for expired objects.")
     log_level: str = Field("info")
     access_log: bool = Field(True, description="Log one line per request (uvicorn's access log).")
     public_url: str | None = Field(
@@ -65,38 +60,6 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated browser origins allowed cross-origin access, or '*'; none by default.",
     )
-    rate_limits: bool = Field(True, description="Master switch of the per-tenant rate limits.")
-    rate_limit_uploads: int = Field(
-        100, ge=0, le=1_000_000, description="Uploads (create or append bytes) per tenant per minute; 0: off."
-    )
-    rate_limit_retrievals: int = Field(
-        1000, ge=0, le=1_000_000, description="Retrievals (GET, HEAD) per tenant per minute; 0: off."
-    )
-    rate_limit_deletions: int = Field(
-        100, ge=0, le=1_000_000, description="Deletions and cancels per tenant per minute; 0: off."
-    )
-    redis_url: str | None = Field(
-        None,
-        description="redis://host:6379/0 (or rediss://, unix://): rate limits shared by every replica; "
-        "default: each process counts on its own.",
-    )
-
-    @field_validator("blob_store")
-    @classmethod
-    def _blob_store(cls, value: str | None) -> str | None:
-        if not value or not value.strip():
-            return None
-        parts = urlsplit(value.strip())
-        if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
-            raise ValueError("must be s3://bucket or s3://bucket/prefix (unset: the data directory)")
-        return value.strip()
-
-    @model_validator(mode="after")
-    def _s3_needs_postgres(self) -> Settings:
-        # upload sessions staged in S3 take their locks from PostgreSQL (docs/decisions.md D17)
-        if self.blob_store and not self.resolved_database_url.startswith("postgresql"):
-            raise ValueError("blob_store s3://… needs a PostgreSQL database_url (postgresql://…)")
-        return self
 
     @field_validator("public_url")
     @classmethod
@@ -126,6 +89,52 @@ class Settings(BaseSettings):
                 raise ValueError(f"{origin!r} is not an origin such as https://app.example.com or '*'")
         return origins
 
+
+class StorageSettings(BaseModel):
+    """Where metadata, object bytes and shared rate-limit counters live."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_dir: Path = Field(Path("cairn-data"), description="Blobs, staging files and the SQLite database.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the metadata database; default: SQLite in the data directory."
+    )
+    blob_store: str | None = Field(
+        None,
+        description="Where object bytes go: s3://bucket/prefix for an S3-compatible store (needs a "
+        "PostgreSQL database_url); default: the data directory.",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint, e.g. http://127.0.0.1:8333; default: AWS_ENDPOINT_URL, else AWS."
+    )
+    s3_region: str | None = Field(None, description="S3 region; default: AWS_REGION or AWS_DEFAULT_REGION.")
+    s3_access_key_id: str | None = Field(None, description="S3 access key; default: AWS_ACCESS_KEY_ID.")
+    s3_secret_access_key: SecretStr | None = Field(
+        None, description="S3 secret key; default: AWS_SECRET_ACCESS_KEY."
+    )
+    redis_url: str | None = Field(
+        None,
+        description="redis://host:6379/0 (or rediss://, unix://): rate limits shared by every replica; "
+        "default: each process counts on its own.",
+    )
+
+    @field_validator("blob_store")
+    @classmethod
+    def _blob_store(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError("must be s3://bucket or s3://bucket/prefix (unset: the data directory)")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _s3_needs_postgres(self) -> StorageSettings:
+        # upload sessions staged in S3 take their locks from PostgreSQL (docs/decisions.md D17)
+        if self.blob_store and not self.resolved_database_url.startswith("postgresql"):
+            raise ValueError("blob_store s3://… needs a PostgreSQL database_url (postgresql://…)")
+        return self
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
@@ -136,3 +145,278 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'cairn.db'}"
+
+
+class LimitsSettings(BaseModel):
+    """Sizes, timeouts, expiry and per-tenant rate limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_upload_bytes: int = Field(100 * GiB, ge=1, description="Largest object accepted, in bytes.")
+    min_free_bytes: int = Field(256 * MiB, ge=0, description="Free space kept in reserve on the blob volume.")
+    max_json_bytes: int = Field(
+        1 * MiB, ge=1024, description="Largest JSON request body, in bytes; larger ones get 413 unread."
+    )
+    idle_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a request body may stall, and that a request's headers may take, before the "
+        "request is dropped (408).",
+    )
+    upload_expiry: int = Field(86_400, ge=60, description="Seconds an unfinished upload session lives.")
+    expiry_interval: float = Field(60.0, gt=0, description="Seconds between sweeps for expired objects.")
+    rate_limits: bool = Field(True, description="Master switch of the per-tenant rate limits.")
+    rate_limit_uploads: int = Field(
+        100, ge=0, le=1_000_000, description="Uploads (create or append bytes) per tenant per minute; 0: off."
+    )
+    rate_limit_retrievals: int = Field(
+        1000, ge=0, le=1_000_000, description="Retrievals (GET, HEAD) per tenant per minute; 0: off."
+    )
+    rate_limit_deletions: int = Field(
+        100, ge=0, le=1_000_000, description="Deletions and cancels per tenant per minute; 0: off."
+    )
+
+
+class InferenceSettings(BaseModel):
+    """Model providers and the model registry. Empty until the inference milestone (core/inference/:
+    registry, router, providers) fills it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class VectorStoresSettings(BaseModel):
+    """Vector indexes, embedding and ingestion. Empty until the vector stores milestone (core/rag/,
+    vectors_sqlite / vectors_pgvector adapters) fills it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    "server": ServerSettings,
+    "storage": StorageSettings,
+    "limits": LimitsSettings,
+    "inference": InferenceSettings,
+    "vector_stores": VectorStoresSettings,
+}
+# A flat name (keyword argument, CAIRN_<NAME>) -> its section. Flat names are unique across sections.
+SECTION_OF: dict[str, str] = {
+    name: section for section, model in SECTIONS.items() for name in model.model_fields
+}
+if len(SECTION_OF) != sum(len(model.model_fields) for model in SECTIONS.values()):
+    raise RuntimeError("two sections share a setting name, so CAIRN_<NAME> would be ambiguous")
+
+
+class ConfigFileError(ValueError):
+    """The config file is missing, is not TOML, or holds a table or key Cairn does not know. The
+    message is one line that names the file."""
+
+
+def _cairn_environ() -> dict[str, tuple[str, str]]:
+    """``CAIRN_*`` variables by upper-cased name -> (name as set, value): names match in any case."""
+    return {
+        name.upper(): (name, value)
+        for name, value in os.environ.items()
+        if name.upper().startswith(ENV_PREFIX)
+    }
+
+
+def _env_layer() -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Values of the flat ``CAIRN_<NAME>`` variables, nested in their sections, and their sources."""
+    environ = _cairn_environ()
+    values: dict[str, dict[str, Any]] = {}
+    sources: dict[str, str] = {}
+    for name, section in SECTION_OF.items():
+        found = environ.get(f"{ENV_PREFIX}{name.upper()}")
+        if found is not None:
+            values.setdefault(section, {})[name] = found[1]  # raw text: the sections' validators parse it
+            sources[f"{section}.{name}"] = f"env {found[0]}"
+    return values, sources
+
+
+def config_path() -> str | None:
+    """The config file ``CAIRN_CONFIG`` names, as written; None when unset or empty."""
+    found = _cairn_environ().get(CONFIG_VARIABLE)
+    return found[1] if found and found[1].strip() else None
+
+
+def _unknown_key(path: str, key: str, table: str | None) -> str:
+    where = f"in [{table}]" if table else "outside any table"
+    if key in SECTION_OF and SECTION_OF[key] != table:
+        return f"unknown key '{key}' {where} (it belongs in [{SECTION_OF[key]}])"
+    known = list(SECTIONS[table].model_fields) if table else []
+    close = difflib.get_close_matches(key, known, n=1)
+    return f"unknown key '{key}' {where}" + (f" (did you mean '{close[0]}'?)" if close else "")
+
+
+def _file_layer() -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Values of the TOML config file and their sources; nothing without ``CAIRN_CONFIG``."""
+    path = config_path()
+    if path is None:
+        return {}, {}
+    try:
+        with Path(path).expanduser().open("rb") as file:
+            document = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigFileError(f"config file {path} ({CONFIG_VARIABLE}): no such file") from None
+    except IsADirectoryError:
+        raise ConfigFileError(f"config file {path} ({CONFIG_VARIABLE}): is a directory") from None
+    except OSError as exc:
+        raise ConfigFileError(f"config file {path} ({CONFIG_VARIABLE}): {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"config file {path}: not valid TOML: {exc}") from None
+    problems: list[str] = []
+    values: dict[str, dict[str, Any]] = {}
+    sources: dict[str, str] = {}
+    for table, content in document.items():
+        if table not in SECTIONS:
+            if isinstance(content, dict):
+                problems.append(f"unknown table [{table}] (tables: {', '.join(f'[{s}]' for s in SECTIONS)})")
+            else:
+                problems.append(_unknown_key(path, table, None))
+            continue
+        if not isinstance(content, dict):
+            problems.append(f"'{table}' must be a table [{table}], not a value")
+            continue
+        for key, value in content.items():
+            if key not in SECTIONS[table].model_fields:
+                problems.append(_unknown_key(path, key, table))
+                continue
+            values.setdefault(table, {})[key] = value
+            sources[f"{table}.{key}"] = f"config {path}"
+    if problems:
+        raise ConfigFileError(f"config file {path}: {'; '.join(problems)}")
+    return values, sources
+
+
+class _EnvSource(PydanticBaseSettingsSource):
+    """The flat ``CAIRN_<NAME>`` variables, each into its section."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads all variables at once
+
+    def __call__(self) -> dict[str, Any]:
+        return _env_layer()[0]
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """The TOML file named by ``CAIRN_CONFIG``."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the whole file
+
+    def __call__(self) -> dict[str, Any]:
+        return _file_layer()[0]
+
+
+def _nest(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments with flat names (``idle_timeout=5``) moved into their sections; a section given
+    as a model keeps only the fields set on it, so the others still come from env, file or default."""
+    nested: dict[str, Any] = {}
+    for name, value in arguments.items():
+        if name in SECTIONS and isinstance(value, BaseModel):
+            value = value.model_dump(exclude_unset=True)
+        nested[name] = dict(value) if name in SECTIONS and isinstance(value, Mapping) else value
+    for name, value in arguments.items():
+        section = SECTION_OF.get(name)
+        if section is None:
+            continue
+        del nested[name]
+        into = nested.setdefault(section, {})
+        if not isinstance(into, dict):
+            raise TypeError(f"{name}= given beside {section}= that is not a mapping")
+        if name in into:
+            raise TypeError(f"{name} given twice: as {name}= and in {section}=")
+        into[name] = value
+    return nested
+
+
+class Settings(BaseSettings):
+    """Every setting, by section: ``settings.server.host``, ``settings.limits.idle_timeout``, ... Flat
+    keyword arguments (``Settings(data_dir=..., idle_timeout=1)``) go to their section."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    vector_stores: VectorStoresSettings = Field(default_factory=VectorStoresSettings)
+
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **values: Any) -> None:
+        arguments = _nest(values)
+        super().__init__(**arguments)
+        # Where each value came from, by the same precedence as the sources below.
+        sources = {**_file_layer()[1], **_env_layer()[1]}
+        for section, given in arguments.items():
+            if section in SECTIONS and isinstance(given, dict):
+                sources.update({f"{section}.{name}": "argument" for name in given})
+        self._sources = sources
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # highest first: keyword arguments > CAIRN_* variables > the CAIRN_CONFIG file > defaults
+        return init_settings, _EnvSource(settings_cls), _ConfigFileSource(settings_cls)
+
+    def source_of(self, dotted: str) -> str:
+        """Where the value ``section.name`` came from: ``argument``, ``env CAIRN_X``, ``config <path>``
+        or ``default``."""
+        return self._sources.get(dotted, "default")
+
+
+def _mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.netloc.rsplit("@", 1)[0].split(":", 1)[0]
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{user}:********@{host}").geturl()
+
+
+def _render(name: str, value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, SecretStr):
+        return "********" if value.get_secret_value() else "(empty)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value) or "(none)"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int) and name.endswith("_bytes") and value >= 1024:
+        for unit, size in (("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
+            if value >= size:
+                return f"{value} ({value / size:g} {unit})"
+    if isinstance(value, str) and "://" in value:
+        return _mask_url(value)
+    return str(value)
+
+
+def describe_settings(settings: Settings) -> list[tuple[str, str, str]]:
+    """Every effective value as (``section.name``, value for humans with secrets masked, source), in
+    section and field order. Sources: ``default``, ``env CAIRN_X``, ``config <path>``, ``argument``."""
+    rows = []
+    for section in SECTIONS:
+        model = getattr(settings, section)
+        for name in type(model).model_fields:
+            dotted = f"{section}.{name}"
+            rows.append((dotted, _render(name, getattr(model, name)), settings.source_of(dotted)))
+    return rows
+
+
+def source_hint(dotted: str) -> str | None:
+    """Where ``section.name`` would come from now (env or config file), for an error message about a
+    value that did not validate; None for a default or when the file itself cannot be read."""
+    try:
+        return {**_file_layer()[1], **_env_layer()[1]}.get(dotted)
+    except ConfigFileError:
+        return None

@@ -416,7 +416,9 @@ def test_sha256_mismatch_is_400_keeps_bytes_until_session_delete(server, client)
     assert deleted.status_code == 200, deleted.text
     assert deleted.json() == {"id": session["id"], "deleted": True}
     assert_openai_error(client.get(session["uri"]), 404)
-    assert wait_until(lambda: staging_files(server.settings.data_dir) == []), "the staged bytes were kept"
+    assert wait_until(lambda: staging_files(server.settings.storage.data_dir) == []), (
+        "the staged bytes were kept"
+    )
 
 
 def test_sha256_mismatch_does_not_replace_existing_key(client):
@@ -445,7 +447,7 @@ def test_session_delete_then_session_is_404(client):
 def test_expired_session_is_404(server, client):
     session = _create(client, "late", 10)
     assert _append(client, session, b"01234").status_code == 200
-    asyncio.run(backdate_session(server.settings.resolved_database_url, session["id"]))
+    asyncio.run(backdate_session(server.settings.storage.resolved_database_url, session["id"]))
     assert_openai_error(client.get(session["uri"]), 404)
     assert_openai_error(_append(client, session, b"56789"), 404)
     assert_openai_error(_append(client, session, b"56789", offset=5), 404)
@@ -479,7 +481,7 @@ def test_session_delete_during_append_never_500(server, tenant, client):
         assert _content(client, artifact.json()) == data
     else:
         assert_openai_error(artifact, 404)
-    assert wait_until(lambda: staging_files(server.settings.data_dir) == [])
+    assert wait_until(lambda: staging_files(server.settings.storage.data_dir) == [])
 
 
 def test_unknown_session_is_404(client):
@@ -760,7 +762,7 @@ def test_concurrent_completions_on_same_key_leave_one_object(server, tenant, cli
         if file_id != current["id"]:
             assert_openai_error(client.get(f"/v1/files/{file_id}/content"), 404)
     assert [a["id"] for a in client.get("/v1/artifacts").json()["data"]] == [current["id"]]
-    assert wait_until(lambda: len(blob_files(server.settings.data_dir)) == 1)
+    assert wait_until(lambda: len(blob_files(server.settings.storage.data_dir)) == 1)
 
 
 def test_get_and_delete_nested_keys_with_dots(client):

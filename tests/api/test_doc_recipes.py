@@ -104,7 +104,9 @@ def test_a_first_key_for_tenant_default_keeps_the_files_of_open_mode(make_server
         created = upload(anonymous, b"made in open mode", "notes.txt")
     made = subprocess.run(  # what the README says to run
         [*CAIRN, "keys", "create", "--tenant", "default"],
-        env=clean_env(CAIRN_DATA_DIR=str(live.settings.data_dir), CAIRN_DATABASE_URL=backend.database_url),
+        env=clean_env(
+            CAIRN_DATA_DIR=str(live.settings.storage.data_dir), CAIRN_DATABASE_URL=backend.database_url
+        ),
         capture_output=True,
         text=True,
         timeout=60,

@@ -30,7 +30,7 @@ from cairn.api.multipart import MAX_FORM_OVERHEAD_BYTES
 
 def _assert_nothing_stored(server, http: httpx.Client) -> None:
     assert http.get("/v1/files").json()["data"] == []
-    data_dir = server.settings.data_dir
+    data_dir = server.settings.storage.data_dir
     assert wait_until(lambda: staging_files(data_dir) == [], timeout=5), staging_files(data_dir)
     assert blob_files(data_dir) == []
 
@@ -159,8 +159,8 @@ def test_streamed_body_over_max_is_413_and_leaves_nothing(make_server):
         listed = http.get("/v1/files").json()["data"]
         assert [f["bytes"] for f in listed] == [cap]
         assert http.get(f"/v1/files/{listed[0]['id']}/content").content == at_cap
-        assert staging_files(live.settings.data_dir) == []
-        assert len(blob_files(live.settings.data_dir)) == 1
+        assert staging_files(live.settings.storage.data_dir) == []
+        assert len(blob_files(live.settings.storage.data_dir)) == 1
 
 
 def _send_most_of_an_upload(conn: RawConnection, server, key: str) -> None:
@@ -168,7 +168,7 @@ def _send_most_of_an_upload(conn: RawConnection, server, key: str) -> None:
     (the staging file exists once the first batch of the file part has been written)."""
     body = upload_body(os.urandom(3 * 1024 * 1024), "unfinished.bin")
     conn.send(_upload_head(key, len(body)) + body[: -64 * 1024])
-    staging = server.settings.data_dir / "staging"
+    staging = server.settings.storage.data_dir / "staging"
     assert wait_until(lambda: any(staging.iterdir())), "the server never started staging the upload"
 
 
@@ -176,7 +176,7 @@ def test_client_disconnect_mid_upload_leaves_nothing(server, client, tenant):
     conn = RawConnection.open(server.url)
     _send_most_of_an_upload(conn, server, tenant.key)
     conn.close()
-    data_dir = server.settings.data_dir
+    data_dir = server.settings.storage.data_dir
     assert wait_until(lambda: staging_files(data_dir) == [], timeout=5), "the staged file was kept"
     _assert_nothing_stored(server, client)
     # the server still takes uploads afterwards
@@ -185,7 +185,7 @@ def test_client_disconnect_mid_upload_leaves_nothing(server, client, tenant):
 
 
 def test_client_disconnect_mid_upload_is_not_logged_as_a_crash(server, client, tenant, caplog):
-    staging = server.settings.data_dir / "staging"
+    staging = server.settings.storage.data_dir / "staging"
     with caplog.at_level(logging.WARNING):
         conn = RawConnection.open(server.url)
         _send_most_of_an_upload(conn, server, tenant.key)
@@ -258,5 +258,5 @@ def test_concurrent_uploads_are_byte_exact(server, client):
         assert download.headers["etag"] == f'"{sha256(payloads[i])}"'
         assert sha256(download.content) == sha256(payloads[i])
     assert len(client.get("/v1/files").json()["data"]) == 20
-    assert staging_files(server.settings.data_dir) == []
-    assert len(blob_files(server.settings.data_dir)) == 20
+    assert staging_files(server.settings.storage.data_dir) == []
+    assert len(blob_files(server.settings.storage.data_dir)) == 20

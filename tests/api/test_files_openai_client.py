@@ -50,14 +50,14 @@ def test_files_content_is_byte_exact(oai):
 def test_files_delete_removes_file_and_blob(oai, server):
     kept = oai.files.create(file=("kept.txt", b"stay"), purpose="assistants")
     created = oai.files.create(file=("gone.txt", b"bye"), purpose="assistants")
-    assert len(blob_files(server.settings.data_dir)) == 2
+    assert len(blob_files(server.settings.storage.data_dir)) == 2
     deleted = oai.files.delete(created.id)
     assert (deleted.id, deleted.deleted, deleted.object) == (created.id, True, "file")
     assert [f.id for f in oai.files.list()] == [kept.id]
     for call in (oai.files.retrieve, oai.files.content, oai.files.delete):
         with pytest.raises(openai.NotFoundError):
             call(created.id)
-    assert len(blob_files(server.settings.data_dir)) == 1
+    assert len(blob_files(server.settings.storage.data_dir)) == 1
     assert oai.files.content(kept.id).content == b"stay"
 
 
@@ -182,8 +182,8 @@ def test_files_create_expires_after_out_of_range_is_rejected(oai, client, server
         )
         assert_openai_error(response, 400, code="invalid_request", param="expires_after.seconds")
     assert list(oai.files.list()) == []
-    assert staging_files(server.settings.data_dir) == []
-    assert blob_files(server.settings.data_dir) == []
+    assert staging_files(server.settings.storage.data_dir) == []
+    assert blob_files(server.settings.storage.data_dir) == []
 
 
 def test_files_create_expires_after_malformed_is_rejected(client):

@@ -41,9 +41,10 @@ def cairn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Comp
 def store_env(settings: Settings) -> dict[str, str]:
     """The environment naming the stores of ``settings``, as an operator sets it for the target."""
     names = ("data_dir", "database_url", "blob_store", "s3_endpoint_url", "s3_region", "s3_access_key_id")
-    env = {f"CAIRN_{name.upper()}": str(getattr(settings, name)) for name in names if getattr(settings, name)}
-    if settings.s3_secret_access_key is not None:
-        env["CAIRN_S3_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key.get_secret_value()
+    stores = settings.storage
+    env = {f"CAIRN_{name.upper()}": str(getattr(stores, name)) for name in names if getattr(stores, name)}
+    if settings.storage.s3_secret_access_key is not None:
+        env["CAIRN_S3_SECRET_ACCESS_KEY"] = settings.storage.s3_secret_access_key.get_secret_value()
     return {**os.environ, **env}
 
 
@@ -55,7 +56,7 @@ class Installs:
 
     @property
     def source_dir(self) -> Path:
-        return self.embedded.settings.data_dir
+        return self.embedded.settings.storage.data_dir
 
     def migrate(self, *extra: str) -> subprocess.CompletedProcess[str]:
         args = ["migrate", "--from-data-dir", str(self.source_dir), *extra]
@@ -313,7 +314,7 @@ def test_objects_with_wrong_bytes_or_a_taken_key_are_reported_and_not_copied(ins
         assert http.get(f"/v1/files/{kept}/content").content == b"kept"
         report = ok(http.get("/v1/buckets/models/shared/report.txt"))
         assert http.get(report["url"]).content == b"from the new install"
-    target_dir = installs.target.settings.data_dir
+    target_dir = installs.target.settings.storage.data_dir
     assert not any(blob_path(target_dir, i).exists() for i in (changed, lost, taken))
 
 

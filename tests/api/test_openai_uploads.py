@@ -198,7 +198,7 @@ def test_an_expired_upload_is_gone(make_server):
         upload = create(client, 10)
         assert upload["expires_at"] - upload["created_at"] == 600
         part = add_part(client, upload["id"], b"0123456789").json()
-        asyncio.run(backdate_session(live.settings.resolved_database_url, upload["id"]))
+        asyncio.run(backdate_session(live.settings.storage.resolved_database_url, upload["id"]))
         assert_openai_error(add_part(client, upload["id"], b"1"), 404)
         assert_openai_error(
             client.post(f"/v1/uploads/{upload['id']}/complete", json={"part_ids": [part["id"]]}), 404
@@ -239,7 +239,9 @@ def test_a_part_cut_off_mid_body_leaves_no_part(server, client):
             f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {len(body) + MiB}\r\n\r\n"
         )
         raw.sendall(head.encode() + body)
-    assert wait_until(lambda: not staging_files(server.settings.data_dir) and not server.staged_sessions())
+    assert wait_until(
+        lambda: not staging_files(server.settings.storage.data_dir) and not server.staged_sessions()
+    )
     whole = add_part(client, upload["id"], os.urandom(2 * MiB))
     assert whole.status_code == 200, whole.text
 

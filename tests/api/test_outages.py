@@ -211,7 +211,7 @@ def _upload_across_outage(
 
 def _assert_nothing_stored(live, client: httpx.Client, backend) -> None:
     assert _file_ids(client) == []
-    data_dir = live.settings.data_dir
+    data_dir = live.settings.storage.data_dir
     assert wait_until(lambda: staging_files(data_dir) == [], timeout=5), staging_files(data_dir)
     assert blob_files(data_dir) == []
     if backend.s3_client is not None:
@@ -220,7 +220,7 @@ def _assert_nothing_stored(live, client: httpx.Client, backend) -> None:
 
 def _bucket_contents(live, backend) -> tuple[list[str], list[Any]]:
     """The keys in the server's bucket, and its multipart uploads in progress."""
-    bucket = live.settings.blob_store.removeprefix("s3://").split("/", 1)[0]
+    bucket = live.settings.storage.blob_store.removeprefix("s3://").split("/", 1)[0]
     keys = [item["Key"] for item in backend.s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])]
     return keys, backend.s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
 

@@ -172,7 +172,7 @@ def test_a_refused_upload_stores_nothing(make_server):
         )
         assert len(client.get("/v1/files").json()["data"]) == 2
         assert client.get("/v1/artifacts").json()["data"] == []
-    assert staging_files(live.settings.data_dir) == []
+    assert staging_files(live.settings.storage.data_dir) == []
     with live.client(live.new_tenant()) as other:
         upload(other, b"another tenant, another budget")
 

@@ -7,21 +7,18 @@ import time
 
 from _support import RawConnection, assert_openai_error, upload
 
-from cairn.adapters.meta_sql import SqlMetadataStore
-from cairn.core.auth import ApiKeys
+from cairn.compose import composed
+from cairn.settings import Settings
 
 
-async def _revoke_tenant_keys(database_url: str, tenant: str) -> int:
-    meta = SqlMetadataStore(database_url)
-    try:
-        keys = ApiKeys(meta)
+async def _revoke_tenant_keys(settings: Settings, tenant: str) -> int:
+    async with composed(settings) as composition:
+        keys = composition.services.api_keys
         revoked = 0
         for record in await keys.list():
             if record.tenant == tenant and record.revoked_at is None:
                 revoked += await keys.revoke(record.id)
         return revoked
-    finally:
-        await meta.close()
 
 
 PROTECTED = [
@@ -143,7 +140,7 @@ def test_revoked_key_stops_working(server):
         created = upload(http, b"x", "x.txt")
         conn.request("GET", "/v1/files", headers=[bearer])
         assert conn.response().status == 200
-        assert asyncio.run(_revoke_tenant_keys(server.settings.resolved_database_url, "doomed")) == 1
+        assert asyncio.run(_revoke_tenant_keys(server.settings, "doomed")) == 1
         statuses = []
         for _ in range(15):  # ~1.5 s
             statuses.append(http.get("/v1/files").status_code)

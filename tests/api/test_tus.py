@@ -459,7 +459,7 @@ def test_termination_of_a_completed_upload_keeps_the_file(client):
 def test_expired_upload_is_404(server, client):
     url = start(client, 10)
     assert patch(client, url, b"01234", 0).status_code == 204
-    asyncio.run(backdate_session(server.settings.resolved_database_url, url.rsplit("/", 1)[1]))
+    asyncio.run(backdate_session(server.settings.storage.resolved_database_url, url.rsplit("/", 1)[1]))
     assert_tus_error(head(client, url), 404)
     assert_tus_error(patch(client, url, b"56789", 5), 404)
     assert_tus_error(client.delete(url, headers=TUS), 404)
@@ -525,7 +525,7 @@ def test_disconnect_during_creation_with_upload_leaves_nothing(server, tenant):
         body=_pattern(1536 * 1024, seed=9),
         content_length=size,
     )
-    if server.settings.blob_store:  # S3 staging is written when an append ends, not as bytes arrive
+    if server.settings.storage.blob_store:  # S3 staging is written when an append ends, not as bytes arrive
         time.sleep(1)
     else:
         assert wait_until(lambda: server.staged_sessions() != [], timeout=10)

@@ -204,7 +204,7 @@ def test_a_file_and_a_folder_cannot_share_a_path(server, client):
         client.post("/api/v1/files/upload", files={"file": ("folder", b"1")}), 409, "conflict"
     )
     assert [i["path"] for i in listing(client)["items"]] == ["folder", "report"]
-    assert wait_until(lambda: staging_files(server.settings.data_dir) == [])
+    assert wait_until(lambda: staging_files(server.settings.storage.data_dir) == [])
 
 
 def test_no_face_makes_a_path_both_a_file_and_a_folder(client):
@@ -265,7 +265,7 @@ def test_no_face_makes_a_path_both_a_file_and_a_folder(client):
 
 
 def test_upload_errors_leave_nothing_stored(server, client):
-    data_dir = server.settings.data_dir
+    data_dir = server.settings.storage.data_dir
     blobs_before = blob_files(data_dir)
     no_file = multipart(field_part("dir", "docs"))
     response = client.post("/api/v1/files/upload", content=no_file, headers={"Content-Type": MULTIPART})
@@ -596,7 +596,7 @@ def test_database_down_is_503(database_url, make_server):
         assert_workspace_error(client.get("/api/v1/files"), 503, "unavailable")
         response = client.post("/api/v1/files/upload", files={"file": ("y.txt", b"y")})
         assert_workspace_error(response, 503, "unavailable")
-    assert wait_until(lambda: staging_files(live.settings.data_dir) == [])
+    assert wait_until(lambda: staging_files(live.settings.storage.data_dir) == [])
 
 
 def test_openapi_documents_the_workspace_envelope(tmp_path):

@@ -262,7 +262,7 @@ def assert_workspace_is_clean(server, key: str) -> None:
     nothing but Cairn's own layout: no client-chosen name ever became a file or directory."""
     listed = json.loads(raw(server.url, "GET", "/v1/buckets/workspace?limit=1000", key).body)
     assert all(is_valid_path(obj["key"].removesuffix("/"), portable=False) for obj in listed["data"]), listed
-    data_dir: Path = server.settings.data_dir
+    data_dir: Path = server.settings.storage.data_dir
     if not data_dir.exists():
         return  # blobs and staging on S3 and the metadata on PostgreSQL: nothing local to look at
     allowed = {

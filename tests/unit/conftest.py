@@ -6,12 +6,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from cairn.adapters.blobs_s3 import S3BlobStore
-from cairn.adapters.meta_sql import SqlMetadataStore
-from cairn.adapters.sessions_s3 import S3SessionStaging
-from cairn.app import build_blobs
+from cairn.compose import Composition, composed
 from cairn.core.objects import ObjectEngine
-from cairn.core.ports import BlobStore, SessionStaging
+from cairn.core.ports.blobs import BlobStore
+from cairn.core.ports.keys import ApiKeyRows
+from cairn.core.ports.objects import ObjectRows
+from cairn.core.ports.sessions import UploadSessionRows
+from cairn.core.ports.staging import SessionStaging
 from cairn.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,38 +37,55 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-async def meta(database_url: str) -> AsyncIterator[SqlMetadataStore]:
-    store = SqlMetadataStore(database_url)
-    await store.migrate()
-    yield store
-    await store.close()
-
-
-@pytest.fixture
-async def stores(tmp_path: Path, backend: Backend) -> AsyncIterator[tuple[BlobStore, SessionStaging]]:
-    """The backend's blob store (a data directory, or a fresh S3 bucket) and its session staging."""
-    settings = Settings(
-        data_dir=tmp_path / "data", database_url=backend.database_url, **backend.blob_settings
+def backend_settings(tmp_path: Path, backend: Backend, **overrides: object) -> Settings:
+    """Settings of the backend set: its database and its blob store (a data directory, or S3)."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=backend.database_url,
+        rate_limits=False,
+        **{**backend.blob_settings, **overrides},
     )
-    store, staging = build_blobs(settings)
-    yield store, staging
-    if isinstance(staging, S3SessionStaging):
-        await staging.close()
-    if isinstance(store, S3BlobStore):
-        await store.close()
 
 
 @pytest.fixture
-def blobs(stores: tuple[BlobStore, SessionStaging]) -> BlobStore:
-    return stores[0]
+async def composition(tmp_path: Path, backend: Backend) -> AsyncIterator[Composition]:
+    """The adapters of the backend set, as the composer builds them for the server."""
+    async with composed(backend_settings(tmp_path, backend)) as built:
+        yield built
 
 
 @pytest.fixture
-def staging(stores: tuple[BlobStore, SessionStaging]) -> SessionStaging:
-    return stores[1]
+def object_rows(composition: Composition) -> ObjectRows:
+    return composition.object_rows
 
 
 @pytest.fixture
-def engine(meta: SqlMetadataStore, blobs: BlobStore, clock: FakeClock) -> ObjectEngine:
-    return ObjectEngine(meta, blobs, max_object_bytes=64 << 20, clock=clock)
+def session_rows(composition: Composition) -> UploadSessionRows:
+    return composition.session_rows
+
+
+@pytest.fixture
+def key_rows(composition: Composition) -> ApiKeyRows:
+    return composition.key_rows
+
+
+@pytest.fixture
+def blobs(composition: Composition) -> BlobStore:
+    return composition.blobs
+
+
+@pytest.fixture
+def staging(composition: Composition) -> SessionStaging:
+    return composition.staging
+
+
+@pytest.fixture
+def engine(composition: Composition, clock: FakeClock) -> ObjectEngine:
+    """The engine on the backend's adapters, with a clock of the test's."""
+    return ObjectEngine(
+        composition.object_rows,
+        composition.blobs,
+        max_object_bytes=64 << 20,
+        free_space=composition.free_space,
+        clock=clock,
+    )

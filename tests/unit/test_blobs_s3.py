@@ -14,6 +14,7 @@ from botocore.exceptions import EndpointConnectionError
 
 from cairn.adapters.blobs_s3 import PART_BYTES, S3BlobStore, S3Client, S3Location
 from cairn.core.errors import NotFound, Unavailable
+from cairn.core.ports.blobs import ReportsFreeSpace
 
 pytestmark = pytest.mark.anyio
 
@@ -211,5 +212,7 @@ async def test_unreachable_store_is_unavailable(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_free_bytes_is_unbounded(store) -> None:
-    assert await store.free_bytes() >= 1 << 60
+async def test_s3_claims_no_free_space_to_report(store) -> None:
+    """S3 has no volume that fills up: the store does not pretend to a figure, and the composer gives
+    the engine no free-space reserve to check for it."""
+    assert not isinstance(store, ReportsFreeSpace)

@@ -1,4 +1,4 @@
-"""The SQL metadata adapter: migrations, driver selection, failure translation."""
+"""The SQL adapter: migrations, driver selection, failure translation, and the row stores' queries."""
 
 from __future__ import annotations
 
@@ -6,16 +6,34 @@ import asyncio
 import itertools
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import anyio
 import pytest
 import sqlalchemy as sa
 
-from cairn.adapters.meta_sql import SqlMetadataStore, async_database_url
+from cairn.adapters.sql.engine import SqlDatabase, async_database_url
+from cairn.adapters.sql.objects import SqlObjectRows
+from cairn.adapters.sql.sessions import SqlUploadSessionRows
+from cairn.compose import Composition
 from cairn.core.errors import Conflict, Unavailable
 from cairn.core.records import ObjectRecord, UploadSession
 
 pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Rows:
+    """The row stores of one database, as one process or replica holds them."""
+
+    database: SqlDatabase
+    objects: SqlObjectRows
+    sessions: SqlUploadSessionRows
+
+
+def rows_on(url: str) -> Rows:
+    database = SqlDatabase(url)
+    return Rows(database, SqlObjectRows(database), SqlUploadSessionRows(database))
 
 
 def test_plain_postgres_urls_get_the_async_driver() -> None:
@@ -24,11 +42,12 @@ def test_plain_postgres_urls_get_the_async_driver() -> None:
     assert async_database_url("postgresql+asyncpg://h/db") == "postgresql+asyncpg://h/db"
 
 
-async def test_migrate_is_idempotent_and_creates_the_listing_indexes(meta: SqlMetadataStore) -> None:
-    await meta.migrate()
+async def test_migrate_is_idempotent_and_creates_the_listing_indexes(composition: Composition) -> None:
+    database = composition.database
+    await database.migrate()
     version_query = sa.text("SELECT version_num FROM alembic_version")
-    version = await meta._db.read(lambda c: c.execute(version_query).scalar_one())
-    indexes = await meta._db.read(lambda c: {i["name"] for i in sa.inspect(c).get_indexes("objects")})
+    version = await database.runner.read(lambda c: c.execute(version_query).scalar_one())
+    indexes = await database.runner.read(lambda c: {i["name"] for i in sa.inspect(c).get_indexes("objects")})
     assert version == "0003"
     assert {"ix_objects_listing", "ix_objects_purpose", "ix_objects_expires_at"} <= indexes
 
@@ -36,9 +55,9 @@ async def test_migrate_is_idempotent_and_creates_the_listing_indexes(meta: SqlMe
 def test_concurrent_migrations_from_several_processes(database_url: str) -> None:
     script = (
         "import asyncio, sys\n"
-        "from cairn.adapters.meta_sql import SqlMetadataStore\n"
+        "from cairn.adapters.sql.engine import SqlDatabase\n"
         "async def main():\n"
-        "    s = SqlMetadataStore(sys.argv[1]); await s.migrate(); await s.close()\n"
+        "    s = SqlDatabase(sys.argv[1]); await s.migrate(); await s.close()\n"
         "asyncio.run(main())\n"
     )
     procs = [subprocess.Popen([sys.executable, "-c", script, database_url]) for _ in range(4)]
@@ -46,7 +65,7 @@ def test_concurrent_migrations_from_several_processes(database_url: str) -> None
 
 
 async def test_unreachable_database_is_unavailable() -> None:
-    store = SqlMetadataStore("postgresql://nobody@127.0.0.1:1/none")
+    store = SqlDatabase("postgresql://nobody@127.0.0.1:1/none")
     try:
         with pytest.raises(Unavailable):
             await store.ping()
@@ -54,7 +73,9 @@ async def test_unreachable_database_is_unavailable() -> None:
         await store.close()
 
 
-async def test_key_sizes_are_the_key_listing_narrowed_to_key_size_and_time(meta: SqlMetadataStore) -> None:
+async def test_key_sizes_are_the_key_listing_narrowed_to_key_size_and_time(
+    object_rows: SqlObjectRows,
+) -> None:
     now = 1_800_000_000
 
     def record(
@@ -83,9 +104,9 @@ async def test_key_sizes_are_the_key_listing_narrowed_to_key_size_and_time(meta:
         record(23, "p/w", expires_at=now + 1),
     ]
     for r in records:
-        await meta.insert_object(r)
+        await object_rows.insert_object(r)
 
-    rows = await meta.list_key_sizes("t", "b", prefix="p/", start_after=None, limit=100, now=now)
+    rows = await object_rows.list_key_sizes("t", "b", prefix="p/", start_after=None, limit=100, now=now)
     assert [tuple(row) for row in rows] == [
         ("p/", 20, now - 2),
         ("p/w", 230, now - 23),
@@ -103,8 +124,8 @@ async def test_key_sizes_are_the_key_listing_narrowed_to_key_size_and_time(meta:
         ("p/é", None, 100),
     ]:
         window = {"start_after": start_after, "start_at": start_at, "limit": limit, "now": now}
-        page = await meta.list_objects_by_key("t", "b", prefix="p/", **window)
-        rows = await meta.list_key_sizes("t", "b", prefix="p/", **window)
+        page = await object_rows.list_objects_by_key("t", "b", prefix="p/", **window)
+        rows = await object_rows.list_key_sizes("t", "b", prefix="p/", **window)
         assert [tuple(row) for row in rows] == [(r.key, r.bytes, r.created_at) for r in page.items]
 
 
@@ -112,8 +133,8 @@ async def test_racing_writers_never_make_a_path_both_a_file_and_a_folder(databas
     """Two stores on one database, as two processes or replicas, commit a file and a key under it (a
     file or a folder marker) at the same moment, by insert, replacement or a session's completion:
     exactly one of each pair wins, whichever it is."""
-    stores = [SqlMetadataStore(database_url) for _ in range(2)]
-    await stores[0].migrate()
+    stores = [rows_on(database_url) for _ in range(2)]
+    await stores[0].database.migrate()
     now = 1_800_000_000
     ids = itertools.count()
 
@@ -132,7 +153,7 @@ async def test_racing_writers_never_make_a_path_both_a_file_and_a_folder(databas
             expires_at=None,
         )
 
-    async def complete(store: SqlMetadataStore, object_record: ObjectRecord) -> ObjectRecord | None:
+    async def complete(store: Rows, object_record: ObjectRecord) -> ObjectRecord | None:
         session = UploadSession(
             id=f"upload-{next(ids):032x}",
             tenant="t",
@@ -149,12 +170,12 @@ async def test_racing_writers_never_make_a_path_both_a_file_and_a_folder(databas
             object_expires_after=None,
             client_metadata=None,
         )
-        await store.insert_session(session)
-        return await store.complete_session(session.id, object_record)
+        await store.sessions.insert_session(session)
+        return await store.sessions.complete_session(session.id, object_record)
 
     writes = [
-        lambda store, r: store.insert_object(r),
-        lambda store, r: store.replace_object(r),
+        lambda store, r: store.objects.insert_object(r),
+        lambda store, r: store.objects.replace_object(r),
         complete,
     ]
     try:
@@ -165,45 +186,45 @@ async def test_racing_writers_never_make_a_path_both_a_file_and_a_folder(databas
                 first(stores[0], record(file)), second(stores[1], record(under)), return_exceptions=True
             )
             assert [isinstance(result, Conflict) for result in results].count(True) == 1, (round_, results)
-            listed = await stores[0].list_key_sizes(
+            listed = await stores[0].objects.list_key_sizes(
                 "t", "workspace", prefix=f"r{round_}", start_after=None, limit=10, now=now
             )
             assert [row[0] for row in listed] in ([file], [under]), (round_, listed)
     finally:
         for store in stores:
-            await store.close()
+            await store.database.close()
 
 
 async def test_objects_by_id_are_read_through_the_primary_key_alone(postgres_url: str) -> None:
     """With no statistics (a young table, or autovacuum off) PostgreSQL's planner takes the (tenant,
     bucket, key) index for a lookup that names the owner too, and reads the whole bucket for one id."""
-    store = SqlMetadataStore(postgres_url)
-    await store.migrate()
+    store = rows_on(postgres_url)
+    await store.database.migrate()
     fill = sa.text(
         "INSERT INTO objects (id, tenant, bucket, key, filename, mime_type, bytes, sha256, purpose,"
         " created_at) SELECT 'file-' || lpad(n::text, 32, '0'), 't', 'b', 'k' || n, 'f', 'text/plain', 1,"
         " '', 'p', n FROM generate_series(1, 5000) AS n"
     )
-    await store._db.write(lambda c: c.execute(fill))
+    await store.database.runner.write(lambda c: c.execute(fill))
     ids = [f"file-{n:032d}" for n in range(1, 5001, 250)]
     lookups = 6 * len(ids)  # a delete looks the object up, then deletes it by id
     try:
         for object_id in ids:
-            assert (await store.get_object("t", "b", object_id, now=0)) is not None
-            assert (await store.get_object("t", None, object_id, now=0)) is not None
-            assert (await store.get_object("u", "b", object_id, now=0)) is None
-            assert (await store.delete_object("t", "c", object_id, now=0)) is None
-            assert (await store.delete_object("t", "b", object_id, now=0)) is not None
+            assert (await store.objects.get_object("t", "b", object_id, now=0)) is not None
+            assert (await store.objects.get_object("t", None, object_id, now=0)) is not None
+            assert (await store.objects.get_object("u", "b", object_id, now=0)) is None
+            assert (await store.objects.delete_object("t", "c", object_id, now=0)) is None
+            assert (await store.objects.delete_object("t", "b", object_id, now=0)) is not None
     finally:
-        await store.close()  # the server flushes a connection's statistics when it ends
+        await store.database.close()  # the server flushes a connection's statistics when it ends
 
-    reader = SqlMetadataStore(postgres_url)
+    reader = SqlDatabase(postgres_url)
     query = sa.text(
         "SELECT indexrelname, idx_scan, idx_tup_read FROM pg_stat_user_indexes WHERE relname = 'objects'"
     )
     try:
         for _ in range(50):
-            scans = {row[0]: row[1:] for row in await reader._db.read(lambda c: c.execute(query).all())}
+            scans = {row[0]: row[1:] for row in await reader.runner.read(lambda c: c.execute(query).all())}
             if scans["objects_pkey"][0] >= lookups:
                 break
             await anyio.sleep(0.1)

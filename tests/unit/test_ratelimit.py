@@ -14,9 +14,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from cairn.adapters.ratelimit_memory import InProcessRateLimiter
 from cairn.adapters.ratelimit_redis import RedisRateLimiter
 from cairn.core.errors import Unavailable
-from cairn.core.ratelimit import InProcessRateLimiter, RateLimiter, RouteClass
+from cairn.core.ports.ratelimit import RateLimiter
+from cairn.core.ratelimit import RouteClass
 from cairn.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -195,5 +197,8 @@ async def test_redis_unreachable_is_unavailable() -> None:
 def test_redis_url_must_be_a_redis_url(url: str) -> None:
     with pytest.raises(ValueError, match="redis://"):
         Settings(redis_url=url)
-    assert Settings(redis_url="").redis_url is None
-    assert Settings(redis_url="rediss://:secret@cache:6380/2").redis_url == "rediss://:secret@cache:6380/2"
+    assert Settings(redis_url="").storage.redis_url is None
+    assert (
+        Settings(redis_url="rediss://:secret@cache:6380/2").storage.redis_url
+        == "rediss://:secret@cache:6380/2"
+    )

@@ -25,7 +25,7 @@ SESSION = "upload-" + "ab" * 16
 
 @pytest.fixture
 async def replicas(s3_bucket: Any, postgres_url: str) -> AsyncIterator[list[S3SessionStaging]]:
-    stagings = []
+    stagings, locks = [], []
     for _ in range(2):
         access = S3Client(
             endpoint_url=s3_bucket.endpoint,
@@ -34,10 +34,11 @@ async def replicas(s3_bucket: Any, postgres_url: str) -> AsyncIterator[list[S3Se
             secret_access_key=s3_bucket.secret_access_key,
         )
         blobs = S3BlobStore(S3Location.parse(f"s3://{s3_bucket.name}/cairn"), access, stray_grace=0)
-        stagings.append(S3SessionStaging(blobs, PgSessionLocks(postgres_url)))
+        locks.append(PgSessionLocks(postgres_url))
+        stagings.append(S3SessionStaging(blobs, locks[-1]))
     yield stagings
-    for staging in stagings:
-        await staging.close()
+    for staging, lock in zip(stagings, locks, strict=True):
+        await lock.close()
         await staging.blobs.close()
 
 

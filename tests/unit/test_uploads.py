@@ -26,7 +26,8 @@ from cairn.core.errors import (
     UploadInterrupted,
 )
 from cairn.core.objects import ObjectEngine
-from cairn.core.ports import SessionStaging
+from cairn.core.ports.sessions import UploadSessionRows
+from cairn.core.ports.staging import SessionStaging
 from cairn.core.uploads import ChunkDigest, UploadEngine
 
 pytestmark = pytest.mark.anyio
@@ -40,8 +41,10 @@ async def body(*pieces: bytes) -> AsyncIterator[bytes]:
 SESSION_FIELDS = {"tenant": "t", "bucket": "b", "key": "k", "mime_type": "a/b", "size": 5}
 
 
-def make_uploads(engine: ObjectEngine, staging: SessionStaging, clock) -> UploadEngine:
-    return UploadEngine(engine, staging, expires_after=3600, clock=clock)
+def make_uploads(
+    engine: ObjectEngine, staging: SessionStaging, session_rows: UploadSessionRows, clock
+) -> UploadEngine:
+    return UploadEngine(engine, staging, session_rows, expires_after=3600, clock=clock)
 
 
 async def blob_exists(engine: ObjectEngine, blob_id: str) -> bool:
@@ -58,9 +61,9 @@ async def read_all(engine: ObjectEngine, record) -> bytes:
 
 
 async def test_appends_complete_the_object_with_its_sha256(
-    engine: ObjectEngine, clock, staging: SessionStaging
+    engine: ObjectEngine, clock, staging: SessionStaging, session_rows: UploadSessionRows
 ) -> None:
-    uploads = make_uploads(engine, staging, clock)
+    uploads = make_uploads(engine, staging, session_rows, clock)
     data = os.urandom(3_000_000)
     created = await uploads.create(
         tenant="t", bucket="b", key="k/x.bin", mime_type="application/x", size=len(data)
@@ -78,21 +81,23 @@ async def test_appends_complete_the_object_with_its_sha256(
 
 
 async def test_a_new_engine_after_a_restart_rehashes_what_is_staged(
-    engine: ObjectEngine, clock, staging: SessionStaging
+    engine: ObjectEngine, clock, staging: SessionStaging, session_rows: UploadSessionRows
 ) -> None:
     data = os.urandom(2_500_000)
-    before = make_uploads(engine, staging, clock)
+    before = make_uploads(engine, staging, session_rows, clock)
     created = await before.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=len(data))
     await before.append("t", "b", created.session.id, body(data[:1_234_567]))
-    after = make_uploads(engine, staging, clock)  # the in-memory hash state is gone
+    after = make_uploads(engine, staging, session_rows, clock)  # the in-memory hash state is gone
     session, offset = await after.get("t", "b", created.session.id)
     assert offset == 1_234_567
     done = await after.append("t", "b", session.id, body(data[offset:]), expected_offset=offset)
     assert done.completed is not None and done.completed.sha256 == hashlib.sha256(data).hexdigest()
 
 
-async def test_over_size_append_changes_nothing(engine: ObjectEngine, clock, staging: SessionStaging) -> None:
-    uploads = make_uploads(engine, staging, clock)
+async def test_over_size_append_changes_nothing(
+    engine: ObjectEngine, clock, staging: SessionStaging, session_rows: UploadSessionRows
+) -> None:
+    uploads = make_uploads(engine, staging, session_rows, clock)
     created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=10)
     await uploads.append("t", "b", created.session.id, body(b"12345"))
     with pytest.raises(TooLarge):
@@ -103,9 +108,9 @@ async def test_over_size_append_changes_nothing(engine: ObjectEngine, clock, sta
 
 
 async def test_checksum_mismatch_keeps_the_staged_bytes(
-    engine: ObjectEngine, clock, staging: SessionStaging
+    engine: ObjectEngine, clock, staging: SessionStaging, session_rows: UploadSessionRows
 ) -> None:
-    uploads = make_uploads(engine, staging, clock)
+    uploads = make_uploads(engine, staging, session_rows, clock)
     created = await uploads.create(
         tenant="t", bucket="b", key="k", mime_type="a/b", size=4, sha256=hashlib.sha256(b"good").hexdigest()
     )
@@ -117,9 +122,9 @@ async def test_checksum_mismatch_keeps_the_staged_bytes(
 
 
 async def test_a_stalled_holder_is_asked_to_let_go(
-    engine: ObjectEngine, clock, staging: SessionStaging
+    engine: ObjectEngine, clock, staging: SessionStaging, session_rows: UploadSessionRows
 ) -> None:
-    uploads = make_uploads(engine, staging, clock)
+    uploads = make_uploads(engine, staging, session_rows, clock)
     created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=20)
     stalled = anyio.Event()
 
@@ -150,9 +155,13 @@ async def test_a_stalled_holder_is_asked_to_let_go(
 
 
 async def test_a_holder_that_does_not_let_go_makes_the_newcomer_locked(
-    engine: ObjectEngine, clock, staging: SessionStaging, monkeypatch: pytest.MonkeyPatch
+    engine: ObjectEngine,
+    clock,
+    staging: SessionStaging,
+    session_rows: UploadSessionRows,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    uploads = make_uploads(engine, staging, clock)
+    uploads = make_uploads(engine, staging, session_rows, clock)
     created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=5)
     holder = await staging.acquire(created.session.id, wait=0)
     monkeypatch.setattr(uploads_module, "LOCK_WAIT_SECONDS", 0.2)
@@ -164,11 +173,11 @@ async def test_a_holder_that_does_not_let_go_makes_the_newcomer_locked(
 
 
 async def test_the_newest_of_several_waiting_requests_gets_the_session(
-    engine: ObjectEngine, clock, staging: SessionStaging
+    engine: ObjectEngine, clock, staging: SessionStaging, session_rows: UploadSessionRows
 ) -> None:
     """A client that reconnects twice while its first request still holds the session: the third request
     gets the session in time, whether the second one had it in between or not."""
-    session = (await make_uploads(engine, staging, clock).create(**SESSION_FIELDS)).session
+    session = (await make_uploads(engine, staging, session_rows, clock).create(**SESSION_FIELDS)).session
     order: list[str] = []
     done = anyio.Event()
 
@@ -197,8 +206,10 @@ async def test_the_newest_of_several_waiting_requests_gets_the_session(
     assert order[:1] == ["first"] and order.count("third") == 1 and order.count("second") == 1
 
 
-async def test_sessions_are_scoped_and_expire(engine: ObjectEngine, clock, staging: SessionStaging) -> None:
-    uploads = make_uploads(engine, staging, clock)
+async def test_sessions_are_scoped_and_expire(
+    engine: ObjectEngine, clock, staging: SessionStaging, session_rows: UploadSessionRows
+) -> None:
+    uploads = make_uploads(engine, staging, session_rows, clock)
     created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=5)
     await uploads.append("t", "b", created.session.id, body(b"ab"))
     for tenant, bucket in (("other", "b"), ("t", "other")):
@@ -212,11 +223,11 @@ async def test_sessions_are_scoped_and_expire(engine: ObjectEngine, clock, stagi
 
 
 async def test_a_staging_that_cannot_be_dropped_keeps_its_row_until_it_is(
-    engine: ObjectEngine, clock, staging: SessionStaging
+    engine: ObjectEngine, clock, staging: SessionStaging, session_rows: UploadSessionRows
 ) -> None:
     if not isinstance(staging, S3SessionStaging):
         pytest.skip("the store's failure is injected through its S3 client")
-    uploads = make_uploads(engine, staging, clock)
+    uploads = make_uploads(engine, staging, session_rows, clock)
     sessions = [
         (await uploads.create(tenant="t", bucket="b", key=f"k{n}", mime_type="a/b", size=5)).session
         for n in range(2)
@@ -243,9 +254,9 @@ async def test_a_staging_that_cannot_be_dropped_keeps_its_row_until_it_is(
 
 
 async def test_completing_onto_an_existing_key_replaces_it(
-    engine: ObjectEngine, clock, staging: SessionStaging
+    engine: ObjectEngine, clock, staging: SessionStaging, session_rows: UploadSessionRows
 ) -> None:
-    uploads = make_uploads(engine, staging, clock)
+    uploads = make_uploads(engine, staging, session_rows, clock)
     old = (await uploads.create(tenant="t", bucket="b", key="same", mime_type="a/b", size=0)).completed
     new = (await uploads.create(tenant="t", bucket="b", key="same", mime_type="a/b", size=0)).completed
     assert old is not None and new is not None and old.id != new.id
@@ -256,11 +267,15 @@ async def test_completing_onto_an_existing_key_replaces_it(
 
 
 async def test_a_holder_asked_to_let_go_mid_write_reports_exactly_what_it_staged(
-    engine: ObjectEngine, clock, staging: SessionStaging, monkeypatch: pytest.MonkeyPatch
+    engine: ObjectEngine,
+    clock,
+    staging: SessionStaging,
+    session_rows: UploadSessionRows,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(uploads_module, "STAGE_BATCH_BYTES", 1)  # every chunk is a write to cancel into
     monkeypatch.setattr(uploads_module, "RELEASE_POLL_SECONDS", 0.001)
-    uploads = make_uploads(engine, staging, clock)
+    uploads = make_uploads(engine, staging, session_rows, clock)
     size = 4_000_000
     created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=size)
 
@@ -287,9 +302,9 @@ async def test_a_holder_asked_to_let_go_mid_write_reports_exactly_what_it_staged
 
 
 async def test_an_empty_upload_with_a_wrong_sha256_leaves_no_session(
-    engine: ObjectEngine, clock, staging: SessionStaging
+    engine: ObjectEngine, clock, staging: SessionStaging, session_rows: UploadSessionRows
 ) -> None:
-    uploads = make_uploads(engine, staging, clock)
+    uploads = make_uploads(engine, staging, session_rows, clock)
     with pytest.raises(ChecksumMismatch):
         await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=0, sha256="0" * 64)
     assert await uploads.expire_due() == 0
@@ -298,9 +313,9 @@ async def test_an_empty_upload_with_a_wrong_sha256_leaves_no_session(
 
 
 async def test_an_append_that_names_another_total_size_is_refused(
-    engine: ObjectEngine, clock, staging: SessionStaging
+    engine: ObjectEngine, clock, staging: SessionStaging, session_rows: UploadSessionRows
 ) -> None:
-    uploads = make_uploads(engine, staging, clock)
+    uploads = make_uploads(engine, staging, session_rows, clock)
     created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=10)
     with pytest.raises(InvalidInput):
         await uploads.append(
@@ -312,9 +327,9 @@ async def test_an_append_that_names_another_total_size_is_refused(
 
 
 async def test_an_append_with_a_chunk_digest_counts_only_if_it_matches(
-    engine: ObjectEngine, clock, staging: SessionStaging
+    engine: ObjectEngine, clock, staging: SessionStaging, session_rows: UploadSessionRows
 ) -> None:
-    uploads = make_uploads(engine, staging, clock)
+    uploads = make_uploads(engine, staging, session_rows, clock)
     data = os.urandom(2_500_000)
     created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=len(data))
     first = data[:1_500_000]
@@ -339,9 +354,9 @@ async def test_an_append_with_a_chunk_digest_counts_only_if_it_matches(
 
 
 async def test_a_chunk_with_a_digest_cut_short_keeps_nothing(
-    engine: ObjectEngine, clock, staging: SessionStaging
+    engine: ObjectEngine, clock, staging: SessionStaging, session_rows: UploadSessionRows
 ) -> None:
-    uploads = make_uploads(engine, staging, clock)
+    uploads = make_uploads(engine, staging, session_rows, clock)
     created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=3_000_000)
     chunk = os.urandom(2_000_000)
 
@@ -361,9 +376,9 @@ async def test_a_chunk_with_a_digest_cut_short_keeps_nothing(
 
 
 async def test_parts_in_any_order_join_in_the_order_given(
-    engine: ObjectEngine, clock, staging: SessionStaging
+    engine: ObjectEngine, clock, staging: SessionStaging, session_rows: UploadSessionRows
 ) -> None:
-    uploads = make_uploads(engine, staging, clock)
+    uploads = make_uploads(engine, staging, session_rows, clock)
     pieces = [os.urandom(n) for n in (1_300_000, 5, 2_000_000)]
     data = b"".join(pieces)
     created = await uploads.create(
@@ -414,8 +429,10 @@ async def test_parts_in_any_order_join_in_the_order_given(
         await uploads.add_part("t", "b", upload_id, body(b"late"), max_bytes=10)
 
 
-async def test_parts_may_not_outgrow_the_upload(engine: ObjectEngine, clock, staging: SessionStaging) -> None:
-    uploads = make_uploads(engine, staging, clock)
+async def test_parts_may_not_outgrow_the_upload(
+    engine: ObjectEngine, clock, staging: SessionStaging, session_rows: UploadSessionRows
+) -> None:
+    uploads = make_uploads(engine, staging, session_rows, clock)
     created = await uploads.create(
         tenant="t", bucket="b", key=None, mime_type="a/b", size=10, filename="f", in_parts=True
     )
@@ -440,9 +457,9 @@ async def test_parts_may_not_outgrow_the_upload(engine: ObjectEngine, clock, sta
 
 
 async def test_an_append_that_waited_for_a_completing_one_reports_completed(
-    engine: ObjectEngine, clock, staging: SessionStaging
+    engine: ObjectEngine, clock, staging: SessionStaging, session_rows: UploadSessionRows
 ) -> None:
-    uploads = make_uploads(engine, staging, clock)
+    uploads = make_uploads(engine, staging, session_rows, clock)
     created = await uploads.create(tenant="t", bucket="b", key="k", mime_type="a/b", size=4)
     upload_id = created.session.id
     release = anyio.Event()

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import pytest
 
-from cairn.adapters.meta_sql import SqlMetadataStore
 from cairn.core.errors import Conflict, InvalidInput, NotFound
 from cairn.core.objects import LIST_SCAN_BATCH, ObjectEngine
-from cairn.core.ports import SessionStaging
+from cairn.core.ports.objects import ObjectRows
+from cairn.core.ports.sessions import UploadSessionRows
+from cairn.core.ports.staging import SessionStaging
 from cairn.core.records import ObjectRecord
 from cairn.core.uploads import UploadEngine
 from cairn.core.workspace import BUCKET, Workspace
@@ -39,7 +41,9 @@ def names(listing) -> list[tuple[str, bool]]:
     return [(item["name"], item["is_dir"]) for item in listing.items]
 
 
-async def test_commit_with_replace_swaps_the_object_and_reclaims_the_old_bytes(engine: ObjectEngine) -> None:
+async def test_commit_with_replace_swaps_the_object_and_reclaims_the_old_bytes(
+    engine: ObjectEngine, session_rows: UploadSessionRows
+) -> None:
     async def commit(data: bytes) -> ObjectRecord:
         staged = await engine.stage(stream(data))
         return await engine.commit(
@@ -54,7 +58,7 @@ async def test_commit_with_replace_swaps_the_object_and_reclaims_the_old_bytes(e
         await engine.get("t", None, first.id)
     assert not engine.blobs.blob_path(first.id).exists()  # type: ignore[attr-defined]
     assert await read_all(engine, second) == b"two"
-    assert await engine.meta.get_session("t", "upload-", engine.now()) is None
+    assert await session_rows.get_session("t", "upload-", engine.now()) is None
 
 
 async def test_concurrent_replaces_of_one_key_leave_exactly_one_object(engine: ObjectEngine) -> None:
@@ -96,12 +100,12 @@ async def test_files_and_folders_do_not_take_each_others_place(engine: ObjectEng
 
 
 async def test_no_writer_makes_a_path_both_a_file_and_a_folder(
-    engine: ObjectEngine, clock, staging: SessionStaging
+    engine: ObjectEngine, clock, staging: SessionStaging, session_rows: UploadSessionRows
 ) -> None:
     """The folder rule is the metadata store's, at commit: plain and replacing commits and upload
     sessions into the bucket ``workspace`` all meet it, both ways; other buckets keep S3's freedom."""
     workspace = Workspace(engine, "t")
-    uploads = UploadEngine(engine, staging, expires_after=3600, clock=clock)
+    uploads = UploadEngine(engine, staging, session_rows, expires_after=3600, clock=clock)
     await put(workspace, engine, "zc/folder", "inside.txt", b"x")
     await put(workspace, engine, "", "report", b"file")
     before = ["report", "zc/", "zc/folder/", "zc/folder/inside.txt"]
@@ -181,48 +185,49 @@ async def test_listing_folds_subfolders_in_key_order_and_pages_by_cursor(engine:
         await workspace.list("b", limit=2, cursor="z/")
 
 
-class CountingMeta(SqlMetadataStore):
-    """The real store, counting the rows that key listings read."""
+class CountingRows:
+    """The real object rows, counting the rows that key listings read."""
 
-    rows_read = 0
+    def __init__(self, rows: ObjectRows) -> None:
+        self._rows = rows
+        self.rows_read = 0
 
-    async def list_key_sizes(self, *args: object, **kwargs: object) -> Sequence[tuple[str, int, int]]:
-        rows = await super().list_key_sizes(*args, **kwargs)  # type: ignore[arg-type]
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rows, name)
+
+    async def list_key_sizes(self, *args: Any, **kwargs: Any) -> Sequence[tuple[str, int, int]]:
+        rows = await self._rows.list_key_sizes(*args, **kwargs)
         self.rows_read += len(rows)
         return rows
 
 
-async def test_a_big_subfolder_is_skipped_not_read_through(database_url: str, blobs, clock) -> None:
-    meta = CountingMeta(database_url)
-    await meta.migrate()
-    try:
-        engine = ObjectEngine(meta, blobs, max_object_bytes=1 << 20, clock=clock)
+async def test_a_big_subfolder_is_skipped_not_read_through(object_rows: ObjectRows, blobs, clock) -> None:
+    meta = CountingRows(object_rows)
+    engine = ObjectEngine(meta, blobs, max_object_bytes=1 << 20, clock=clock)  # type: ignore[arg-type]
 
-        async def row(key: str, i: int) -> None:
-            await meta.insert_object(
-                ObjectRecord(
-                    id=f"file-{i:032x}",
-                    tenant="t",
-                    bucket=BUCKET,
-                    key=key,
-                    filename=key.rsplit("/", 1)[-1],
-                    mime_type="text/plain",
-                    bytes=1,
-                    sha256="0" * 64,
-                    purpose=BUCKET,
-                    created_at=0,
-                    expires_at=None,
-                )
+    async def row(key: str, i: int) -> None:
+        await meta.insert_object(
+            ObjectRecord(
+                id=f"file-{i:032x}",
+                tenant="t",
+                bucket=BUCKET,
+                key=key,
+                filename=key.rsplit("/", 1)[-1],
+                mime_type="text/plain",
+                bytes=1,
+                sha256="0" * 64,
+                purpose=BUCKET,
+                created_at=0,
+                expires_at=None,
             )
+        )
 
-        big = LIST_SCAN_BATCH * 3 // 2  # a scan through it would read all of them
-        await asyncio.gather(*(row(f"p/big/{i:05d}", i) for i in range(big)))
-        await asyncio.gather(*(row(f"p/{name}", big + i) for i, name in enumerate(["a", "c", "d"])))
-        listing = await Workspace(engine, "t").list("p", limit=100)
-        assert names(listing) == [("a", False), ("big", True), ("c", False), ("d", False)]
-        assert meta.rows_read <= LIST_SCAN_BATCH + 4  # at most one batch of the big folder
-    finally:
-        await meta.close()
+    big = LIST_SCAN_BATCH * 3 // 2  # a scan through it would read all of them
+    await asyncio.gather(*(row(f"p/big/{i:05d}", i) for i in range(big)))
+    await asyncio.gather(*(row(f"p/{name}", big + i) for i, name in enumerate(["a", "c", "d"])))
+    listing = await Workspace(engine, "t").list("p", limit=100)
+    assert names(listing) == [("a", False), ("big", True), ("c", False), ("d", False)]
+    assert meta.rows_read <= LIST_SCAN_BATCH + 4  # at most one batch of the big folder
 
 
 async def test_zip_entries_name_everything_under_user_upload(engine: ObjectEngine) -> None:

@@ -41,7 +41,7 @@ from pathlib import Path
 import anyio
 
 from ..core.errors import InsufficientStorage, Locked, NotFound, Unavailable
-from ..core.ports import LiveCheck
+from ..core.ports.blobs import LiveCheck
 
 log = logging.getLogger("cairn.blobs")
 

@@ -46,7 +46,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..core.errors import NotFound, Unavailable
-from ..core.ports import LiveCheck
+from ..core.ports.blobs import LiveCheck
 
 log = logging.getLogger("cairn.blobs")
 
@@ -58,7 +58,6 @@ STRAY_GRACE_SECONDS = 15 * 60
 MULTIPART_GRACE_SECONDS = 24 * 3600
 SWEEP_BATCH = 1000  # ListObjectsV2's page limit
 POINTER_META = "cairn-data"
-REPORTED_FREE_BYTES = 1 << 62  # S3 has no notion of free space; the engine's reserve check always passes
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 UNSATISFIABLE_RANGE = "InvalidRange"
 
@@ -392,9 +391,6 @@ class S3BlobStore:
             await self.delete_pointer(blob_id)
         else:
             await self.delete(blob_id)
-
-    async def free_bytes(self) -> int:
-        return REPORTED_FREE_BYTES
 
     async def ping(self) -> None:
         try:

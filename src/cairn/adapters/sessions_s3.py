@@ -11,7 +11,7 @@ Layout under ``s3://<bucket>/<prefix>sessions/<session id>/``::
 The offset is the size of the parts that count (part sizes follow a fixed schedule) plus the tail's.
 An append sends whole parts while bytes arrive and rewrites the tail when it ends, so a crash before
 that leaves the previous record, and the parts sent since are overwritten by the next append (parts
-past the record never count). One appender at a time: a PostgreSQL advisory lock (``locks_pg.py``).
+past the record never count). One appender at a time, across processes: ``SessionLocks`` (``locks_pg.py``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 import anyio
 from botocore.exceptions import ClientError
 
+from ..core.ports.locks import SessionLock, SessionLocks
 from .blobs_s3 import S3BlobStore, S3BlobWriter, error_code, part_size, translate_errors
-from .locks_pg import PgSessionLock, PgSessionLocks
 
 PARTS_META = "cairn-parts"
 UPLOAD_META = "cairn-upload"
@@ -35,7 +35,7 @@ class S3SessionAppender:
         self,
         staging: S3SessionStaging,
         session_id: str,
-        lock: PgSessionLock,
+        lock: SessionLock,
         head_data: dict[str, Any] | None,
         head_tail: dict[str, Any] | None,
     ) -> None:
@@ -173,7 +173,7 @@ class S3SessionAppender:
 
 
 class S3SessionStaging:
-    def __init__(self, blobs: S3BlobStore, locks: PgSessionLocks) -> None:
+    def __init__(self, blobs: S3BlobStore, locks: SessionLocks) -> None:
         self.blobs = blobs
         self._locks = locks
 
@@ -262,6 +262,3 @@ class S3SessionStaging:
             ):
                 for item in page.get("Contents", []):
                     yield item["Key"], int(item["Size"])
-
-    async def close(self) -> None:
-        await self._locks.close()

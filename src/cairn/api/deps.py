@@ -9,17 +9,24 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..core.auth import ApiKeys, Principal
+from ..core.health import Probe
 from ..core.objects import ObjectEngine
+from ..core.ports.ratelimit import RateLimiter
 from ..core.uploads import UploadEngine
 from ..settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
+    """What the faces use, as the composer built it (``cairn.compose``)."""
+
     settings: Settings
     objects: ObjectEngine
     uploads: UploadEngine
     api_keys: ApiKeys
+    rate_limiter: RateLimiter | None
+    probes: dict[str, Probe]
+    """The health checks of ``/health?deep=1``, by dependency: the database, the blobs, Redis."""
 
 
 async def services(request: Request) -> Services:

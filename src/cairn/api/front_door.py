@@ -45,7 +45,7 @@ class FrontDoorRoute(APIRoute):
                 request.state.principal = await api_keys.authenticate(request.headers.get("authorization"))
             if reads_json:
                 settings = services.settings
-                await read_json_body(request, settings.max_json_bytes, settings.idle_timeout)
+                await read_json_body(request, settings.limits.max_json_bytes, settings.limits.idle_timeout)
             return await handler(request)
 
         return front_door

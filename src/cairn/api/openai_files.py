@@ -167,7 +167,10 @@ async def create_file(request: Request, services: ServicesDep, principal: Princi
 
     try:
         fields = await read_form(
-            body_chunks(request, services.settings.idle_timeout), boundary, file_field="file", on_file=on_file
+            body_chunks(request, services.settings.limits.idle_timeout),
+            boundary,
+            file_field="file",
+            on_file=on_file,
         )
         if staged is None or upload is None:
             raise InvalidInput("Missing required parameter: 'file'.", param="file")

@@ -157,7 +157,7 @@ async def add_part(
 
     try:
         await read_form(
-            body_chunks(request, services.settings.idle_timeout),
+            body_chunks(request, services.settings.limits.idle_timeout),
             boundary_of(request.headers.get("content-type", "")),
             file_field="data",
             on_file=on_file,

@@ -17,7 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.auth import Principal
 from ..core.errors import RateLimited
-from ..core.ratelimit import Decision, RateLimiter, RouteClass
+from ..core.ports.ratelimit import RateLimiter
+from ..core.ratelimit import Decision, RouteClass
 from . import artifacts, buckets, openai_uploads, tus
 from .errors import ERROR_MEANINGS, amend_openapi
 
@@ -84,30 +85,24 @@ _RETRY = {
 }
 
 
-class RateLimit:
-    """The dependency for the data routers (``include_router(..., dependencies=[Depends(RateLimit(…))])``)."""
-
-    def __init__(self, limiter: RateLimiter) -> None:
-        self._limiter = limiter
-
-    async def __call__(self, request: Request) -> None:
-        kind = route_class(request)
-        if kind is None:
-            return
-        # The front door authenticated every route that needs a tenant; the others are never charged.
-        principal: Principal | None = getattr(request.state, "principal", None)
-        if principal is None:
-            return
-        decision = await self._limiter.charge(principal.tenant, kind)
-        if decision is None:
-            return
-        request.state.rate_limit = decision
-        if not decision.allowed:
-            raise RateLimited(
-                f"Too many {kind}: this tenant may make {decision.limit} per minute. "
-                f"Retry in {math.ceil(decision.retry_after)} s.",
-                retry_after=decision.retry_after,
-            )
+async def charge_rate_limit(request: Request) -> None:
+    """The dependency of the data routers: charge the tenant the front door authenticated."""
+    limiter: RateLimiter | None = request.app.state.services.rate_limiter
+    kind = route_class(request)
+    # The routes that need no tenant (health, discovery) are never charged.
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if limiter is None or kind is None or principal is None:
+        return
+    decision = await limiter.charge(principal.tenant, kind)
+    if decision is None:
+        return
+    request.state.rate_limit = decision
+    if not decision.allowed:
+        raise RateLimited(
+            f"Too many {kind}: this tenant may make {decision.limit} per minute. "
+            f"Retry in {math.ceil(decision.retry_after)} s.",
+            retry_after=decision.retry_after,
+        )
 
 
 CORS_EXPOSE_HEADERS = [

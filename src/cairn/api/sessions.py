@@ -58,7 +58,7 @@ async def append_at(
         tenant,
         bucket,
         upload_id,
-        body_chunks(request, services.settings.idle_timeout),
+        body_chunks(request, services.settings.limits.idle_timeout),
         expected_offset=offset,
         expected_size=total,
         length=declared_length(request),

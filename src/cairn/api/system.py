@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from .. import __version__
-from ..core.errors import CairnError
+from ..core.health import check_all
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
 from .front_door import FrontDoorRoute
 from .responses import json_response
 
 router = APIRouter(route_class=FrontDoorRoute, tags=["System"])
-HEALTH_CHECK_SECONDS = 5.0
 _keyed = error_responses(401, 503)
 
 
@@ -31,31 +28,14 @@ _keyed = error_responses(401, 503)
         503: {"description": "A dependency failed its check (deep=1)."},
     },
 )
-async def health(request: Request, services: ServicesDep, deep: Annotated[bool, Query()] = False) -> Response:
+async def health(services: ServicesDep, deep: Annotated[bool, Query()] = False) -> Response:
     if not deep:
         return json_response({"status": "ok"})
-    probes = {"metadata": services.objects.meta.ping, "blobs": services.objects.blobs.ping}
-    limiter = request.app.state.rate_limiter
-    if services.settings.redis_url and limiter is not None:
-        probes["redis"] = limiter.ping
-    results = await asyncio.gather(*(_check(probe) for probe in probes.values()))
-    checks = dict(zip(probes, results, strict=True))
+    checks = await check_all(services.probes)
     healthy = all(value == "ok" for value in checks.values())
     return json_response(
         {"status": "ok" if healthy else "degraded", "checks": checks}, status_code=200 if healthy else 503
     )
-
-
-async def _check(probe: Callable[[], Awaitable[None]]) -> str:
-    """``ok``, or why the dependency failed: its own message, or that it did not answer in time."""
-    try:
-        async with asyncio.timeout(HEALTH_CHECK_SECONDS):
-            await probe()
-    except CairnError as exc:
-        return exc.message
-    except TimeoutError:
-        return f"No answer within {HEALTH_CHECK_SECONDS:g} seconds."
-    return "ok"
 
 
 @router.get("/v1/health", summary="Health in the Llama Stack shape")

@@ -221,8 +221,8 @@ def _echo_metadata(session: UploadSession) -> str:
 def public_base(request: Request, settings: Settings) -> str:
     """The base of absolute URLs: ``CAIRN_PUBLIC_URL``; else the scheme and host that a trusted proxy
     forwarded; else ``""``, so that URLs stay relative and right behind any proxy that keeps paths."""
-    if settings.public_url:
-        return settings.public_url
+    if settings.server.public_url:
+        return settings.server.public_url
     if not _from_trusted_proxy(request, settings):
         return ""
     proto, host = _forwarded(request)
@@ -233,7 +233,7 @@ def public_base(request: Request, settings: Settings) -> str:
 
 
 def _from_trusted_proxy(request: Request, settings: Settings) -> bool:
-    if request.client is None or not settings.trusted_proxies:
+    if request.client is None or not settings.server.trusted_proxies:
         return False
     try:
         peer = ipaddress.ip_address(request.client.host)
@@ -241,7 +241,7 @@ def _from_trusted_proxy(request: Request, settings: Settings) -> bool:
         return False
     if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
         peer = peer.ipv4_mapped
-    return any(peer in network for network in settings.trusted_proxies)
+    return any(peer in network for network in settings.server.trusted_proxies)
 
 
 def _forwarded(request: Request) -> tuple[str | None, str | None]:
@@ -343,7 +343,7 @@ async def discover(services: ServicesDep) -> Response:
         headers={
             "Tus-Version": TUS_VERSION,
             "Tus-Extension": EXTENSIONS,
-            "Tus-Max-Size": str(services.settings.max_upload_bytes),
+            "Tus-Max-Size": str(services.settings.limits.max_upload_bytes),
             "Tus-Checksum-Algorithm": ",".join(DIGEST_SIZES),
         },
     )

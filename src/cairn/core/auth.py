@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import InvalidInput, Unauthenticated
-from .ports import MetadataStore
+from .ports.keys import ApiKeyRows
 from .records import ApiKeyRecord
 
 OPEN_TENANT = "default"
@@ -63,9 +63,9 @@ class ApiKeys:
     """Creates, lists, revokes and verifies API keys."""
 
     def __init__(
-        self, meta: MetadataStore, *, allow_open_mode: bool = True, clock: Callable[[], float] = time.time
+        self, rows: ApiKeyRows, *, allow_open_mode: bool = True, clock: Callable[[], float] = time.time
     ) -> None:
-        self._meta = meta
+        self._rows = rows
         self._allow_open_mode = allow_open_mode
         self._clock = clock
         self._open_mode_checked_at = float("-inf")
@@ -83,14 +83,14 @@ class ApiKeys:
             created_at=int(self._clock()),
             revoked_at=None,
         )
-        await self._meta.insert_api_key(record)
+        await self._rows.insert_api_key(record)
         return key, record
 
     async def list(self) -> list[ApiKeyRecord]:
-        return await self._meta.list_api_keys()
+        return await self._rows.list_api_keys()
 
     async def revoke(self, key_id: str) -> bool:
-        return await self._meta.revoke_api_key(key_id, int(self._clock()))
+        return await self._rows.revoke_api_key(key_id, int(self._clock()))
 
     async def open_mode(self) -> bool:
         """True while open mode is allowed and no key was ever created. Re-read at most once a second
@@ -102,7 +102,7 @@ class ApiKeys:
         if self._open_mode_checked_at == float("-inf") or (
             self._open_mode and now - self._open_mode_checked_at >= OPEN_MODE_RECHECK_SECONDS
         ):
-            self._open_mode = not await self._meta.has_api_keys()
+            self._open_mode = not await self._rows.has_api_keys()
             self._open_mode_checked_at = now
         return self._open_mode
 
@@ -120,7 +120,7 @@ class ApiKeys:
         cached = self._verified.get(key_hash)
         if cached is not None and cached[0] > now:
             return cached[1]
-        record = await self._meta.find_api_key(key_hash)
+        record = await self._rows.find_api_key(key_hash)
         if record is None:
             self._verified.pop(key_hash, None)
             raise Unauthenticated("Invalid API key.")

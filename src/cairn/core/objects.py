@@ -23,7 +23,8 @@ import anyio
 
 from .errors import InsufficientStorage, InvalidInput, NotFound, TooLarge
 from .keys import prefix_end
-from .ports import BlobStore, BlobWriter, MetadataStore, Order
+from .ports.blobs import BlobStore, BlobWriter, ReportsFreeSpace
+from .ports.objects import ObjectRows, Order
 from .records import ListPage, ObjectRecord
 
 log = logging.getLogger("cairn.objects")
@@ -81,15 +82,18 @@ class StagedBlob:
 class ObjectEngine:
     def __init__(
         self,
-        meta: MetadataStore,
+        rows: ObjectRows,
         blobs: BlobStore,
         *,
         max_object_bytes: int,
+        free_space: ReportsFreeSpace | None = None,
         min_free_bytes: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.meta = meta
+        """``free_space``: the blob store's volume when it has a limited one (None: S3, no reserve)."""
+        self.rows = rows
         self.blobs = blobs
+        self._free_space = free_space
         self.max_object_bytes = max_object_bytes
         self.min_free_bytes = min_free_bytes
         self._clock = clock
@@ -106,9 +110,11 @@ class ObjectEngine:
             raise TooLarge(
                 f"{incoming_bytes} bytes exceed the maximum object size of {self.max_object_bytes} bytes."
             )
+        if self._free_space is None:
+            return
         now = time.monotonic()
         if now - self._free_checked_at >= FREE_SPACE_RECHECK_SECONDS:
-            self._free = await self.blobs.free_bytes()
+            self._free = await self._free_space.free_bytes()
             self._free_checked_at = now
         free = self._free
         if free - incoming_bytes < self.min_free_bytes:
@@ -187,9 +193,9 @@ class ObjectEngine:
         try:
             await staged.writer.commit(object_id)
             if replace:
-                replaced = await self.meta.replace_object(record)
+                replaced = await self.rows.replace_object(record)
             else:
-                await self.meta.insert_object(record)
+                await self.rows.insert_object(record)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await staged.writer.abort()
@@ -211,7 +217,7 @@ class ObjectEngine:
         """An object by id; with ``bucket=None`` in any of the tenant's buckets (every object is a file)."""
         record = None
         if _OBJECT_ID.fullmatch(object_id):
-            record = await self.meta.get_object(tenant, bucket, object_id, self.now())
+            record = await self.rows.get_object(tenant, bucket, object_id, self.now())
         if record is None:
             raise _not_found(object_id)
         return record
@@ -233,18 +239,18 @@ class ObjectEngine:
             raise InvalidInput("limit must be at least 1.", param="limit")
         if after is not None and not _OBJECT_ID.fullmatch(after):
             raise InvalidInput("after must be an object id such as 'file-…'.", param="after")
-        return await self.meta.list_objects(
+        return await self.rows.list_objects(
             tenant, bucket, purpose=purpose, after=after, limit=limit, order=order, now=self.now()
         )
 
     async def get_by_key(self, tenant: str, bucket: str, key: str) -> ObjectRecord:
-        record = await self.meta.get_object_by_key(tenant, bucket, key, self.now())
+        record = await self.rows.get_object_by_key(tenant, bucket, key, self.now())
         if record is None:
             raise NotFound(f"No such object: '{key[:80]}'.", param="key")
         return record
 
     async def delete_by_key(self, tenant: str, bucket: str, key: str) -> ObjectRecord:
-        record = await self.meta.delete_object_by_key(tenant, bucket, key, self.now())
+        record = await self.rows.delete_object_by_key(tenant, bucket, key, self.now())
         if record is None:
             raise NotFound(f"No such object: '{key[:80]}'.", param="key")
         await self.blobs.delete(record.id)
@@ -252,7 +258,7 @@ class ObjectEngine:
         return record
 
     async def list_buckets(self, tenant: str) -> list[str]:
-        return await self.meta.list_buckets(tenant, self.now())
+        return await self.rows.list_buckets(tenant, self.now())
 
     async def list_keys(
         self,
@@ -271,7 +277,7 @@ class ObjectEngine:
         prefix (then after everything under it)."""
 
         async def rows(start_after: str | None, start_at: str | None, count: int) -> list[ObjectRecord]:
-            page = await self.meta.list_objects_by_key(
+            page = await self.rows.list_objects_by_key(
                 tenant,
                 bucket,
                 prefix=prefix,
@@ -292,7 +298,7 @@ class ObjectEngine:
     async def delete(self, tenant: str, bucket: str | None, object_id: str) -> ObjectRecord:
         record = None
         if _OBJECT_ID.fullmatch(object_id):
-            record = await self.meta.delete_object(tenant, bucket, object_id, self.now())
+            record = await self.rows.delete_object(tenant, bucket, object_id, self.now())
         if record is None:
             raise _not_found(object_id)
         await self.blobs.delete(record.id)
@@ -302,7 +308,7 @@ class ObjectEngine:
     async def expire_due(self) -> int:
         """Delete expired objects (rows first, then bytes). Returns how many went."""
         removed = 0
-        while batch := await self.meta.take_expired(self.now(), EXPIRY_BATCH):
+        while batch := await self.rows.take_expired(self.now(), EXPIRY_BATCH):
             for record in batch:
                 await self.blobs.delete(record.id)
             removed += len(batch)
@@ -314,7 +320,7 @@ class ObjectEngine:
 
     async def sweep(self) -> int:
         """Remove what a crash left behind: abandoned staging files and blobs without a row."""
-        removed = await self.blobs.sweep(self.meta.existing_ids)
+        removed = await self.blobs.sweep(self.rows.existing_ids)
         if removed:
             log.info("blobs.swept count=%d", removed)
         return removed

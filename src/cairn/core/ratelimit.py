@@ -1,4 +1,5 @@
-"""Per-tenant rate limits: the contract every limiter keeps, and the in-process limiter (the default).
+"""Per-tenant rate limits: the budgets and their arithmetic, which every limiter (``ports.ratelimit``)
+shares.
 
 A limited request belongs to one route class (uploads, retrievals, deletions) and is charged to its
 tenant's budget for that class, ``per_minute`` requests.
@@ -15,11 +16,9 @@ computes exactly the same answers.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
 
 PERIOD_US = 60_000_000
 
@@ -75,48 +74,3 @@ class Budget:
 def budgets(per_minute: Mapping[RouteClass, int]) -> dict[RouteClass, Budget]:
     """The limited classes; a class at 0 is unlimited."""
     return {route_class: Budget(route_class, n) for route_class, n in per_minute.items() if n > 0}
-
-
-class RateLimiter(Protocol):
-    """Charges requests to per-tenant budgets. A charge is atomic: two requests never both take a
-    budget's last request, even from different processes when the limiter's store is shared."""
-
-    async def charge(self, tenant: str, route_class: RouteClass) -> Decision | None:
-        """Charge one request; None when the class is unlimited. A refused request (``allowed`` false)
-        costs nothing. Raises ``Unavailable`` when the limiter's store cannot answer."""
-
-    async def ping(self) -> None:
-        """Raise ``Unavailable`` if the limiter's store cannot answer."""
-
-    async def close(self) -> None: ...
-
-
-class InProcessRateLimiter:
-    """Budgets in this process's memory: each server process counts on its own, so with ``--workers N``
-    or N replicas a tenant gets N budgets (a shared store, such as Redis, gives them one). One entry per
-    tenant and class that was ever charged; tenants are authenticated, so that stays small."""
-
-    def __init__(
-        self, per_minute: Mapping[RouteClass, int], *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._budgets = budgets(per_minute)
-        self._clock = clock
-        self._tats: dict[tuple[str, RouteClass], int] = {}
-
-    async def charge(self, tenant: str, route_class: RouteClass) -> Decision | None:
-        budget = self._budgets.get(route_class)
-        if budget is None:
-            return None
-        now = int(self._clock() * 1_000_000)
-        key = (tenant, route_class)
-        tat = max(self._tats.get(key, now), now)
-        if tat + budget.interval_us - now > budget.capacity_us:
-            return budget.decision(False, tat - now)
-        self._tats[key] = tat + budget.interval_us
-        return budget.decision(True, tat + budget.interval_us - now)
-
-    async def ping(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None

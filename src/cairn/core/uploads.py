@@ -38,7 +38,8 @@ from .errors import (
     UploadInterrupted,
 )
 from .objects import STAGE_BATCH_BYTES, ObjectEngine, new_object_id
-from .ports import MetadataStore, SessionAppender, SessionStaging
+from .ports.sessions import UploadSessionRows
+from .ports.staging import SessionAppender, SessionStaging
 from .records import ObjectRecord, UploadSession
 
 log = logging.getLogger("cairn.uploads")
@@ -72,12 +73,13 @@ class UploadEngine:
         self,
         objects: ObjectEngine,
         staging: SessionStaging,
+        rows: UploadSessionRows,
         *,
         expires_after: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._objects = objects
-        self._meta: MetadataStore = objects.meta
+        self._rows = rows
         self.staging = staging
         self._expires_after = expires_after
         self._clock = clock
@@ -124,7 +126,7 @@ class UploadEngine:
             client_metadata=client_metadata,
             in_parts=in_parts,
         )
-        await self._meta.insert_session(session)
+        await self._rows.insert_session(session)
         log.info("upload.created id=%s tenant=%s bucket=%s size=%d", session.id, tenant, bucket, size)
         if size == 0 and not in_parts:
             try:
@@ -289,7 +291,7 @@ class UploadEngine:
         )
         await publish(object_id)
         try:
-            replaced = await self._meta.complete_session(session.id, record)
+            replaced = await self._rows.complete_session(session.id, record)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.staging.unpublish(session.id, object_id)
@@ -338,7 +340,7 @@ class UploadEngine:
             with anyio.CancelScope(shield=True):
                 await writer.abort()
             raise
-        if await self._meta.get_session(tenant, session_id, int(self._clock())) is None:
+        if await self._rows.get_session(tenant, session_id, int(self._clock())) is None:
             await self.staging.discard(session_id)  # cancelled or expired while the part arrived
             raise NotFound(f"No such upload: '{session_id}'.", param="upload_id")
         return part_id
@@ -393,7 +395,7 @@ class UploadEngine:
         await self._live(tenant, bucket, session_id)
         appender = await self.staging.acquire(session_id, LOCK_WAIT_SECONDS)  # an append in flight stops
         try:
-            session = await self._meta.get_session(tenant, session_id, int(self._clock()))
+            session = await self._rows.get_session(tenant, session_id, int(self._clock()))
             if session is None:  # cancelled or expired while this request waited
                 raise NotFound(f"No such upload: '{session_id[:80]}'.", param="upload_id")
             self._hashers.pop(session_id, None)
@@ -404,7 +406,7 @@ class UploadEngine:
 
     async def expire_due(self) -> int:
         removed = 0
-        while batch := await self._meta.expired_sessions(int(self._clock()), EXPIRY_BATCH):
+        while batch := await self._rows.expired_sessions(int(self._clock()), EXPIRY_BATCH):
             for session in batch:
                 self._hashers.pop(session.id, None)
                 await self._forget(session)
@@ -419,7 +421,7 @@ class UploadEngine:
         """The staging goes first, then the row: a crash or a store failure in between leaves the row,
         and the next cancel or expiry drops what is left (dropping is idempotent)."""
         await self._drop_staging(session)
-        await self._meta.delete_session(session.tenant, session.id)
+        await self._rows.delete_session(session.tenant, session.id)
 
     async def _drop_staging(self, session: UploadSession) -> None:
         """A completed session's staged bytes may be its object's: those stay."""
@@ -463,7 +465,7 @@ class UploadEngine:
     async def _live(self, tenant: str, bucket: str | None, session_id: str) -> UploadSession:
         session = None
         if _SESSION_ID.fullmatch(session_id):
-            session = await self._meta.get_session(tenant, session_id, int(self._clock()))
+            session = await self._rows.get_session(tenant, session_id, int(self._clock()))
         if session is None or bucket not in (None, session.bucket):
             raise NotFound(f"No such upload: '{session_id[:80]}'.", param="upload_id")
         return session

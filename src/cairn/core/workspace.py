@@ -27,7 +27,7 @@ from .errors import InvalidInput, NotFound, TooLarge
 from .objects import Folded, ObjectEngine, StagedBlob, scan_folded
 from .paths import MAX_PATH_BYTES, validate_path, validate_portable_path
 from .paths import WORKSPACE_BUCKET as BUCKET
-from .ports import KeySize
+from .ports.objects import KeySize
 from .records import ObjectRecord
 from .zipstream import ZipEntry
 
@@ -162,7 +162,7 @@ class Workspace:
         ``after``, reading only key, size and time of each object."""
 
         async def rows(start_after: str | None, start_at: str | None, count: int) -> Sequence[KeySize]:
-            return await self._engine.meta.list_key_sizes(
+            return await self._engine.rows.list_key_sizes(
                 self._tenant,
                 BUCKET,
                 prefix=prefix,

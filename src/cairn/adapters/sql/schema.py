@@ -1,0 +1,58 @@
+"""The tables, as SQLAlchemy Core sees them (the migrations in ``migrations/`` create them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+
+def _placement() -> list[sa.Column[Any]]:
+    """Where an object lives and what it is called: shared by objects and the uploads that make them."""
+    return [
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("tenant", sa.String(64), nullable=False),
+        sa.Column("bucket", sa.String(64), nullable=False),
+        sa.Column("key", sa.String(1024), nullable=False),
+        sa.Column("filename", sa.String(1024), nullable=False),
+        sa.Column("mime_type", sa.String(255), nullable=False),
+    ]
+
+
+objects = sa.Table(
+    "objects",
+    metadata,
+    *_placement(),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("purpose", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=True),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("revoked_at", sa.BigInteger, nullable=True),
+)
+
+upload_sessions = sa.Table(
+    "upload_sessions",
+    metadata,
+    *_placement(),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("purpose", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("object_id", sa.String(64), nullable=True),
+    sa.Column("object_expires_after", sa.BigInteger, nullable=True),
+    sa.Column("client_metadata", sa.String(4096), nullable=True),
+    sa.Column("in_parts", sa.Boolean, nullable=False, server_default=sa.false()),
+)
