@@ -13,9 +13,11 @@ from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from . import __version__
-from .api import artifacts, buckets, http, openai_files, openai_uploads, ratelimit, system, tus, workspace
+from .api import artifacts, buckets, openai_files, openai_uploads, ratelimit, system, tus, workspace
 from .api.docs_ui import install_docs
 from .api.errors import drop_unused_validation_schema, install_error_handlers
+from .api.faces import cors_headers, error_families
+from .api.front_door import CORS_REQUEST_HEADERS
 from .api.ratelimit import RateLimitHeaders, charge_rate_limit, document_rate_limits
 from .compose import composed, rate_limits_on
 from .core.objects import ObjectEngine
@@ -23,6 +25,17 @@ from .core.uploads import UploadEngine
 from .settings import Settings
 
 log = logging.getLogger("cairn")
+
+FACES = [
+    system.FACE,
+    openai_files.FACE,
+    openai_uploads.FACE,
+    artifacts.FACE,
+    buckets.FACE,
+    tus.FACE,
+    workspace.FACE,
+]
+"""Every API family, in the order their routes are matched. Adding a face: its module, and one entry."""
 
 
 SWEEP_INTERVAL_SECONDS = 3600.0
@@ -76,35 +89,23 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     install_docs(app)
-    install_error_handlers(app, {"/v1/tus": tus.error_response, "/api/v1/files": workspace.error_response})
+    install_error_handlers(app, error_families(FACES))
     drop_unused_validation_schema(app)
     limited = [Depends(charge_rate_limit)] if rate_limits_on(settings) else []
-    app.include_router(system.router)
-    faces = [
-        (openai_files.router, "/v1"),
-        (openai_uploads.router, "/v1"),
-        (artifacts.router, ""),
-        (buckets.router, ""),
-        (tus.router, ""),
-        (workspace.router, ""),
-        (openai_files.router, "/v1/openai/v1"),  # the Files API where Llama Stack clients look for it
-    ]
-    for router, prefix in faces:
-        app.include_router(router, prefix=prefix, dependencies=limited)
+    for face in FACES:
+        for prefix in face.prefixes:
+            app.include_router(face.router, prefix=prefix, dependencies=limited if face.rate_limited else [])
     if limited:
-        document_rate_limits(app, faces)
+        document_rate_limits(app, FACES)
         app.add_middleware(RateLimitHeaders)
     if settings.server.cors_origins:  # none by default: see docs/decisions.md D14
+        request_headers, response_headers = cors_headers(FACES)
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.server.cors_origins,
-            allow_methods=tus.CORS_METHODS,
-            allow_headers=tus.CORS_ALLOW_HEADERS,
-            expose_headers=[
-                *tus.CORS_EXPOSE_HEADERS,
-                *http.CORS_EXPOSE_HEADERS,
-                *ratelimit.CORS_EXPOSE_HEADERS,
-            ],
+            allow_methods=sorted({"OPTIONS", *(m for face in FACES for m in face.methods)}),
+            allow_headers=[*CORS_REQUEST_HEADERS, *request_headers],
+            expose_headers=[*response_headers, *ratelimit.CORS_EXPOSE_HEADERS],
         )
     return app
 

@@ -11,10 +11,13 @@ from starlette.responses import Response
 
 from ..core.errors import CairnError, InvalidInput
 from ..core.keys import clean_mime_type, validate_key
+from ..core.ratelimit import RouteClass
 from ..core.records import ObjectRecord, UploadSession
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses, status_for
+from .faces import Face
 from .front_door import FrontDoorRoute
+from .ratelimit import charged_as
 from .responses import json_response, key_listing_response
 from .sessions import append_body, offset_headers
 
@@ -125,6 +128,7 @@ async def create_upload(body: CreateUpload, services: ServicesDep, principal: Pr
     "the upload is complete, `null` before.",
     responses=error_responses(408, 409, 413, 423, 507),
 )
+@charged_as(None)
 async def append(
     upload_id: str, request: Request, services: ServicesDep, principal: PrincipalDep
 ) -> Response:
@@ -146,6 +150,7 @@ async def cancel_upload(upload_id: str, services: ServicesDep, principal: Princi
 
 
 @router.post("/bulk", summary="Delete many artifacts; one result per key, never all or nothing")
+@charged_as(RouteClass.DELETIONS)
 async def bulk_delete(body: BulkDelete, services: ServicesDep, principal: PrincipalDep) -> Response:
     results = []
     for item in body.artifacts:
@@ -196,3 +201,6 @@ async def get_artifact(key: str, services: ServicesDep, principal: PrincipalDep)
 async def delete_artifact(key: str, services: ServicesDep, principal: PrincipalDep) -> Response:
     await services.objects.delete_by_key(principal.tenant, BUCKET, validate_key(key, reserved=RESERVED))
     return json_response({"key": key, "deleted": True})
+
+
+FACE = Face(router, cors_request_headers=("Upload-Offset",), cors_response_headers=("Upload-Offset",))

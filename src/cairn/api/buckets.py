@@ -15,7 +15,9 @@ from ..core.paths import validate_path_prefix
 from ..core.records import ObjectRecord, UploadSession
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
+from .faces import Face
 from .front_door import FrontDoorRoute
+from .ratelimit import charged_as
 from .responses import json_response, key_listing_response
 from .sessions import append_body, offset_headers
 
@@ -109,6 +111,7 @@ async def create_upload(body: CreateUpload, services: ServicesDep, principal: Pr
     description="As `POST /v1/artifacts/sessions/{id}`: the object once complete, `null` before.",
     responses=error_responses(408, 409, 413, 423),
 )
+@charged_as(None)
 async def append(
     upload_id: str, request: Request, services: ServicesDep, principal: PrincipalDep
 ) -> Response:
@@ -176,3 +179,6 @@ async def delete_object(bucket: str, key: str, services: ServicesDep, principal:
         principal.tenant, validate_bucket(bucket), validate_object_key(key)
     )
     return json_response(bucket_object(record))
+
+
+FACE = Face(router, cors_request_headers=("Upload-Offset",), cors_response_headers=("Upload-Offset",))

@@ -1,8 +1,8 @@
 """Error envelopes. Every failure, from the engine, from request validation or from a bug, leaves as
 the envelope of the API family it happened in, and no traceback ever reaches a client.
 
-A family is a path prefix with its own renderer (the workspace face answers ``{"success": false, …}``,
-tus answers plain text); every other path gets the OpenAI envelope."""
+A family's renderer belongs to its routes (``FrontDoorRoute.render_error``: the workspace face answers
+``{"success": false, …}``, tus answers plain text, every other face OpenAI's envelope)."""
 
 from __future__ import annotations
 
@@ -137,6 +137,11 @@ def openai_error(status: int, message: str, *, code: str, param: str | None = No
 
 
 def _renderer(request: Request) -> ErrorRenderer:
+    """The family of the route that took the request; for a path no route takes, the family of the
+    face it lies under (``faces.error_families``)."""
+    render = getattr(request.scope.get("route"), "render_error", None)
+    if render is not None:
+        return render  # type: ignore[no-any-return]
     path = request.url.path
     for prefix, render in request.app.state.error_families.items():
         if path == prefix or path.startswith(prefix + "/"):
@@ -212,7 +217,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI, families: Mapping[str, ErrorRenderer] | None = None) -> None:
-    """``families``: path prefix → renderer for the faces that do not speak the OpenAI envelope."""
+    """``families``: mount path → renderer, for the paths that no route takes."""
     app.state.error_families = dict(families or {})
     app.add_exception_handler(CairnError, _cairn_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -21,12 +21,18 @@ from starlette.responses import Response
 from ..core.auth import is_loopback_host
 from ..core.errors import CrossSiteRequest, HostNotAllowed, InvalidInput, TooLarge
 from .deps import principal
+from .errors import openai_error
 from .http import body_chunks, declared_length
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CORS_REQUEST_HEADERS = ("Authorization", "Content-Type")
+"""What every route reads: the key and the body's type."""
 
 
 class FrontDoorRoute(APIRoute):
+    render_error = staticmethod(openai_error)
+    """How the routes of this class answer errors: the envelope of their family (a face overrides it)."""
+
     def check_head(self, request: Request) -> None:
         """A face's own checks of the request head that come before the key (tus: its version)."""
 

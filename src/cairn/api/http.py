@@ -18,7 +18,7 @@ from ..core.objects import ObjectEngine
 from ..core.records import ObjectRecord
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.ASCII)
-CORS_EXPOSE_HEADERS = ["Accept-Ranges", "Content-Disposition", "Content-Range", "ETag"]
+DOWNLOAD_HEADERS_READ = ("Accept-Ranges", "Content-Disposition", "Content-Range", "ETag")
 """What a browser page may read of a download, beyond the headers CORS always shows."""
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _UNSAFE_ASCII = re.compile(r'[^\x20-\x7e]|["\\%]')

@@ -13,36 +13,22 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from ..core.errors import InvalidInput
+from ..core.files import BUCKET, EXPIRES_MAX_SECONDS, EXPIRES_MIN_SECONDS, UPLOAD_PURPOSES, purpose_of
 from ..core.keys import clean_mime_type, sanitize_filename
 from ..core.objects import StagedBlob
-from ..core.records import ObjectRecord
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
+from .faces import Face
 from .front_door import FrontDoorRoute
-from .http import body_chunks, declared_length, object_download
+from .http import DOWNLOAD_HEADERS_READ, body_chunks, declared_length, object_download
 from .multipart import MAX_FORM_OVERHEAD_BYTES, FilePart, boundary_of, read_form
+from .openai_objects import FileObject, file_object
 from .responses import json_response
 
-BUCKET = "files"
-UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 LISTED_PURPOSES = (*UPLOAD_PURPOSES, "assistants_output", "batch_output", "fine-tune-results")
-EXPIRES_MIN_SECONDS = 3600
-EXPIRES_MAX_SECONDS = 2_592_000
 MAX_LIMIT = 10_000
 
 router = APIRouter(route_class=FrontDoorRoute, tags=["Files"], responses=error_responses(400, 401, 404, 503))
-
-
-class FileObject(BaseModel):
-    object: Literal["file"] = "file"
-    id: str
-    bytes: int
-    created_at: int
-    expires_at: int | None
-    filename: str
-    purpose: str
-    status: Literal["processed"] = "processed"
-    status_details: None = None
 
 
 class FileList(BaseModel):
@@ -57,32 +43,6 @@ class FileDeleted(BaseModel):
     id: str
     object: Literal["file"] = "file"
     deleted: bool
-
-
-def file_object(record: ObjectRecord) -> dict[str, Any]:
-    return {
-        "object": "file",
-        "id": record.id,
-        "bytes": record.bytes,
-        "created_at": record.created_at,
-        "expires_at": record.expires_at,
-        "filename": record.filename,
-        "purpose": record.purpose,
-        "status": "processed",
-        "status_details": None,
-    }
-
-
-def purpose_of(fields: dict[str, str]) -> str:
-    purpose = fields.get("purpose")
-    if purpose is None:
-        raise InvalidInput("Missing required parameter: 'purpose'.", param="purpose")
-    if purpose not in UPLOAD_PURPOSES:
-        raise InvalidInput(
-            f"Invalid value for 'purpose': '{purpose}'. Expected one of: {', '.join(UPLOAD_PURPOSES)}.",
-            param="purpose",
-        )
-    return purpose
 
 
 def _expires_after(fields: dict[str, str]) -> int | None:
@@ -258,3 +218,10 @@ async def file_content(
 ) -> Response:
     record = await services.objects.get(principal.tenant, None, file_id)  # artifacts download here too
     return await object_download(request, services.objects, record)
+
+
+FACE = Face(
+    router,
+    prefixes=("/v1", "/v1/openai/v1"),  # and where Llama Stack clients look for it
+    cors_response_headers=DOWNLOAD_HEADERS_READ,
+)

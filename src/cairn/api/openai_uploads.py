@@ -13,22 +13,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from ..core.errors import InvalidInput, TooLarge, UploadCompleted
+from ..core.files import BUCKET, EXPIRES_MAX_SECONDS, EXPIRES_MIN_SECONDS, UPLOAD_PURPOSES, purpose_of
 from ..core.keys import clean_mime_type, sanitize_filename
+from ..core.ratelimit import RouteClass
 from ..core.records import ObjectRecord, UploadSession
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
+from .faces import Face
 from .front_door import FrontDoorRoute
 from .http import body_chunks, declared_length
 from .multipart import MAX_FORM_OVERHEAD_BYTES, FilePart, boundary_of, read_form
-from .openai_files import (
-    BUCKET,
-    EXPIRES_MAX_SECONDS,
-    EXPIRES_MIN_SECONDS,
-    UPLOAD_PURPOSES,
-    FileObject,
-    file_object,
-    purpose_of,
-)
+from .openai_objects import FileObject, file_object
+from .ratelimit import charged_as
 from .responses import json_response
 
 MAX_PART_BYTES = 64 << 20  # OpenAI's limit, and the openai client's default part size
@@ -141,6 +137,7 @@ _PART_BODY = {
     description="Parts may arrive in parallel and in any order; `complete` says their order.",
     responses=error_responses(408, 409, 413, 507),
 )
+@charged_as(None)
 async def add_part(
     upload_id: str, request: Request, services: ServicesDep, principal: PrincipalDep
 ) -> Response:
@@ -182,6 +179,7 @@ async def add_part(
     "A wrong `md5` or count leaves the parts in place for another try.",
     responses=error_responses(409, 423, 507),
 )
+@charged_as(None)
 async def complete_upload(
     upload_id: str, body: CompleteUpload, services: ServicesDep, principal: PrincipalDep
 ) -> Response:
@@ -203,9 +201,13 @@ async def complete_upload(
     summary="Cancel an upload; its parts are dropped",
     responses=error_responses(409, 423),
 )
+@charged_as(RouteClass.DELETIONS)
 async def cancel_upload(upload_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
     session, _ = await services.uploads.get(principal.tenant, BUCKET, upload_id)
     if session.object_id is not None:
         raise UploadCompleted("This upload is already complete; delete its file instead.")
     await services.uploads.cancel(principal.tenant, BUCKET, upload_id)
     return json_response(upload_object(session, "cancelled"))
+
+
+FACE = Face(router, prefixes=("/v1",))

@@ -6,10 +6,10 @@ every response to a charged request, refused or not:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
@@ -19,19 +19,26 @@ from ..core.auth import Principal
 from ..core.errors import RateLimited
 from ..core.ports.ratelimit import RateLimiter
 from ..core.ratelimit import Decision, RouteClass
-from . import artifacts, buckets, openai_uploads, tus
 from .errors import ERROR_MEANINGS, amend_openapi
+from .faces import Face
 
-_DELETING_POSTS = {artifacts.bulk_delete, openai_uploads.cancel_upload}
-# Bytes for an upload already started (and charged when it started): a 1 GiB file in 8 MiB chunks
-# is one upload, not 128, and its chunks are bounded by the size it declared.
-_CONTINUING = {
-    artifacts.append,
-    buckets.append,
-    tus.append,
-    openai_uploads.add_part,
-    openai_uploads.complete_upload,
-}
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+Charge = RouteClass | None | Callable[[str], RouteClass | None]
+"""How a route is charged: a class, nothing, or a class chosen by the request's method override."""
+_BY_METHOD = object()
+
+
+def charged_as(charge: Charge) -> Callable[[Endpoint], Endpoint]:
+    """Declare, on an endpoint, how its requests are charged instead of by their method: the POSTs that
+    delete or cancel as deletions; the requests that continue an upload already started as nothing
+    (a 1 GiB file in 8 MiB chunks is one upload, not 128, and its chunks are bounded by the size it
+    declared)."""
+
+    def declare(endpoint: Endpoint) -> Endpoint:
+        endpoint.charged_as = charge  # type: ignore[attr-defined]
+        return endpoint
+
+    return declare
 
 
 def route_class(request: Request) -> RouteClass | None:
@@ -41,34 +48,38 @@ def route_class(request: Request) -> RouteClass | None:
 
 
 def _classify(method: str, endpoint: object, method_override: str = "") -> RouteClass | None:
-    """GET and HEAD retrieve; DELETE deletes, and so do the POSTs that delete or cancel; the requests
-    that continue an upload already started are not charged; every other POST, PUT and PATCH starts an
-    upload. OPTIONS (tus discovery) is not limited."""
+    """What the endpoint declares (``charged_as``); otherwise GET and HEAD retrieve, DELETE deletes,
+    POST, PUT and PATCH start an upload, and OPTIONS (tus discovery) is not limited."""
+    declared = getattr(endpoint, "charged_as", _BY_METHOD)
+    if declared is not _BY_METHOD:
+        return declared(method_override) if callable(declared) else declared  # type: ignore[return-value]
     if method in ("GET", "HEAD"):
         return RouteClass.RETRIEVALS
-    if method == "DELETE" or endpoint in _DELETING_POSTS:
+    if method == "DELETE":
         return RouteClass.DELETIONS
-    if endpoint in _CONTINUING:
-        return None
-    if endpoint is tus.method_override:  # only where the route honours the header: no budget swapping
-        override = method_override.strip().upper()
-        return {"DELETE": RouteClass.DELETIONS, "PATCH": None}.get(override, RouteClass.UPLOADS)
     if method in ("POST", "PUT", "PATCH"):
         return RouteClass.UPLOADS
     return None
 
 
-def document_rate_limits(app: FastAPI, faces: Iterable[tuple[APIRouter, str]]) -> None:
-    """Add 429 to the OpenAPI answers of every limited route of ``faces`` (router, prefix), in the error
-    format of its family: the one its 401 has (every limited route can refuse a key)."""
-    limited = {
+def limited_operations(faces: Iterable[Face]) -> set[tuple[str, str]]:
+    """(path, method) of every route that can be charged, as the OpenAPI names them."""
+    return {
         (prefix + route.path_format, method.lower())
-        for router, prefix in faces
-        for route in router.routes
+        for face in faces
+        if face.rate_limited
+        for prefix in face.prefixes
+        for route in face.router.routes
         if isinstance(route, APIRoute)
         for method in route.methods
         if _classify(method, route.endpoint)
     }
+
+
+def document_rate_limits(app: FastAPI, faces: Iterable[Face]) -> None:
+    """Add 429 to the OpenAPI answers of every limited route of ``faces``, in the error format of its
+    family: the one its 401 has (every limited route can refuse a key)."""
+    limited = limited_operations(faces)
 
     def add_429(schema: dict[str, Any]) -> None:
         for path, operations in schema["paths"].items():

@@ -11,6 +11,7 @@ from .. import __version__
 from ..core.health import check_all
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
+from .faces import Face
 from .front_door import FrontDoorRoute
 from .responses import json_response
 
@@ -63,3 +64,6 @@ async def providers(_principal: PrincipalDep) -> Response:
 @router.get("/v1/models", summary="Models (none until inference exists)", responses=_keyed)
 async def models(_principal: PrincipalDep) -> Response:
     return json_response({"data": []})
+
+
+FACE = Face(router, rate_limited=False)

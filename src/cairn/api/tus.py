@@ -25,15 +25,18 @@ from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, Response
 
 from ..core.errors import CairnError, ChecksumMismatch, InvalidInput, TooLarge
+from ..core.files import BUCKET as FILES_BUCKET
+from ..core.files import UPLOAD_PURPOSES
 from ..core.keys import clean_mime_type, sanitize_filename, validate_bucket, validate_key
+from ..core.ratelimit import RouteClass
 from ..core.records import UploadSession
 from ..core.uploads import AppendResult, ChunkDigest
 from ..settings import Settings
 from .deps import PrincipalDep, Services, ServicesDep
+from .faces import Face
 from .front_door import FrontDoorRoute
 from .http import declared_length, header_int
-from .openai_files import BUCKET as FILES_BUCKET
-from .openai_files import UPLOAD_PURPOSES
+from .ratelimit import charged_as
 from .sessions import append_at, offset_headers
 
 TUS_VERSION = "1.0.0"
@@ -43,34 +46,6 @@ CHECKSUM_MISMATCH_STATUS = 460
 OFFSET_STREAM = "application/offset+octet-stream"
 DEFAULT_PURPOSE = "user_data"
 MAX_METADATA_CHARS = 4096  # kept verbatim with the upload, to echo on HEAD
-
-CORS_METHODS = ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"]
-CORS_ALLOW_HEADERS = [
-    "Authorization",
-    "Content-Type",
-    "Tus-Resumable",
-    "Upload-Length",
-    "Upload-Offset",
-    "Upload-Metadata",
-    "Upload-Checksum",
-    "Upload-Defer-Length",
-    "Upload-Concat",
-    "X-HTTP-Method-Override",
-]
-CORS_EXPOSE_HEADERS = [
-    "Location",
-    "Tus-Resumable",
-    "Tus-Version",
-    "Tus-Extension",
-    "Tus-Max-Size",
-    "Tus-Checksum-Algorithm",
-    "Upload-Offset",
-    "Upload-Length",
-    "Upload-Metadata",
-    "Upload-Expires",
-    "Cairn-File-Id",
-    "Cairn-File-Url",
-]
 
 _METADATA_KEY = re.compile(r"[\x21-\x2b\x2d-\x7e]+")  # printable ASCII but space and comma
 _HOST = re.compile(r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?", re.ASCII)
@@ -110,6 +85,8 @@ def error_response(status: int, message: str, *, code: str, param: str | None = 
 
 
 class TusRoute(FrontDoorRoute):
+    render_error = staticmethod(error_response)
+
     def check_head(self, request: Request) -> None:
         """Every request but discovery names the protocol version, checked before the key."""
         if request.method != "OPTIONS" and request.headers.get("tus-resumable", "").strip() != TUS_VERSION:
@@ -431,6 +408,7 @@ async def upload_status(
     "204 with the new `Upload-Offset`; the completing append also names the object.",
     responses=_errors(404, 409, 413, 415, 460),
 )
+@charged_as(None)
 async def append(
     upload_id: str, request: Request, services: ServicesDep, principal: PrincipalDep
 ) -> Response:
@@ -458,6 +436,12 @@ async def terminate(upload_id: str, services: ServicesDep, principal: PrincipalD
     return Response(status_code=204, headers={"Tus-Resumable": TUS_VERSION})
 
 
+def _charge_of_override(override: str) -> RouteClass | None:
+    """A POST is charged as the method it stands for (``X-HTTP-Method-Override``): only this route
+    honours the header, so no other route can swap budgets with it."""
+    return {"DELETE": RouteClass.DELETIONS, "PATCH": None}.get(override.strip().upper(), RouteClass.UPLOADS)
+
+
 @router.post(
     "/{upload_id}",
     response_class=Response,
@@ -465,6 +449,7 @@ async def terminate(upload_id: str, services: ServicesDep, principal: PrincipalD
     description="For clients that cannot send PATCH or DELETE; answers as those do.",
     responses=_errors(404, 409, 413, 415, 460),
 )
+@charged_as(_charge_of_override)
 async def method_override(
     upload_id: str, request: Request, services: ServicesDep, principal: PrincipalDep
 ) -> Response:
@@ -478,3 +463,32 @@ async def method_override(
         "POST to an upload needs X-HTTP-Method-Override: PATCH or DELETE.",
         {"Allow": "HEAD, PATCH, DELETE"},
     )
+
+
+FACE = Face(
+    router,
+    cors_request_headers=(
+        "Tus-Resumable",
+        "Upload-Length",
+        "Upload-Offset",
+        "Upload-Metadata",
+        "Upload-Checksum",
+        "Upload-Defer-Length",
+        "Upload-Concat",
+        "X-HTTP-Method-Override",
+    ),
+    cors_response_headers=(
+        "Location",
+        "Tus-Resumable",
+        "Tus-Version",
+        "Tus-Extension",
+        "Tus-Max-Size",
+        "Tus-Checksum-Algorithm",
+        "Upload-Offset",
+        "Upload-Length",
+        "Upload-Metadata",
+        "Upload-Expires",
+        "Cairn-File-Id",
+        "Cairn-File-Url",
+    ),
+)

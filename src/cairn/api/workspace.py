@@ -20,8 +20,16 @@ from ..core.workspace import Workspace, folder_path
 from ..core.zipstream import archive_size, stream_archive
 from .deps import PrincipalDep, ServicesDep
 from .errors import ERROR_MEANINGS
+from .faces import Face
 from .front_door import FrontDoorRoute
-from .http import DOWNLOAD_HEADERS, body_chunks, content_disposition, declared_length, object_download
+from .http import (
+    DOWNLOAD_HEADERS,
+    DOWNLOAD_HEADERS_READ,
+    body_chunks,
+    content_disposition,
+    declared_length,
+    object_download,
+)
 from .multipart import MAX_FORM_OVERHEAD_BYTES, FilePart, boundary_of, read_form
 from .responses import json_response
 
@@ -49,8 +57,12 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": WorkspaceError, "description": ERROR_MEANINGS[status]} for status in statuses}
 
 
+class WorkspaceRoute(FrontDoorRoute):
+    render_error = staticmethod(error_response)
+
+
 router = APIRouter(
-    route_class=FrontDoorRoute,
+    route_class=WorkspaceRoute,
     prefix="/api/v1/files",
     tags=["Workspace"],
     responses=_errors(400, 401, 404, 503),
@@ -230,3 +242,6 @@ async def download(
     if request.method == "HEAD":
         return Response(headers=headers, media_type="application/zip")
     return StreamingResponse(stream_archive(entries), headers=headers, media_type="application/zip")
+
+
+FACE = Face(router, cors_response_headers=DOWNLOAD_HEADERS_READ)
