@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -12,11 +13,11 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from . import __version__
-from .api import artifacts, buckets, openai_files, openai_uploads, ratelimit, system, tus, workspace
+from . import __version__, api
+from .api import ratelimit
 from .api.docs_ui import install_docs
 from .api.errors import drop_unused_validation_schema, install_error_handlers
-from .api.faces import cors_headers, error_families
+from .api.faces import Face, cors_headers, error_families
 from .api.front_door import CORS_REQUEST_HEADERS
 from .api.ratelimit import RateLimitHeaders, charge_rate_limit, document_rate_limits
 from .compose import composed, rate_limits_on
@@ -26,16 +27,18 @@ from .settings import Settings
 
 log = logging.getLogger("cairn")
 
-FACES = [
-    system.FACE,
-    openai_files.FACE,
-    openai_uploads.FACE,
-    artifacts.FACE,
-    buckets.FACE,
-    tus.FACE,
-    workspace.FACE,
-]
-"""Every API family, in the order their routes are matched. Adding a face: its module, and one entry."""
+FACE_MODULES = (
+    "system",
+    "openai_files",
+    "openai_uploads",
+    "artifacts",
+    "buckets",
+    "tus",
+    "workspace",
+)
+"""Every API family (a module of ``cairn.api`` that declares its ``FACE``), in the order their routes are
+matched. Adding a face: its module, and its name here."""
+FACES: list[Face] = [importlib.import_module(f"{api.__name__}.{name}").FACE for name in FACE_MODULES]
 
 
 SWEEP_INTERVAL_SECONDS = 3600.0
