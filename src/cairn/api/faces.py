@@ -43,8 +43,10 @@ class Face:
 
 
 def error_families(faces: Iterable[Face]) -> dict[str, ErrorRenderer]:
-    """Mount path → error renderer, for the paths that no route takes."""
-    return {mount: face.render_error for face in faces for mount in face.mounts if mount}
+    """Mount path → error renderer, for the paths that no route takes; the longest mount first, so that
+    a path finds the face it lies deepest under."""
+    mounts = [(mount, face.render_error) for face in faces for mount in face.mounts if mount]
+    return dict(sorted(mounts, key=lambda mount: len(mount[0]), reverse=True))
 
 
 def cors_headers(faces: Iterable[Face]) -> tuple[list[str], list[str]]:
