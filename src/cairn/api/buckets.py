@@ -16,8 +16,8 @@ from ..core.records import ObjectRecord, UploadSession
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
 from .front_door import FrontDoorRoute
-from .responses import json_response, key_listing_response
-from .sessions import append_body, offset_headers
+from .render import json_response, key_listing_response
+from .upload_sessions import append_body, offset_headers
 
 MAX_LIST_LIMIT = 1000
 

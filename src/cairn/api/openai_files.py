@@ -21,7 +21,7 @@ from .errors import error_responses
 from .front_door import FrontDoorRoute
 from .http import body_chunks, declared_length, object_download
 from .multipart import MAX_FORM_OVERHEAD_BYTES, FilePart, boundary_of, read_form
-from .responses import json_response
+from .render import json_response
 
 BUCKET = "files"
 UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")

@@ -29,7 +29,7 @@ from .openai_files import (
     file_object,
     purpose_of,
 )
-from .responses import json_response
+from .render import json_response
 
 MAX_PART_BYTES = 64 << 20  # OpenAI's limit, and the openai client's default part size
 

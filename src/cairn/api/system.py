@@ -12,7 +12,7 @@ from ..core.health import check_all
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
 from .front_door import FrontDoorRoute
-from .responses import json_response
+from .render import json_response
 
 router = APIRouter(route_class=FrontDoorRoute, tags=["System"])
 _keyed = error_responses(401, 503)

@@ -34,7 +34,7 @@ from .front_door import FrontDoorRoute
 from .http import declared_length, header_int
 from .openai_files import BUCKET as FILES_BUCKET
 from .openai_files import UPLOAD_PURPOSES
-from .sessions import append_at, offset_headers
+from .upload_sessions import append_at, offset_headers
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"

@@ -23,7 +23,7 @@ from .errors import ERROR_MEANINGS
 from .front_door import FrontDoorRoute
 from .http import DOWNLOAD_HEADERS, body_chunks, content_disposition, declared_length, object_download
 from .multipart import MAX_FORM_OVERHEAD_BYTES, FilePart, boundary_of, read_form
-from .responses import json_response
+from .render import json_response
 
 MAX_LIST_LIMIT = 10_000
 
