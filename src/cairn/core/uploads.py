@@ -1,6 +1,6 @@
 """Upload sessions: create → append bytes at an offset (as often as needed, from any process) →
-the object appears whole. One engine behind every resumable face (artifacts, buckets, later OpenAI
-Uploads and tus).
+the object appears whole. One engine behind every resumable face: artifacts and buckets (appends at an
+offset), tus (the same appends, tus headers outside) and OpenAI Uploads (parts joined at completion).
 
 Invariants, all enforced here and not in the faces:
 - The offset is the number of bytes staged, read from the staging itself, never a counter.
