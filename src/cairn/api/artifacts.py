@@ -18,8 +18,8 @@ from .errors import error_responses, status_for
 from .faces import Face
 from .front_door import FrontDoorRoute
 from .ratelimit import charged_as
-from .responses import json_response, key_listing_response
-from .sessions import append_body, offset_headers
+from .render import json_response, key_listing_response
+from .upload_sessions import append_body, offset_headers
 
 BUCKET = "artifacts"
 RESERVED = ("sessions", "bulk")

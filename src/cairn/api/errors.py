@@ -34,7 +34,7 @@ from ..core.errors import (
     Unavailable,
     UploadInterrupted,
 )
-from .responses import json_response
+from .render import json_response
 
 log = logging.getLogger("cairn.api")
 

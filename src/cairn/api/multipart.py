@@ -1,4 +1,5 @@
-"""A streaming ``multipart/form-data`` reader on python-multipart's push parser.
+"""A streaming ``multipart/form-data`` reader on python-multipart's push parser, and the one upload flow
+of the faces that take a file in a form (``upload_form``).
 
 Unlike ``Request.form()`` nothing is spooled: text fields are collected (small and capped), and the one
 file field is handed over as an async byte stream while the body is still arriving.
@@ -6,19 +7,29 @@ file field is handed over as an async byte stream while the body is still arrivi
 
 from __future__ import annotations
 
+import mimetypes
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
 
 from ..core.errors import InvalidInput
+from ..core.keys import clean_mime_type
+from ..core.objects import StagedBlob
+from .deps import Services
+from .http import body_chunks, declared_length
 
 MAX_FIELDS = 16
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FORM_OVERHEAD_BYTES = MAX_FIELDS * MAX_FIELD_BYTES + 64 * 1024
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +37,11 @@ class FilePart:
     field: str
     filename: str
     content_type: str | None
+
+    def mime_type(self, filename: str) -> str:
+        """The declared media type if usable, else the one ``filename``'s extension suggests."""
+        declared = clean_mime_type(self.content_type)
+        return declared or mimetypes.guess_type(filename)[0] or "application/octet-stream"
 
 
 def boundary_of(content_type: str) -> bytes:
@@ -128,6 +144,50 @@ async def read_form(
             if len(fields) >= MAX_FIELDS:
                 raise InvalidInput(f"Too many form fields (at most {MAX_FIELDS}).")
             fields[name] = await _field_value(events, name)
+
+
+async def upload_form(
+    request: Request,
+    services: Services,
+    *,
+    check: Callable[[FilePart, dict[str, str]], None],
+    store: Callable[[dict[str, str], FilePart, StagedBlob], Awaitable[T]],
+) -> T:
+    """Stream a form's ``file`` field into staging and hand it to ``store`` with every text field.
+
+    A declared body too large for the engine is refused before it is read. ``check`` sees the file part
+    and the fields sent before it, and refuses what it can before any byte is staged; ``store`` commits
+    the staged blob. If anything fails once bytes are staged (the form, ``store``, the client), they go.
+    """
+    engine = services.objects
+    boundary = boundary_of(request.headers.get("content-type", ""))
+    length = declared_length(request)
+    if length is not None:
+        await engine.ensure_capacity(max(0, length - MAX_FORM_OVERHEAD_BYTES))
+    staged: StagedBlob | None = None
+    upload: FilePart | None = None
+
+    async def on_file(part: FilePart, fields_so_far: dict[str, str], data: AsyncIterator[bytes]) -> None:
+        nonlocal staged, upload
+        check(part, fields_so_far)
+        upload = part
+        staged = await engine.stage(data)
+
+    try:
+        fields = await read_form(
+            body_chunks(request, services.settings.limits.idle_timeout),
+            boundary,
+            file_field="file",
+            on_file=on_file,
+        )
+        if staged is None or upload is None:
+            raise InvalidInput("Missing required parameter: 'file'.", param="file")
+        return await store(fields, upload, staged)
+    except BaseException:
+        if staged is not None:
+            with anyio.CancelScope(shield=True):
+                await staged.writer.abort()
+        raise
 
 
 def _describe(headers: dict[str, bytes]) -> tuple[str, str | None, str | None]:

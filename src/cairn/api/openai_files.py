@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import json
-import mimetypes
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-import anyio
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
 from ..core.errors import InvalidInput
 from ..core.files import BUCKET, EXPIRES_MAX_SECONDS, EXPIRES_MIN_SECONDS, UPLOAD_PURPOSES, purpose_of
-from ..core.keys import clean_mime_type, sanitize_filename
+from ..core.keys import sanitize_filename
 from ..core.objects import StagedBlob
+from ..core.records import ObjectRecord
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
 from .faces import Face
 from .front_door import FrontDoorRoute
-from .http import DOWNLOAD_HEADERS_READ, body_chunks, declared_length, object_download
-from .multipart import MAX_FORM_OVERHEAD_BYTES, FilePart, boundary_of, read_form
+from .http import DOWNLOAD_HEADERS_READ, object_download
+from .multipart import FilePart, upload_form
 from .openai_objects import FileObject, file_object
-from .responses import json_response
+from .render import json_response
 
 LISTED_PURPOSES = (*UPLOAD_PURPOSES, "assistants_output", "batch_output", "fine-tune-results")
 MAX_LIMIT = 10_000
@@ -108,50 +106,26 @@ _MULTIPART_BODY = {
 )
 async def create_file(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
     """Streams the multipart body into storage: the file is never held in memory or spooled whole."""
-    engine = services.objects
-    boundary = boundary_of(request.headers.get("content-type", ""))
-    length = declared_length(request)
-    if length is not None:
-        await engine.ensure_capacity(max(0, length - MAX_FORM_OVERHEAD_BYTES))
-    staged: StagedBlob | None = None
-    upload: FilePart | None = None
 
-    async def on_file(part: FilePart, fields_so_far: dict[str, str], data: AsyncIterator[bytes]) -> None:
-        nonlocal staged, upload
+    def check(part: FilePart, fields_so_far: dict[str, str]) -> None:
         sanitize_filename(part.filename)
         if "purpose" in fields_so_far:
             purpose_of(fields_so_far)
         _expires_after(fields_so_far)
-        upload = part
-        staged = await engine.stage(data)
 
-    try:
-        fields = await read_form(
-            body_chunks(request, services.settings.limits.idle_timeout),
-            boundary,
-            file_field="file",
-            on_file=on_file,
-        )
-        if staged is None or upload is None:
-            raise InvalidInput("Missing required parameter: 'file'.", param="file")
+    async def store(fields: dict[str, str], upload: FilePart, staged: StagedBlob) -> ObjectRecord:
         filename = sanitize_filename(upload.filename)
-        record = await engine.commit(
+        return await services.objects.commit(
             staged,
             tenant=principal.tenant,
             bucket=BUCKET,
             filename=filename,
-            mime_type=clean_mime_type(upload.content_type)
-            or mimetypes.guess_type(filename)[0]
-            or "application/octet-stream",
+            mime_type=upload.mime_type(filename),
             purpose=purpose_of(fields),
             expires_after=_expires_after(fields),
         )
-    except BaseException:
-        if staged is not None:
-            with anyio.CancelScope(shield=True):
-                await staged.writer.abort()
-        raise
-    return json_response(file_object(record))
+
+    return json_response(file_object(await upload_form(request, services, check=check, store=store)))
 
 
 @router.get("/files", response_model=FileList, summary="List files")

@@ -25,7 +25,7 @@ from .http import body_chunks, declared_length
 from .multipart import MAX_FORM_OVERHEAD_BYTES, FilePart, boundary_of, read_form
 from .openai_objects import FileObject, file_object
 from .ratelimit import charged_as
-from .responses import json_response
+from .render import json_response
 
 MAX_PART_BYTES = 64 << 20  # OpenAI's limit, and the openai client's default part size
 

@@ -13,7 +13,7 @@ from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
 from .faces import Face
 from .front_door import FrontDoorRoute
-from .responses import json_response
+from .render import json_response
 
 router = APIRouter(route_class=FrontDoorRoute, tags=["System"])
 _keyed = error_responses(401, 503)

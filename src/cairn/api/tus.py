@@ -37,7 +37,7 @@ from .faces import Face
 from .front_door import FrontDoorRoute
 from .http import declared_length, header_int
 from .ratelimit import charged_as
-from .sessions import append_at, offset_headers
+from .upload_sessions import append_at, offset_headers
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"

@@ -4,34 +4,24 @@ leaves as ``{"success": false, "error": {"code", "message"}}``."""
 
 from __future__ import annotations
 
-import mimetypes
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-import anyio
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response, StreamingResponse
 
-from ..core.errors import InvalidInput
-from ..core.keys import clean_mime_type, sanitize_filename
+from ..core.keys import sanitize_filename
 from ..core.objects import StagedBlob
+from ..core.records import ObjectRecord
 from ..core.workspace import Workspace, folder_path
 from ..core.zipstream import archive_size, stream_archive
 from .deps import PrincipalDep, ServicesDep
 from .errors import ERROR_MEANINGS
 from .faces import Face
 from .front_door import FrontDoorRoute
-from .http import (
-    DOWNLOAD_HEADERS,
-    DOWNLOAD_HEADERS_READ,
-    body_chunks,
-    content_disposition,
-    declared_length,
-    object_download,
-)
-from .multipart import MAX_FORM_OVERHEAD_BYTES, FilePart, boundary_of, read_form
-from .responses import json_response
+from .http import DOWNLOAD_HEADERS, DOWNLOAD_HEADERS_READ, content_disposition, object_download
+from .multipart import FilePart, upload_form
+from .render import json_response
 
 MAX_LIST_LIMIT = 10_000
 
@@ -121,45 +111,21 @@ _UPLOAD_BODY = {
     responses=_errors(408, 409, 413, 507),
 )
 async def upload(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
-    engine = services.objects
-    boundary = boundary_of(request.headers.get("content-type", ""))
-    length = declared_length(request)
-    if length is not None:
-        await engine.ensure_capacity(max(0, length - MAX_FORM_OVERHEAD_BYTES))
-    staged: StagedBlob | None = None
-    upload_part: FilePart | None = None
-
-    async def on_file(part: FilePart, fields_so_far: dict[str, str], data: AsyncIterator[bytes]) -> None:
-        nonlocal staged, upload_part
+    def check(part: FilePart, fields_so_far: dict[str, str]) -> None:
         folder_path(fields_so_far.get("dir"), param="dir")  # refuse before the body when we can
         if "filename" in fields_so_far:
             sanitize_filename(fields_so_far["filename"])
-        upload_part = part
-        staged = await engine.stage(data)
 
-    try:
-        fields = await read_form(
-            body_chunks(request, services.settings.limits.idle_timeout),
-            boundary,
-            file_field="file",
-            on_file=on_file,
-        )
-        if staged is None or upload_part is None:
-            raise InvalidInput("Missing required parameter: 'file'.", param="file")
-        name = sanitize_filename(fields.get("filename") or upload_part.filename)
-        record = await Workspace(engine, principal.tenant).put(
+    async def store(fields: dict[str, str], upload: FilePart, staged: StagedBlob) -> ObjectRecord:
+        name = sanitize_filename(fields.get("filename") or upload.filename)
+        return await Workspace(services.objects, principal.tenant).put(
             staged,
             folder=folder_path(fields.get("dir"), param="dir"),
             name=name,
-            mime_type=clean_mime_type(upload_part.content_type)
-            or mimetypes.guess_type(name)[0]
-            or "application/octet-stream",
+            mime_type=upload.mime_type(name),
         )
-    except BaseException:
-        if staged is not None:
-            with anyio.CancelScope(shield=True):
-                await staged.writer.abort()
-        raise
+
+    record = await upload_form(request, services, check=check, store=store)
     return json_response(
         {
             "success": True,

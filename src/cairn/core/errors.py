@@ -2,10 +2,10 @@
 
     CairnError
     ├── InvalidInput          bad request data (names the offending parameter)
+    │   └── ChecksumMismatch  the bytes do not hash to the declared digest (staged bytes are kept)
     ├── NotFound              no such object for this tenant (never "exists elsewhere")
     ├── TooLarge              body or declared size over the configured maximum
     ├── InsufficientStorage   not enough free space to accept the bytes
-    │   └── ChecksumMismatch  the bytes do not hash to the declared digest (staged bytes are kept)
     ├── Conflict              the request contradicts the current state
     │   ├── OffsetMismatch    an append at the wrong offset (carries the current one)
     │   ├── UploadCompleted   an append to an upload that is already complete

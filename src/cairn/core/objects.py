@@ -49,6 +49,40 @@ def new_object_id(now_ms: int) -> str:
     return f"{OBJECT_ID_PREFIX}{now_ms:012x}{secrets.token_hex(10)}"
 
 
+def new_object_record(
+    *,
+    now: float,
+    tenant: str,
+    bucket: str,
+    key: str | None,
+    filename: str,
+    mime_type: str,
+    size: int,
+    sha256: str,
+    purpose: str,
+    expires_after: int | None,
+) -> ObjectRecord:
+    """The record of an object about to be committed, created at ``now`` (seconds) under a fresh id;
+    ``key`` None or empty: the object is keyed by its id. ``expires_after``: seconds it lives (None: until
+    deleted). The one place an object's record is built, whichever way its bytes arrived."""
+    now_ms = int(now * 1000)
+    object_id = new_object_id(now_ms)
+    created_at = now_ms // 1000
+    return ObjectRecord(
+        id=object_id,
+        tenant=tenant,
+        bucket=bucket,
+        key=key or object_id,
+        filename=filename,
+        mime_type=mime_type,
+        bytes=size,
+        sha256=sha256,
+        purpose=purpose,
+        created_at=created_at,
+        expires_at=None if expires_after is None else created_at + expires_after,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Folded(Generic[Row]):
     """Keys folded into one common prefix (a folder), with the first row under it in key order."""
@@ -173,22 +207,19 @@ class ObjectEngine:
         """Make the staged bytes an object. ``replace=True``: the object takes ``key`` over, atomically
         replacing the one that held it (a reader sees the old object or the new one, never neither),
         and the old bytes are reclaimed."""
-        now_ms = int(self._clock() * 1000)
-        object_id = new_object_id(now_ms)
-        created_at = now_ms // 1000
-        record = ObjectRecord(
-            id=object_id,
+        record = new_object_record(
+            now=self._clock(),
             tenant=tenant,
             bucket=bucket,
-            key=key or object_id,
+            key=key,
             filename=filename,
             mime_type=mime_type,
-            bytes=staged.bytes,
+            size=staged.bytes,
             sha256=staged.sha256,
             purpose=purpose,
-            created_at=created_at,
-            expires_at=None if expires_after is None else created_at + expires_after,
+            expires_after=expires_after,
         )
+        object_id = record.id
         replaced = None
         try:
             await staged.writer.commit(object_id)

@@ -1,6 +1,6 @@
 """Upload sessions: create → append bytes at an offset (as often as needed, from any process) →
-the object appears whole. One engine behind every resumable face (artifacts, buckets, later OpenAI
-Uploads and tus).
+the object appears whole. One engine behind every resumable face: artifacts and buckets (appends at an
+offset), tus (the same appends, tus headers outside) and OpenAI Uploads (parts joined at completion).
 
 Invariants, all enforced here and not in the faces:
 - The offset is the number of bytes staged, read from the staging itself, never a counter.
@@ -37,7 +37,7 @@ from .errors import (
     UploadCompleted,
     UploadInterrupted,
 )
-from .objects import STAGE_BATCH_BYTES, ObjectEngine, new_object_id
+from .objects import STAGE_BATCH_BYTES, ObjectEngine, new_object_record
 from .ports.sessions import UploadSessionRows
 from .ports.staging import SessionAppender, SessionStaging
 from .records import ObjectRecord, UploadSession
@@ -272,23 +272,19 @@ class UploadEngine:
                 f"The uploaded bytes hash to sha256 {digest}, not the declared {session.sha256}.",
                 param="sha256",
             )
-        now_ms = int(self._clock() * 1000)
-        object_id = new_object_id(now_ms)
-        record = ObjectRecord(
-            id=object_id,
+        record = new_object_record(
+            now=self._clock(),
             tenant=session.tenant,
             bucket=session.bucket,
-            key=session.key or object_id,
+            key=session.key,
             filename=session.filename,
             mime_type=session.mime_type,
-            bytes=session.size,
+            size=session.size,
             sha256=digest,
             purpose=session.purpose,
-            created_at=now_ms // 1000,
-            expires_at=None
-            if session.object_expires_after is None
-            else now_ms // 1000 + session.object_expires_after,
+            expires_after=session.object_expires_after,
         )
+        object_id = record.id
         await publish(object_id)
         try:
             replaced = await self._rows.complete_session(session.id, record)
