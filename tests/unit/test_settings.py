@@ -260,6 +260,21 @@ def test_cairn_doctor_prints_the_table(
         for line in lines
     )
     assert "doctor-secret" not in "\n".join(lines)
+    assert ["backend", "metadata", "sqlite"] in [line.split() for line in lines]
+    assert ["capability", "free", "space", "reporting", "yes"] in [line.split() for line in lines]
+    assert ["metadata", "ok"] in [line.split() for line in lines]
+
+
+def test_cairn_doctor_says_which_dependency_does_not_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("CAIRN_CONFIG", "CAIRN_DATA_DIR"):
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("CAIRN_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    assert main(["doctor", "--data-dir", str(tmp_path / "data")]) == 1
+    answers = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line}
+    assert answers["blobs"].split() == ["blobs", "ok"]
+    assert "unavailable" in answers["metadata"].lower()
 
 
 def test_cli_reports_config_file_errors_in_one_line(
