@@ -138,9 +138,10 @@ def openai_error(status: int, message: str, *, code: str, param: str | None = No
 
 def _renderer(request: Request) -> ErrorRenderer:
     path = request.url.path
-    for prefix, render in request.app.state.error_families.items():
+    families: dict[str, ErrorRenderer] = request.app.state.error_families
+    for prefix, render in families.items():
         if path == prefix or path.startswith(prefix + "/"):
-            return render  # type: ignore[no-any-return]
+            return render
     return openai_error
 
 

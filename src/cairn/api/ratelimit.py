@@ -66,7 +66,7 @@ def document_rate_limits(app: FastAPI, faces: Iterable[tuple[APIRouter, str]]) -
         for router, prefix in faces
         for route in router.routes
         if isinstance(route, APIRoute)
-        for method in route.methods
+        for method in route.methods or ()
         if _classify(method, route.endpoint)
     }
 
