@@ -16,9 +16,10 @@ import hashlib
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import sqlalchemy as sa
@@ -114,13 +115,14 @@ class EmbeddedSource:
         finally:
             os.close(fd)
 
-    def _all(self, query: sa.Executable) -> list[sa.Row[tuple[object, ...]]]:
+    def _all(self, query: sa.Executable) -> list[sa.Row[Any]]:
         with self.engine.connect() as conn:
             return list(conn.execute(query))
 
     def totals(self, now: int) -> tuple[int, int]:
         total_bytes = sa.func.coalesce(sa.func.sum(objects.c.bytes), 0)
-        count, size = self._all(sa.select(sa.func.count(), total_bytes).where(_live(now)))[0]
+        with self.engine.connect() as conn:
+            count, size = conn.execute(sa.select(sa.func.count(), total_bytes).where(_live(now))).one()
         return int(count), int(size)
 
     def objects_after(self, after: str, now: int) -> list[ObjectRecord]:
@@ -137,10 +139,11 @@ class EmbeddedSource:
             .select_from(upload_sessions)
             .where(upload_sessions.c.object_id.is_(None), upload_sessions.c.expires_at > now)
         )
-        return int(self._all(query)[0][0])
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
 
     @staticmethod
-    async def verified_bytes(blobs: BlobStore, record: ObjectRecord) -> AsyncIterator[bytes]:
+    async def verified_bytes(blobs: BlobStore, record: ObjectRecord) -> AsyncGenerator[bytes, None]:
         """The object's bytes; raises ``NotCopied`` once they prove missing or not the row's."""
         digest = hashlib.sha256()
         size = 0

@@ -73,62 +73,6 @@ async def test_unreachable_database_is_unavailable() -> None:
         await store.close()
 
 
-async def test_key_sizes_are_the_key_listing_narrowed_to_key_size_and_time(
-    object_rows: SqlObjectRows,
-) -> None:
-    now = 1_800_000_000
-
-    def record(
-        n: int, key: str, *, tenant: str = "t", bucket: str = "b", expires_at: int | None = None
-    ) -> ObjectRecord:
-        return ObjectRecord(
-            id=f"file-{n:032x}",
-            tenant=tenant,
-            bucket=bucket,
-            key=key,
-            filename=key.rsplit("/", 1)[-1] or "folder",
-            mime_type="text/plain",
-            bytes=10 * n,
-            sha256="0" * 64,
-            purpose="p",
-            created_at=now - n,
-            expires_at=expires_at,
-        )
-
-    listed = ["p/", "p/x", "p/y/1", "p/y/2", "p/z", "p/é"]
-    records = [record(n, key) for n, key in enumerate(["a", *listed, "q"], start=1)]
-    records += [
-        record(20, "p/other-tenant", tenant="u"),
-        record(21, "p/other-bucket", bucket="c"),
-        record(22, "p/expired", expires_at=now),
-        record(23, "p/w", expires_at=now + 1),
-    ]
-    for r in records:
-        await object_rows.insert_object(r)
-
-    rows = await object_rows.list_key_sizes("t", "b", prefix="p/", start_after=None, limit=100, now=now)
-    assert [tuple(row) for row in rows] == [
-        ("p/", 20, now - 2),
-        ("p/w", 230, now - 23),
-        ("p/x", 30, now - 3),
-        ("p/y/1", 40, now - 4),
-        ("p/y/2", 50, now - 5),
-        ("p/z", 60, now - 6),
-        ("p/é", 70, now - 7),
-    ]
-    for start_after, start_at, limit in [
-        ("p/", None, 100),
-        ("p/x", None, 2),
-        (None, "p/y0", 100),
-        ("p/y/1", "p/y/", 1),
-        ("p/é", None, 100),
-    ]:
-        window = {"start_after": start_after, "start_at": start_at, "limit": limit, "now": now}
-        page = await object_rows.list_objects_by_key("t", "b", prefix="p/", **window)
-        rows = await object_rows.list_key_sizes("t", "b", prefix="p/", **window)
-        assert [tuple(row) for row in rows] == [(r.key, r.bytes, r.created_at) for r in page.items]
-
-
 async def test_racing_writers_never_make_a_path_both_a_file_and_a_folder(database_url: str) -> None:
     """Two stores on one database, as two processes or replicas, commit a file and a key under it (a
     file or a folder marker) at the same moment, by insert, replacement or a session's completion:

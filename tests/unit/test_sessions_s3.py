@@ -16,7 +16,6 @@ import pytest
 from cairn.adapters.blobs_s3 import PART_BYTES, S3BlobStore, S3Client, S3Location
 from cairn.adapters.locks_pg import PgSessionLocks
 from cairn.adapters.sessions_s3 import S3SessionStaging
-from cairn.core.errors import Locked
 
 pytestmark = pytest.mark.anyio
 
@@ -123,38 +122,6 @@ async def test_a_truncated_append_returns_to_its_start(replicas: list[S3SessionS
     finally:
         await appender.release()
     assert await a.staged_size(SESSION) == 4
-
-
-async def test_the_holder_is_asked_to_let_go_by_the_other_replica(replicas: list[S3SessionStaging]) -> None:
-    a, b = replicas
-    holder = await a.acquire(SESSION, wait=5)
-    assert not await holder.release_requested()
-
-    async def let_go_when_asked() -> None:
-        while not await holder.release_requested():
-            await anyio.sleep(0.05)
-        await holder.release()
-
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(let_go_when_asked)
-        newcomer = await b.acquire(SESSION, wait=5)
-    assert not await newcomer.release_requested()  # the request was withdrawn once granted
-    await newcomer.release()
-
-
-async def test_a_holder_that_does_not_let_go_leaves_the_newcomer_locked(
-    replicas: list[S3SessionStaging],
-) -> None:
-    a, b = replicas
-    holder = await a.acquire(SESSION, wait=5)
-    try:
-        started = time.monotonic()
-        with pytest.raises(Locked):
-            await b.acquire(SESSION, wait=0.5)
-        assert 0.4 < time.monotonic() - started < 5
-    finally:
-        await holder.release()
-    await (await b.acquire(SESSION, wait=0.5)).release()  # free now
 
 
 async def test_a_dead_holder_frees_the_session_at_once(

@@ -35,7 +35,7 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
@@ -385,7 +385,7 @@ class LocalBlobStore:
             path.unlink()
         os.close(fd)
 
-    async def read(self, blob_id: str, start: int, end: int) -> AsyncIterator[bytes]:
+    async def read(self, blob_id: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
         path = self.blob_path(blob_id)
         try:
             fd, is_segmented = await anyio.to_thread.run_sync(_open_blob, path)

@@ -34,7 +34,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -331,7 +331,7 @@ class S3BlobStore:
         head = await self.head(key)
         return None if head is None else head.get("Metadata", {}).get(POINTER_META, key)
 
-    async def read(self, blob_id: str, start: int, end: int) -> AsyncIterator[bytes]:
+    async def read(self, blob_id: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
         """One ranged GET of ``blobs/<blob_id>``. A pointer is an empty object, so no range of it can
         be served (416): only then a HEAD finds the data it names, and that is read instead."""
         try:

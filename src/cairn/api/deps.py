@@ -30,7 +30,8 @@ class Services:
 
 
 async def services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
+    services: Services = request.app.state.services
+    return services
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `cairn keys create`; none in open mode.")
@@ -42,7 +43,8 @@ async def principal(
 ) -> Principal:
     # ``_documented`` only puts the Bearer scheme into /docs. The front door (api/front_door.py) has
     # authenticated every route that depends on this, before reading its body.
-    return request.state.principal  # type: ignore[no-any-return]
+    principal: Principal = request.state.principal
+    return principal
 
 
 ServicesDep = Annotated[Services, Depends(services)]

@@ -141,11 +141,12 @@ def _renderer(request: Request) -> ErrorRenderer:
     face it lies under (``faces.error_families``)."""
     render = getattr(request.scope.get("route"), "render_error", None)
     if render is not None:
-        return render  # type: ignore[no-any-return]
+        return render
     path = request.url.path
-    for prefix, render in request.app.state.error_families.items():
+    families: dict[str, ErrorRenderer] = request.app.state.error_families
+    for prefix, render in families.items():
         if path == prefix or path.startswith(prefix + "/"):
-            return render  # type: ignore[no-any-return]
+            return render
     return openai_error
 
 

@@ -30,7 +30,7 @@ class Face:
 
     @property
     def render_error(self) -> ErrorRenderer:
-        return self.router.route_class.render_error  # type: ignore[attr-defined,no-any-return]
+        return self.router.route_class.render_error  # type: ignore[attr-defined]
 
     @property
     def methods(self) -> set[str]:

@@ -71,7 +71,7 @@ def limited_operations(faces: Iterable[Face]) -> set[tuple[str, str]]:
         for prefix in face.prefixes
         for route in face.router.routes
         if isinstance(route, APIRoute)
-        for method in route.methods
+        for method in route.methods or ()
         if _classify(method, route.endpoint)
     }
 

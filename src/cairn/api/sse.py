@@ -93,7 +93,7 @@ class EventStreamResponse(Response):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self.producer: AsyncIterator[Any] = producer
-        self.render: Callable[[Any], bytes] = render
+        self.render_event: Callable[[Any], bytes] = render
         self.render_error = render_error
         self.keepalive_seconds = keepalive_seconds
         self.status_code = 200
@@ -154,7 +154,7 @@ class EventStreamResponse(Response):
         try:
             try:
                 async for event in self.producer:
-                    await frames.put(self.render(event))
+                    await frames.put(self.render_event(event))
             finally:
                 await _aclose(self.producer)
         except Exception as exc:

@@ -10,12 +10,13 @@ sweep removes what a crash left behind.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -253,7 +254,9 @@ class ObjectEngine:
             raise _not_found(object_id)
         return record
 
-    def read(self, record: ObjectRecord, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    def read(
+        self, record: ObjectRecord, start: int = 0, end: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
         return self.blobs.read(record.id, start, record.bytes if end is None else end)
 
     async def list(
@@ -288,7 +291,7 @@ class ObjectEngine:
         log.info("object.deleted id=%s tenant=%s", record.id, tenant)
         return record
 
-    async def list_buckets(self, tenant: str) -> list[str]:
+    async def list_buckets(self, tenant: str) -> builtins.list[str]:  # ``list`` is a method here
         return await self.rows.list_buckets(tenant, self.now())
 
     async def list_keys(
@@ -307,7 +310,9 @@ class ObjectEngine:
         entries (objects and prefixes) to skip; ``after`` continues after an entry: a key, or a folded
         prefix (then after everything under it)."""
 
-        async def rows(start_after: str | None, start_at: str | None, count: int) -> list[ObjectRecord]:
+        async def rows(
+            start_after: str | None, start_at: str | None, count: int
+        ) -> builtins.list[ObjectRecord]:
             page = await self.rows.list_objects_by_key(
                 tenant,
                 bucket,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -157,7 +158,9 @@ class Workspace:
             next_cursor = cursor_of(last["path"] + "/" if last["is_dir"] else last["path"])
         return Listing(base=folder or ".", items=items, next_cursor=next_cursor)
 
-    async def _items(self, prefix: str, wanted: int, *, after: str | None) -> list[Item]:
+    async def _items(
+        self, prefix: str, wanted: int, *, after: str | None
+    ) -> builtins.list[Item]:  # ``list`` is a method here
         """Up to ``wanted`` items of the folder ``prefix``, after the key or the subfolder (``…/``)
         ``after``, reading only key, size and time of each object."""
 
@@ -176,7 +179,7 @@ class Workspace:
         entries = await scan_folded(
             rows, itemgetter(0), prefix=prefix, delimiter="/", wanted=wanted, after=after
         )
-        items: list[Item] = []
+        items: builtins.list[Item] = []
         for entry in entries:
             if isinstance(entry, Folded):
                 key, _size, created_at = entry.first
@@ -213,11 +216,11 @@ class Workspace:
     async def find_file(self, path: str) -> ObjectRecord | None:
         return await self._find(path) if path else None
 
-    async def zip_entries(self, folder: str) -> list[ZipEntry]:
+    async def zip_entries(self, folder: str) -> builtins.list[ZipEntry]:
         """Everything under ``folder`` as zip entries named ``user_upload/<path>``: files, and folder
         markers as folder entries (so empty folders survive). 404 if there is no such folder."""
         prefix = _prefix(folder)
-        entries: list[ZipEntry] = []
+        entries: builtins.list[ZipEntry] = []
         after: str | None = None
         while True:
             page = await self._engine.list_keys(
@@ -238,7 +241,9 @@ class Workspace:
                 raise TooLarge(f"The folder holds more than {MAX_ZIP_ENTRIES} entries; download it in parts.")
             if not page.has_more:
                 break
-            after = page.entries[-1].key  # type: ignore[union-attr]
+            last = page.entries[-1]
+            assert isinstance(last, ObjectRecord)
+            after = last.key
         if not entries:
             await self._require_folder(folder)
         return entries

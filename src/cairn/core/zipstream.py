@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from zlib_ng.zlib_ng import crc32
@@ -42,7 +42,7 @@ _DIRECTORY_ATTRIBUTES = (0o040755 << 16) | 0x10  # Unix mode + MS-DOS directory 
 LIMIT32 = 0xFFFFFFFF  # this value and above go to ZIP64 fields (the value itself means "see ZIP64")
 LIMIT16 = 0xFFFF
 
-Chunks = Callable[[], AsyncIterator[bytes]]
+Chunks = Callable[[], AsyncGenerator[bytes, None]]
 
 
 class ZipSourceChanged(CairnError):
@@ -128,7 +128,7 @@ class _Checked:
         self.entry = entry
         self.crc = 0
 
-    async def chunks(self, source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def chunks(self, source: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
         received = 0
         try:
             async for chunk in source:
@@ -140,7 +140,7 @@ class _Checked:
                 self.crc = crc32(chunk, self.crc)
                 yield chunk
         finally:
-            await source.aclose()  # type: ignore[attr-defined]
+            await source.aclose()
         if received != self.entry.size:
             raise ZipSourceChanged(f"{self.entry.name!r} ended at {received} of its {self.entry.size} bytes.")
 

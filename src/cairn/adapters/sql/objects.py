@@ -74,7 +74,7 @@ def _take_turns_with_clashing_keys(conn: sa.Connection, record: ObjectRecord) ->
 
 def _refuse_folder_clash(conn: sa.Connection, record: ObjectRecord) -> None:
     """``Conflict`` if a live object is a file that the key lies in, or, for a file, lies under it."""
-    clashes = [objects.c.key.in_(enclosing_folders(record.key))]
+    clashes: list[sa.ColumnElement[bool]] = [objects.c.key.in_(enclosing_folders(record.key))]
     if not record.key.endswith("/"):
         under = record.key + "/"
         clashes.append(sa.and_(objects.c.key >= under, objects.c.key < prefix_end(under)))

@@ -3,14 +3,14 @@ Used by ``core.objects``; implemented by ``adapters.blobs_local`` and ``adapters
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol, runtime_checkable
 
 
 class BlobWriter(Protocol):
     """A staging area for one blob. Nothing written here is visible until ``commit``."""
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray) -> None:
         """Append ``data``. Called in order, never concurrently for one writer."""
 
     async def commit(self, blob_id: str) -> None:
@@ -21,7 +21,7 @@ class BlobWriter(Protocol):
 
 
 class LiveCheck(Protocol):
-    async def __call__(self, blob_ids: list[str]) -> set[str]:
+    async def __call__(self, blob_ids: list[str], /) -> set[str]:
         """Return the subset of ``blob_ids`` that have a metadata row."""
 
 
@@ -31,8 +31,9 @@ class BlobStore(Protocol):
     async def stage(self) -> BlobWriter:
         """Open a new staging writer."""
 
-    def read(self, blob_id: str, start: int, end: int) -> AsyncIterator[bytes]:
-        """Yield bytes ``[start, end)`` of a committed blob in large chunks. Raises ``NotFound``."""
+    def read(self, blob_id: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
+        """Yield bytes ``[start, end)`` of a committed blob in large chunks. Raises ``NotFound``. A reader
+        that stops early closes it (``aclose``), which lets go of the file or connection at once."""
 
     async def delete(self, blob_id: str) -> None:
         """Reclaim a blob's bytes. Deleting a missing blob is not an error."""

@@ -1,61 +1,49 @@
-"""The rate limiter contract, on both implementations: in process, and in the machine's Redis (each test
-under a key prefix of its own, so that tests never see each other's budgets)."""
+"""The ``RateLimiter`` contract (``core/ports/ratelimit.py``), on both implementations: in process, and in
+the machine's Redis (each test under a key prefix of its own, so that tests never see each other's
+budgets)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from cairn.adapters.ratelimit_memory import InProcessRateLimiter
 from cairn.adapters.ratelimit_redis import RedisRateLimiter
-from cairn.core.errors import Unavailable
 from cairn.core.ports.ratelimit import RateLimiter
 from cairn.core.ratelimit import RouteClass
-from cairn.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
-REDIS_URL = os.environ.get("CAIRN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 UPLOADS, RETRIEVALS, DELETIONS = RouteClass.UPLOADS, RouteClass.RETRIEVALS, RouteClass.DELETIONS
 
 Make = Callable[..., RateLimiter]
 
 
-def _require_redis() -> None:
-    url = urlsplit(REDIS_URL)
-    try:
-        socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379), timeout=1).close()
-    except OSError:
-        reason = f"Redis is not running at {REDIS_URL}"
-        if os.environ.get("CAIRN_TEST_REQUIRE_REDIS") == "1":
-            pytest.fail(f"Redis is required (CAIRN_TEST_REQUIRE_REDIS=1) but {reason}")
-        pytest.skip(reason)
-
-
 @pytest.fixture(params=["in-process", "redis"])
-async def make_limiter(request: pytest.FixtureRequest, clock: Any) -> AsyncIterator[Make]:
+def redis_url(request: pytest.FixtureRequest) -> str | None:
+    """The Redis of the Redis limiter; None for the in-process one."""
+    return request.getfixturevalue("shared_redis") if request.param == "redis" else None
+
+
+@pytest.fixture
+async def make_limiter(redis_url: str | None, clock: Any) -> AsyncIterator[Make]:
     """``make(uploads=N, ...)``: a limiter with those budgets per minute, on the test's fake clock unless
     ``real_time=True``."""
-    if request.param == "redis":
-        _require_redis()
     prefix = f"cairn-test:{secrets.token_hex(6)}:"
     made: list[RateLimiter] = []
 
     def make(*, real_time: bool = False, **per_minute: int) -> RateLimiter:
         budgets = {RouteClass(name): n for name, n in per_minute.items()}
         limiter: RateLimiter
-        if request.param == "in-process":
+        if redis_url is None:
             limiter = InProcessRateLimiter(budgets, clock=time.monotonic if real_time else clock)
         else:
-            limiter = RedisRateLimiter(REDIS_URL, budgets, prefix=prefix, clock=None if real_time else clock)
+            limiter = RedisRateLimiter(redis_url, budgets, prefix=prefix, clock=None if real_time else clock)
         made.append(limiter)
         return limiter
 
@@ -155,50 +143,3 @@ async def test_real_time_refill(make_limiter: Make) -> None:
     await asyncio.sleep(decision.retry_after + 0.01)
     again = await limiter.charge("acme", UPLOADS)
     assert again is not None and again.allowed
-
-
-async def test_limiters_on_one_redis_share_budgets_even_when_they_differ(clock: Any) -> None:
-    """Replicas count together. One configured with a smaller budget sees what the others spent as
-    more than its whole budget, never as a negative remainder."""
-    _require_redis()
-    prefix = f"cairn-test:{secrets.token_hex(6)}:"
-    first, second, smaller = (
-        RedisRateLimiter(REDIS_URL, {UPLOADS: n}, prefix=prefix, clock=clock) for n in (10, 10, 5)
-    )
-    try:
-        assert await charges(first, 6) + await charges(second, 5) == [True] * 10 + [False]
-        refused = await smaller.charge("acme", UPLOADS)
-        assert refused is not None and not refused.allowed and refused.remaining == 0
-        assert refused.retry_after == 12.0  # the TAT is a minute ahead, and one request is 12 s of it
-    finally:
-        for limiter in (first, second, smaller):
-            await limiter.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def test_redis_unreachable_is_unavailable() -> None:
-    limiter = RedisRateLimiter(f"redis://127.0.0.1:{_free_port()}/0", {UPLOADS: 10})
-    try:
-        with pytest.raises(Unavailable):
-            await limiter.charge("acme", UPLOADS)
-        with pytest.raises(Unavailable):
-            await limiter.ping()
-        assert await limiter.charge("acme", RETRIEVALS) is None  # unlimited classes never ask Redis
-    finally:
-        await limiter.close()
-
-
-@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "127.0.0.1:6379", "postgresql://x/y"])
-def test_redis_url_must_be_a_redis_url(url: str) -> None:
-    with pytest.raises(ValueError, match="redis://"):
-        Settings(redis_url=url)
-    assert Settings(redis_url="").storage.redis_url is None
-    assert (
-        Settings(redis_url="rediss://:secret@cache:6380/2").storage.redis_url
-        == "rediss://:secret@cache:6380/2"
-    )
