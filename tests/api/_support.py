@@ -1,15 +1,18 @@
 """Helpers shared by the API tests: hand-built multipart bodies, a raw HTTP/1.1 connection for what
 httpx will not send (truncated bodies, stalls, pipelined requests on one socket), a TCP proxy that
-breaks connections on demand, and the data directory views the cleanup tests inspect. Nothing here
-touches Cairn's code."""
+breaks connections on demand, `cairn serve` processes as a user starts them, and the data directory
+views the cleanup tests inspect. Nothing here touches Cairn's code."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import signal
 import socket
 import sqlite3
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -20,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+CAIRN = [sys.executable, "-m", "cairn"]
 BOUNDARY = b"cairn-test-boundary-7f3a"
 MULTIPART = "multipart/form-data; boundary=" + BOUNDARY.decode()
 
@@ -393,3 +397,42 @@ async def backdate_session(database_url: str, session_id: str) -> None:
         assert await conn.execute(statement + "$1", session_id) == "UPDATE 1"
     finally:
         await conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # type: ignore[no-any-return]
+
+
+class ServeProcesses:
+    """`cairn serve` processes with the environment ``env``, their stderr appended to ``log``;
+    ``stop_all`` interrupts the ones still running, as Ctrl-C does."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log = env, log
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str, port: int | None = None) -> tuple[str, subprocess.Popen[bytes]]:
+        """Start one on ``port`` (a free one by default) and return its URL once /health answers."""
+        url = f"http://127.0.0.1:{port or free_port()}"
+        with self.log.open("ab") as sink:
+            command = [*CAIRN, "serve", "--port", url.rsplit(":", 1)[1], *args]
+            proc = subprocess.Popen(command, env=self.env, stderr=sink)
+        self.procs.append(proc)
+
+        def ready() -> bool:
+            assert proc.poll() is None, self.log.read_text()
+            try:
+                return httpx.get(f"{url}/health", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        assert wait_until(ready, timeout=60, interval=0.1), self.log.read_text()
+        return url, proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(timeout=30)

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,14 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-CAIRN = [sys.executable, "-m", "cairn"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from _support import CAIRN, ServeProcesses, free_port
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -36,30 +28,15 @@ def cli_env(tmp_path: Path, database_url: str) -> dict[str, str]:
 
 @pytest.fixture
 def serve(cli_env: dict[str, str], tmp_path: Path) -> Iterator:
-    procs: list[subprocess.Popen[bytes]] = []
-    log = tmp_path / "serve.log"
+    processes = ServeProcesses(cli_env, tmp_path / "serve.log")
 
     def start(*args: str) -> tuple[str, subprocess.Popen[bytes]]:
-        port = free_port()
-        with log.open("ab") as sink:
-            proc = subprocess.Popen([*CAIRN, "serve", "--port", str(port), *args], env=cli_env, stderr=sink)
-        procs.append(proc)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    assert f"cairn.ready url=http://127.0.0.1:{port}" in log.read_text()
-                    return f"http://127.0.0.1:{port}", proc
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise AssertionError(f"server did not start: {log.read_text()}")
+        url, proc = processes.start(*args)
+        assert f"cairn.ready url={url} " in processes.log.read_text()
+        return url, proc
 
     yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=30)
+    processes.stop_all()
 
 
 def test_keys_create_list_revoke(cli_env: dict[str, str]) -> None:

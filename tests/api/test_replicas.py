@@ -10,7 +10,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,17 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from _support import wait_until
+from _support import CAIRN, ServeProcesses
 
-CAIRN = [sys.executable, "-m", "cairn"]
 TUS = {"Tus-Resumable": "1.0.0"}
 MIB = 1 << 20
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -49,31 +41,9 @@ def scaled_env(tmp_path: Path, postgres_url: str, s3_bucket: Any, shared_redis: 
 
 @pytest.fixture
 def replica(scaled_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., tuple[str, Any]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(port: int | None = None) -> tuple[str, subprocess.Popen[bytes]]:
-        port = port or _free_port()
-        log = tmp_path / f"replica-{port}.log"
-        with log.open("ab") as sink:
-            proc = subprocess.Popen([*CAIRN, "serve", "--port", str(port)], env=scaled_env, stderr=sink)
-        procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            assert proc.poll() is None, log.read_text()
-            try:
-                return httpx.get(f"{url}/health", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        assert wait_until(ready, timeout=60, interval=0.1), log.read_text()
-        return url, proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=30)
+    processes = ServeProcesses(scaled_env, tmp_path / "replicas.log")
+    yield lambda port=None: processes.start(port=port)
+    processes.stop_all()
 
 
 def _key(env: dict[str, str], tenant: str) -> dict[str, str]:

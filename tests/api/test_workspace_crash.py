@@ -9,23 +9,15 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from _support import staging_files, wait_until
+from _support import ServeProcesses, staging_files, wait_until
 
-CAIRN = [sys.executable, "-m", "cairn"]
 MIB = 1 << 20
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -41,30 +33,9 @@ def serve(
 ) -> Iterator[Callable[[], tuple[str, subprocess.Popen]]]:
     """Start `cairn serve` processes sharing one data directory and database (open mode, loopback)."""
     env = {**os.environ, "CAIRN_DATA_DIR": str(data_dir), "CAIRN_DATABASE_URL": database_url}
-    procs: list[subprocess.Popen[bytes]] = []
-    log = tmp_path / "serve.log"
-
-    def start() -> tuple[str, subprocess.Popen[bytes]]:
-        url = f"http://127.0.0.1:{_free_port()}"
-        with log.open("ab") as sink:
-            proc = subprocess.Popen([*CAIRN, "serve", "--port", url.rsplit(":", 1)[1]], env=env, stderr=sink)
-        procs.append(proc)
-
-        def ready() -> bool:
-            assert proc.poll() is None, log.read_text()
-            try:
-                return httpx.get(f"{url}/health", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        assert wait_until(ready, timeout=60, interval=0.1), log.read_text()
-        return url, proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=30)
+    processes = ServeProcesses(env, tmp_path / "serve.log")
+    yield processes.start
+    processes.stop_all()
 
 
 def _stalled_request(url: str, head: str, body: bytes) -> socket.socket:
