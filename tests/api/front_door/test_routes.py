@@ -10,7 +10,7 @@ from cairn.api.faces import Face
 from cairn.app import FACES, create_app
 from cairn.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def face_operations(face: Face, prefix: str) -> dict[str, set[str]]:

@@ -38,7 +38,7 @@ from _support import (
 from cairn.app import create_app
 from cairn.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DOCUMENTED_URL = "http://127.0.0.1:8321"
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")

@@ -1,4 +1,4 @@
-"""The Redis rate limiter beyond the ``RateLimiter`` contract (``contracts/test_ratelimit.py``): replicas
+"""The Redis rate limiter beyond the ``RateLimiter`` contract (``core/ports/test_ratelimit.py``): replicas
 share budgets, an unreachable Redis is ``Unavailable``, and the setting takes only Redis URLs."""
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def percent(progress_line: str) -> float:
 def test_the_default_install_has_the_http_client_of_cairn_upload():
     """`cairn upload` comes with the server (./scripts/serve installs no extras), so what it imports
     must be a dependency of the default install, not of the test extra."""
-    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text())
     names = {
         re.split(r"[\[<>=!~;\s]", spec, maxsplit=1)[0].lower()
         for spec in pyproject["project"]["dependencies"]

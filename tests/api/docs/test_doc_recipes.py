@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 from _support import upload, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CAIRN = [sys.executable, "-m", "cairn"]
 
 
