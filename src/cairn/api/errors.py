@@ -33,6 +33,8 @@ from ..core.errors import (
     Unauthenticated,
     Unavailable,
     UploadInterrupted,
+    UpstreamFailed,
+    UpstreamTimeout,
 )
 from .render import json_response
 
@@ -49,6 +51,8 @@ STATUS: dict[type[CairnError], int] = {
     TooLarge: 413,
     RateLimited: 429,
     Unavailable: 503,
+    UpstreamFailed: 502,
+    UpstreamTimeout: 504,
     InsufficientStorage: 507,
 }
 

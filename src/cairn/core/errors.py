@@ -2,8 +2,10 @@
 
     CairnError
     ├── InvalidInput          bad request data (names the offending parameter)
-    │   └── ChecksumMismatch  the bytes do not hash to the declared digest (staged bytes are kept)
+    │   ├── ChecksumMismatch  the bytes do not hash to the declared digest (staged bytes are kept)
+    │   └── ContextLengthExceeded  the prompt or an input does not fit the model's window
     ├── NotFound              no such object for this tenant (never "exists elsewhere")
+    │   └── ModelNotFound     no such model for this tenant
     ├── TooLarge              body or declared size over the configured maximum
     ├── InsufficientStorage   not enough free space to accept the bytes
     ├── Conflict              the request contradicts the current state
@@ -17,7 +19,10 @@
     │   └── CrossSiteRequest  a state-changing request from another site's page, without API keys
     ├── RequestTimeout        the client stopped sending the body
     ├── RateLimited           the tenant spent its budget for this kind of request (carries the retry delay)
-    └── Unavailable           a dependency (database, storage, Redis) cannot serve now
+    │   └── Busy              every slot of the model is taken and its queue is full
+    └── Unavailable           a dependency (database, storage, Redis, a model runtime) cannot serve now
+        ├── UpstreamFailed    a remote model server answered with an error or nonsense
+        └── UpstreamTimeout   a remote model server did not answer in time
 
 Every class carries a stable ``code`` used in envelopes, logs and metrics.
 """
@@ -42,8 +47,16 @@ class ChecksumMismatch(InvalidInput):
     code = "checksum_mismatch"
 
 
+class ContextLengthExceeded(InvalidInput):
+    code = "context_length_exceeded"
+
+
 class NotFound(CairnError):
     code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
 
 
 class Conflict(CairnError):
@@ -113,5 +126,17 @@ class RateLimited(CairnError):
         self.retry_after = retry_after  # seconds until the budget has room for one more request
 
 
+class Busy(RateLimited):
+    code = "model_busy"
+
+
 class Unavailable(CairnError):
     code = "unavailable"
+
+
+class UpstreamFailed(Unavailable):
+    code = "upstream_error"
+
+
+class UpstreamTimeout(Unavailable):
+    code = "upstream_timeout"
