@@ -1,7 +1,7 @@
 """Per-tenant rate limits: the budgets and their arithmetic, which every limiter (``ports.ratelimit``)
 shares.
 
-A limited request belongs to one route class (uploads, retrievals, deletions) and is charged to its
+A limited request belongs to one route class (uploads, retrievals, deletions, inference) and is charged to its
 tenant's budget for that class, ``per_minute`` requests.
 
 The algorithm is GCRA (the generic cell rate algorithm: a token bucket kept as one timestamp). Each key
@@ -27,6 +27,7 @@ class RouteClass(StrEnum):
     UPLOADS = "uploads"
     RETRIEVALS = "retrievals"
     DELETIONS = "deletions"
+    INFERENCE = "inference"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ slot is taken and the queue is full, ``Unavailable`` when the runtime cannot be 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -64,12 +64,12 @@ class ChatRuntime(InferenceProvider, Protocol):
     # ``required`` and named choices, recognition of calls written as JSON for ``auto``.
     native_tool_choice: bool
 
-    def chat(self, body: Json) -> AsyncIterator[Json]:
+    def chat(self, body: Json) -> AsyncGenerator[Json, None]:
         """Stream ``body`` (an OpenAI chat-completions request; ``stream`` is ignored: a runtime always
         streams) as ``chat.completion.chunk`` objects, the last carrying ``usage``. Closing the
         iterator early stops generation within one token step and frees the slot."""
 
-    def complete(self, body: Json) -> AsyncIterator[Json]:
+    def complete(self, body: Json) -> AsyncGenerator[Json, None]:
         """The same for a legacy completions request: ``text_completion`` chunks, the last with
         ``usage``."""
 
