@@ -307,3 +307,19 @@ def tenant(server: LiveServer) -> Tenant:
 def client(server: LiveServer, tenant: Tenant) -> Iterator[httpx.Client]:
     with server.client(tenant) as http:
         yield http
+
+
+@pytest.fixture(scope="module")
+def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One keyed server per module on the embedded default (SQLite, local disk, the packaged models),
+    for the model faces: storage plays no part there, and each model loads once per module."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("models"), rate_limits=False, chat_context=2048)
+    asyncio.run(_create_key(settings, "bootstrap"))
+    live = start_server(settings)
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def model_tenant(model_server: LiveServer) -> Tenant:
+    return model_server.new_tenant()

@@ -31,6 +31,7 @@ FACE_MODULES = (
     "system",
     "openai_files",
     "openai_uploads",
+    "inference",
     "artifacts",
     "buckets",
     "tus",

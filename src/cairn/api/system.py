@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from .. import __version__
+from ..core.errors import CairnError
 from ..core.health import check_all
+from ..core.ports.inference import InferenceProvider
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
 from .faces import Face
@@ -17,6 +20,7 @@ from .render import json_response
 
 router = APIRouter(route_class=FrontDoorRoute, tags=["System"])
 _keyed = error_responses(401, 503)
+PING_SECONDS = 2.0
 
 
 @router.get(
@@ -49,8 +53,13 @@ async def version() -> Response:
     return json_response({"version": __version__})
 
 
-@router.get("/v1/providers", summary="Providers in the Llama Stack shape", responses=_keyed)
-async def providers(_principal: PrincipalDep) -> Response:
+@router.get(
+    "/v1/providers",
+    summary="Providers in the Llama Stack shape",
+    description="The file store, and each inference provider with its health (its runtime answered a ping).",
+    responses=_keyed,
+)
+async def providers(services: ServicesDep, _principal: PrincipalDep) -> Response:
     files = {
         "api": "files",
         "provider_id": "cairn",
@@ -58,12 +67,29 @@ async def providers(_principal: PrincipalDep) -> Response:
         "config": {},
         "health": {"status": "OK"},
     }
-    return json_response({"data": [files]})
+    inference = services.inference.catalog.providers.values()
+    health = await asyncio.gather(*(_health(provider) for provider in inference))
+    models = [
+        {
+            "api": "inference",
+            "provider_id": provider.provider_id,
+            "provider_type": provider.provider_type,
+            "config": {},
+            "health": status,
+        }
+        for provider, status in zip(inference, health, strict=True)
+    ]
+    return json_response({"data": [files, *models]})
 
 
-@router.get("/v1/models", summary="Models (none until inference exists)", responses=_keyed)
-async def models(_principal: PrincipalDep) -> Response:
-    return json_response({"data": []})
+async def _health(provider: InferenceProvider) -> dict[str, str]:
+    try:
+        await asyncio.wait_for(provider.ping(), PING_SECONDS)
+    except TimeoutError:
+        return {"status": "Error", "message": f"no answer within {PING_SECONDS:g} s"}
+    except CairnError as exc:
+        return {"status": "Error", "message": exc.message}
+    return {"status": "OK"}
 
 
 FACE = Face(router, rate_limited=False)

@@ -86,8 +86,11 @@ def test_llama_discovery_routes(llama, client):
     files = [p for p in providers if p.api == "files"]
     assert len(files) == 1
     assert (files[0].provider_id, files[0].health) == ("cairn", {"status": "OK"})
-    assert llama.models.list() == []
-    assert client.get("/v1/models").json() == {"data": []}
+    embedded = {"llama-cpp/SmolLM2-135M-Instruct", "onnx/all-MiniLM-L6-v2"}
+    assert {model.identifier for model in llama.models.list()} == embedded
+    assert {model["id"] for model in client.get("/v1/models").json()["data"]} == embedded
+    inference = {p.provider_id: p.provider_type for p in providers if p.api == "inference"}
+    assert inference == {"llama-cpp": "inline::llama-cpp", "onnx": "inline::onnx"}
     from cairn import __version__
 
     assert llama.inspect.version().version == __version__

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from ..errors import InvalidInput
@@ -31,7 +31,7 @@ class InferenceRouter:
     def __init__(self, catalog: ModelCatalog) -> None:
         self.catalog = catalog
 
-    async def chat_stream(self, body: Json) -> AsyncIterator[Json]:
+    async def chat_stream(self, body: Json) -> AsyncGenerator[Json, None]:
         """``chat.completion.chunk`` objects for a validated chat request; the usage chunk last when
         ``stream_options.include_usage`` asks for it."""
         model = await self.catalog.get(body["model"], ModelType.LLM)
@@ -123,7 +123,7 @@ class InferenceRouter:
             "usage": usage,
         }
 
-    async def complete_stream(self, body: Json) -> AsyncIterator[Json]:
+    async def complete_stream(self, body: Json) -> AsyncGenerator[Json, None]:
         """``text_completion`` objects for a validated legacy completions request."""
         model = await self.catalog.get(body["model"], ModelType.LLM)
         runtime = self._chat_runtime(model)
