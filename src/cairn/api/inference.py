@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
 
 import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
@@ -29,6 +29,8 @@ from .inference_requests import ChatCompletionRequest, CompletionRequest, Embedd
 from .ratelimit import charged_as
 from .render import json_response
 from .sse import DONE, EventStreamResponse, frame
+
+LLAMA_STACK_PREFIX = "/v1/openai/v1"
 
 router = APIRouter(
     route_class=FrontDoorRoute, tags=["Inference"], responses=error_responses(400, 401, 404, 503)
@@ -101,36 +103,39 @@ def _event(chunk: Json | None) -> bytes:
     return DONE if chunk is None else frame(chunk)
 
 
-async def _then_done(chunks: AsyncGenerator[Json, None]) -> AsyncIterator[Json | None]:
-    """The chunks, then None for ``[DONE]``; closing this closes them (and so the model's work)."""
-    async with contextlib.aclosing(chunks):
-        async for chunk in chunks:
-            yield chunk
-    yield None
+def _event_stream(request: Request, chunks: AsyncGenerator[Json, None]) -> EventStreamResponse:
+    """The chunks as server-sent events. OpenAI's stream ends with ``data: [DONE]``; Llama Stack's (its
+    routes under ``/v1/openai/v1``) ends without, and its client fails on one."""
+    done = LLAMA_STACK_PREFIX + "/" not in request.url.path.lower()
+
+    async def events() -> AsyncIterator[Json | None]:
+        async with contextlib.aclosing(chunks):  # closing the events closes the model's work
+            async for chunk in chunks:
+                yield chunk
+        if done:
+            yield None
+
+    return EventStreamResponse(events(), _event, render_error=_stream_error)
 
 
 @router.post("/chat/completions", summary="Create a chat completion")
 @charged_as(RouteClass.INFERENCE)
 async def create_chat_completion(
-    body: ChatCompletionRequest, services: ServicesDep, _principal: PrincipalDep
+    body: ChatCompletionRequest, request: Request, services: ServicesDep, _principal: PrincipalDep
 ) -> Response:
-    request = body.for_router()
     if body.stream:
-        chunks = services.inference.chat_stream(request)
-        return EventStreamResponse(_then_done(chunks), _event, render_error=_stream_error)
-    return json_response(await services.inference.chat(request))
+        return _event_stream(request, services.inference.chat_stream(body.for_router()))
+    return json_response(await services.inference.chat(body.for_router()))
 
 
 @router.post("/completions", summary="Create a completion (legacy)")
 @charged_as(RouteClass.INFERENCE)
 async def create_completion(
-    body: CompletionRequest, services: ServicesDep, _principal: PrincipalDep
+    body: CompletionRequest, request: Request, services: ServicesDep, _principal: PrincipalDep
 ) -> Response:
-    request = body.for_router()
     if body.stream:
-        chunks = services.inference.complete_stream(request)
-        return EventStreamResponse(_then_done(chunks), _event, render_error=_stream_error)
-    return json_response(await services.inference.complete(request))
+        return _event_stream(request, services.inference.complete_stream(body.for_router()))
+    return json_response(await services.inference.complete(body.for_router()))
 
 
 @router.post("/embeddings", summary="Create embeddings")
@@ -159,4 +164,4 @@ def _encoded(vector: list[float], encoding: str) -> list[float] | str:
     return vector
 
 
-FACE = Face(router, prefixes=("/v1", "/v1/openai/v1"))
+FACE = Face(router, prefixes=("/v1", LLAMA_STACK_PREFIX))

@@ -250,3 +250,15 @@ def test_the_openai_alias_prefix_serves_the_same_models(model_server, model_tena
         base_url=model_server.url + "/v1/openai/v1", api_key=model_tenant.key, max_retries=0
     ) as alias:
         assert CHAT in {model.id for model in alias.models.list()}
+
+
+def test_openai_streams_end_with_done_and_llama_stack_streams_without(model_server, model_tenant):
+    body = {"model": CHAT, "messages": ASK, "max_tokens": 2, "stream": True}
+    with model_server.client(model_tenant, timeout=120) as http:
+        for prefix, ending in (
+            ("/v1", "data: [DONE]\n\n"),
+            ("/v1/openai/v1", '"finish_reason":"length"}]}\n\n'),
+        ):
+            response = http.post(prefix + "/chat/completions", json=body)
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.text.endswith(ending), prefix
