@@ -254,7 +254,7 @@ def test_the_openai_alias_prefix_serves_the_same_models(model_server, model_tena
 
 def test_openai_streams_end_with_done_and_llama_stack_streams_without(model_server, model_tenant):
     body = {"model": CHAT, "messages": ASK, "max_tokens": 2, "stream": True}
-    with model_server.client(model_tenant, timeout=120) as http:
+    with model_server.client(model_tenant) as http:
         for prefix, ending in (
             ("/v1", "data: [DONE]\n\n"),
             ("/v1/openai/v1", '"finish_reason":"length"}]}\n\n'),
