@@ -17,7 +17,7 @@ from ..core.records import ObjectRecord
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
 from .faces import Face
-from .front_door import FrontDoorRoute
+from .front_door import LLAMA_STACK_PREFIX, FrontDoorRoute
 from .http import DOWNLOAD_HEADERS_READ, object_download
 from .multipart import FilePart, upload_form
 from .openai_objects import FileObject, file_object
@@ -196,6 +196,6 @@ async def file_content(
 
 FACE = Face(
     router,
-    prefixes=("/v1", "/v1/openai/v1"),  # and where Llama Stack clients look for it
+    prefixes=("/v1", LLAMA_STACK_PREFIX),
     cors_response_headers=DOWNLOAD_HEADERS_READ,
 )
