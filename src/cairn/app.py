@@ -29,6 +29,7 @@ log = logging.getLogger("cairn")
 
 FACE_MODULES = (
     "system",
+    "bucket_files",
     "openai_files",
     "openai_uploads",
     "artifacts",
@@ -97,7 +98,12 @@ def create_app(settings: Settings) -> FastAPI:
     limited = [Depends(charge_rate_limit)] if rate_limits_on(settings) else []
     for face in FACES:
         for prefix in face.prefixes:
-            app.include_router(face.router, prefix=prefix, dependencies=limited if face.rate_limited else [])
+            app.include_router(
+                face.router,
+                prefix=prefix,
+                dependencies=limited if face.rate_limited else [],
+                include_in_schema=face.in_openapi,
+            )
     app.add_middleware(LlamaStackPrefixAnyCase)
     if limited:
         document_rate_limits(app, FACES)

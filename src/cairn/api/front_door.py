@@ -99,9 +99,8 @@ def _hostname(host: str) -> str:
     return name.removesuffix(".")
 
 
-def _is_json(content_type: str | None) -> bool:
-    if content_type is None:
-        return True
+def is_json(content_type: str) -> bool:
+    """``application/json`` or an ``application/…+json`` type, with or without parameters."""
     media = content_type.partition(";")[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
@@ -110,7 +109,7 @@ async def read_json_body(request: Request, limit: int, idle_timeout: float) -> N
     """Read and parse the body before FastAPI would, bounded by ``limit`` bytes while it streams and by
     ``idle_timeout`` between chunks; FastAPI then finds it in the request's cache."""
     content_type = request.headers.get("content-type")
-    if not _is_json(content_type):
+    if content_type is not None and not is_json(content_type):
         raise InvalidInput(
             f"The body must be JSON, sent with 'Content-Type: application/json', not '{content_type}'.",
             param="Content-Type",

@@ -105,7 +105,8 @@ _MULTIPART_BODY = {
     responses=error_responses(408, 413, 507),
 )
 async def create_file(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
-    """Streams the multipart body into storage: the file is never held in memory or spooled whole."""
+    """Streams the multipart body into storage: the file is never held in memory or spooled whole.
+    At `/v1/files`, a body sent as `application/json` starts a bucket upload instead (`POST /v1/buckets`)."""
 
     def check(part: FilePart, fields_so_far: dict[str, str]) -> None:
         sanitize_filename(part.filename)
