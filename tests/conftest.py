@@ -298,6 +298,22 @@ def server(make_server: Callable[..., LiveServer]) -> LiveServer:
     return make_server()
 
 
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One open-mode server (no key was ever created) for a whole module, on SQLite and the local disk:
+    for tests of what the API answers rather than of how a backend stores it."""
+    live = start_server(
+        Settings(
+            data_dir=tmp_path_factory.mktemp("data"),
+            min_free_bytes=0,
+            expiry_interval=3600,
+            rate_limits=False,
+        )
+    )
+    yield live
+    live.stop()
+
+
 @pytest.fixture
 def tenant(server: LiveServer) -> Tenant:
     return server.new_tenant()

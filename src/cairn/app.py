@@ -18,7 +18,7 @@ from .api import ratelimit
 from .api.docs_ui import install_docs
 from .api.errors import drop_unused_validation_schema, install_error_handlers
 from .api.faces import Face, cors_headers, error_families
-from .api.front_door import CORS_REQUEST_HEADERS
+from .api.front_door import CORS_REQUEST_HEADERS, LlamaStackPrefixAnyCase
 from .api.ratelimit import RateLimitHeaders, charge_rate_limit, document_rate_limits
 from .compose import composed, rate_limits_on
 from .core.objects import ObjectEngine
@@ -29,6 +29,7 @@ log = logging.getLogger("cairn")
 
 FACE_MODULES = (
     "system",
+    "bucket_files",
     "openai_files",
     "openai_uploads",
     "inference",
@@ -98,7 +99,13 @@ def create_app(settings: Settings) -> FastAPI:
     limited = [Depends(charge_rate_limit)] if rate_limits_on(settings) else []
     for face in FACES:
         for prefix in face.prefixes:
-            app.include_router(face.router, prefix=prefix, dependencies=limited if face.rate_limited else [])
+            app.include_router(
+                face.router,
+                prefix=prefix,
+                dependencies=limited if face.rate_limited else [],
+                include_in_schema=face.in_openapi,
+            )
+    app.add_middleware(LlamaStackPrefixAnyCase)
     if limited:
         document_rate_limits(app, FACES)
         app.add_middleware(RateLimitHeaders)

@@ -7,7 +7,9 @@ routes; ``cairn.app`` mounts the list of faces and derives everything else from 
   the face whose mount it lies under);
 - whether its routes are rate limited, and each route's class of charge (``ratelimit.charged_as`` on
   the endpoint; by default by method);
-- what browsers may send and read across origins (request and response headers beyond CORS's safe ones).
+- what browsers may send and read across origins (request and response headers beyond CORS's safe ones);
+- whether the OpenAPI lists its routes: not for a face that spells another face's routes differently
+  (the OpenAPI lists each operation once, where it canonically lives; docs/api.md names both).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Face:
     rate_limited: bool = True
     cors_request_headers: tuple[str, ...] = ()
     cors_response_headers: tuple[str, ...] = ()
+    in_openapi: bool = True
 
     @property
     def render_error(self) -> ErrorRenderer:

@@ -3,10 +3,12 @@ page could send on another site's behalf; authenticate the key when the route ne
 JSON body within its size cap and idle timeout, so a stranger can make the server neither buffer nor wait.
 
 Every face's router uses ``FrontDoorRoute`` (``APIRouter(route_class=FrontDoorRoute)``); routes that
-stream their own bodies (raw, multipart, tus) read them later through ``http.body_chunks``."""
+stream their own bodies (raw, multipart, tus) read them later through ``http.body_chunks``. Before any
+route is chosen, ``LlamaStackPrefixAnyCase`` gives the Llama Stack prefix its one spelling."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +19,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..core.auth import is_loopback_host
 from ..core.errors import CrossSiteRequest, HostNotAllowed, InvalidInput, TooLarge
@@ -27,6 +30,9 @@ from .http import body_chunks, declared_length
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CORS_REQUEST_HEADERS = ("Authorization", "Content-Type")
 """What every route reads: the key and the body's type."""
+LLAMA_STACK_PREFIX = "/v1/openai/v1"
+"""Where Llama Stack clients look for the OpenAI-compatible routes."""
+_LLAMA_STACK_ANY_CASE = re.compile(r"/v1/(?i:openai)/v1(?=/|$)", re.ASCII)
 
 
 class FrontDoorRoute(APIRoute):
@@ -93,9 +99,8 @@ def _hostname(host: str) -> str:
     return name.removesuffix(".")
 
 
-def _is_json(content_type: str | None) -> bool:
-    if content_type is None:
-        return True
+def is_json(content_type: str) -> bool:
+    """``application/json`` or an ``application/…+json`` type, with or without parameters."""
     media = content_type.partition(";")[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
@@ -104,7 +109,7 @@ async def read_json_body(request: Request, limit: int, idle_timeout: float) -> N
     """Read and parse the body before FastAPI would, bounded by ``limit`` bytes while it streams and by
     ``idle_timeout`` between chunks; FastAPI then finds it in the request's cache."""
     content_type = request.headers.get("content-type")
-    if not _is_json(content_type):
+    if content_type is not None and not is_json(content_type):
         raise InvalidInput(
             f"The body must be JSON, sent with 'Content-Type: application/json', not '{content_type}'.",
             param="Content-Type",
@@ -124,3 +129,17 @@ async def read_json_body(request: Request, limit: int, idle_timeout: float) -> N
             request._json = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise InvalidInput(f"The body is not valid JSON: {exc}.") from exc
+
+
+class LlamaStackPrefixAnyCase:
+    """ASGI, before routing: the ``openai`` segment of ``LLAMA_STACK_PREFIX`` in any case (Llama Stack's
+    Files documentation writes ``/v1/openAi/v1/files``) is routed as the canonical prefix, so every route
+    under it answers each spelling while the routes and the OpenAPI know one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (match := _LLAMA_STACK_ANY_CASE.match(scope["path"])):
+            scope = {**scope, "path": LLAMA_STACK_PREFIX + scope["path"][match.end() :]}
+        await self.app(scope, receive, send)

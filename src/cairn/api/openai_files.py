@@ -17,7 +17,7 @@ from ..core.records import ObjectRecord
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
 from .faces import Face
-from .front_door import FrontDoorRoute
+from .front_door import LLAMA_STACK_PREFIX, FrontDoorRoute
 from .http import DOWNLOAD_HEADERS_READ, object_download
 from .multipart import FilePart, upload_form
 from .openai_objects import FileObject, file_object
@@ -105,7 +105,8 @@ _MULTIPART_BODY = {
     responses=error_responses(408, 413, 507),
 )
 async def create_file(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
-    """Streams the multipart body into storage: the file is never held in memory or spooled whole."""
+    """Streams the multipart body into storage: the file is never held in memory or spooled whole.
+    At `/v1/files`, a body sent as `application/json` starts a bucket upload instead (`POST /v1/buckets`)."""
 
     def check(part: FilePart, fields_so_far: dict[str, str]) -> None:
         sanitize_filename(part.filename)
@@ -196,6 +197,6 @@ async def file_content(
 
 FACE = Face(
     router,
-    prefixes=("/v1", "/v1/openai/v1"),  # and where Llama Stack clients look for it
+    prefixes=("/v1", LLAMA_STACK_PREFIX),
     cors_response_headers=DOWNLOAD_HEADERS_READ,
 )

@@ -16,7 +16,9 @@ from .errors import InvalidInput
 from .paths import MAX_SEGMENT_BYTES, sanitize_filename, validate_path
 
 __all__ = [
+    "BUCKET_PATTERN",
     "MAX_FILENAME_BYTES",
+    "OBJECT_ID_PREFIX",
     "clean_mime_type",
     "prefix_end",
     "sanitize_filename",
@@ -77,11 +79,20 @@ def prefix_end(prefix: str) -> str | None:
     return None
 
 
-_BUCKET = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+OBJECT_ID_PREFIX = "file-"
+"""Every object id starts with it and no bucket name does, so the first segment of a path under
+``/v1/files/`` says which it names: a bucket (``api.bucket_files``) or a file (OpenAI's Files API)."""
+BUCKET_PATTERN = rf"(?!{OBJECT_ID_PREFIX})[A-Za-z0-9_-]{{1,64}}"
+"""A bucket name, as a regular expression (routes match path segments with it)."""
+_BUCKET = re.compile(BUCKET_PATTERN, re.ASCII)
 
 
 def validate_bucket(name: str) -> str:
-    """A bucket name: 1-64 characters of ``a-zA-Z0-9_-``."""
+    """A bucket name: 1-64 characters of ``a-zA-Z0-9_-``, not starting as object ids do."""
     if not _BUCKET.fullmatch(name):
-        raise InvalidInput("Bucket names are 1-64 characters of a-z, A-Z, 0-9, '_' and '-'.", param="bucket")
+        raise InvalidInput(
+            "Bucket names are 1-64 characters of a-z, A-Z, 0-9, '_' and '-', and do not start with "
+            f"'{OBJECT_ID_PREFIX}' (file ids do).",
+            param="bucket",
+        )
     return name

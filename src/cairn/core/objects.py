@@ -23,14 +23,13 @@ from typing import Generic, TypeVar
 import anyio
 
 from .errors import InsufficientStorage, InvalidInput, NotFound, TooLarge
-from .keys import prefix_end
+from .keys import OBJECT_ID_PREFIX, prefix_end
 from .ports.blobs import BlobStore, BlobWriter, ReportsFreeSpace
 from .ports.objects import ObjectRows, Order
 from .records import ListPage, ObjectRecord
 
 log = logging.getLogger("cairn.objects")
 
-OBJECT_ID_PREFIX = "file-"
 _OBJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 STAGE_BATCH_BYTES = 1 << 20
 INLINE_HASH_BYTES = 256 << 10

@@ -7,9 +7,11 @@ from cairn.core.keys import (
     MAX_FILENAME_BYTES,
     prefix_end,
     sanitize_filename,
+    validate_bucket,
     validate_key,
     validate_object_key,
 )
+from cairn.core.objects import new_object_id
 
 
 @pytest.mark.parametrize(
@@ -88,3 +90,14 @@ def test_prefix_end_bounds_exactly_the_keys_under_the_prefix() -> None:
     end = prefix_end("a/")
     assert end is not None
     assert [k for k in sorted(keys) if "a/" <= k < end] == [k for k in sorted(keys) if k.startswith("a/")]
+
+
+@pytest.mark.parametrize("name", ["files", "File-x", "file_x", "filex", "a" * 64])
+def test_bucket_names_may_start_with_anything_but_what_file_ids_start_with(name: str) -> None:
+    assert validate_bucket(name) == name
+
+
+def test_no_bucket_name_looks_like_a_file_id() -> None:
+    for name in (new_object_id(0), "file-", "file-x"):
+        with pytest.raises(InvalidInput):
+            validate_bucket(name)
