@@ -35,6 +35,14 @@ BACKENDS = ("sqlite+local", "postgres+local", "postgres+s3")
 QUIET = {"CAIRN_ACCESS_LOG": "false", "CAIRN_RATE_LIMITS": "false"}
 
 
+def cairn_command() -> list[str]:
+    """The repo's ``.venv/bin/cairn``; without that venv (a worktree run with another venv's python and
+    ``PYTHONPATH=src``), ``python -m cairn`` of the running interpreter, which imports what this process
+    imports."""
+    script = REPO / ".venv/bin/cairn"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cairn"]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -79,7 +87,7 @@ class Server:
     def start(self) -> None:
         self.port = free_port()
         cmd = [
-            str(REPO / ".venv/bin/cairn"),
+            *cairn_command(),
             "serve",
             "--port",
             str(self.port),
