@@ -339,3 +339,17 @@ def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServe
 @pytest.fixture(scope="module")
 def model_tenant(model_server: LiveServer) -> Tenant:
     return model_server.new_tenant()
+
+
+@pytest.fixture(scope="module")
+def start_servers() -> Iterator[Callable[[Settings], LiveServer]]:
+    """Start servers on settings of a module's own making; whatever is still running stops at its end."""
+    started: list[LiveServer] = []
+
+    def start(settings: Settings) -> LiveServer:
+        started.append(start_server(settings))
+        return started[-1]
+
+    yield start
+    for live in started:
+        live.stop()
