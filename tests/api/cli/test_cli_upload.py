@@ -125,7 +125,14 @@ def test_ctrl_c_says_where_it_stopped_and_the_same_command_resumes(server, tenan
     command = [*CAIRN_UPLOAD, str(path), "--bucket", "runs", "--key", "big.bin", "--chunk-mib", "1"]
     env = upload_env(link.url, tenant.key, tmp_path)
     try:
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=as_in_a_terminal,
+        )
         assert proc.stderr is not None
         shown = []
         for line in proc.stderr:  # a progress line per tenth of the way (stderr is not a terminal)
@@ -159,6 +166,12 @@ def test_ctrl_c_says_where_it_stopped_and_the_same_command_resumes(server, tenan
     assert client.get("/v1/buckets/runs/big.bin").json()["bytes"] == len(data)
     assert client.get(f"/v1/files/{file_id}/content").content == data
     assert ResumeState(tmp_path / "cairn" / "uploads.json")._load() == {}
+
+
+def as_in_a_terminal() -> None:
+    """Ctrl-C's default meaning for the child, whoever started the tests: a shell without job control
+    starts background commands with SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class Interrupt(io.StringIO):
