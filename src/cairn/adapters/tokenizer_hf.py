@@ -31,7 +31,9 @@ class HuggingFaceTokenOffsets:
         tokenizer.no_truncation()
         tokenizer.no_padding()
         self._tokenizer = tokenizer
-        self.special_tokens = tokenizer.post_processor.num_special_tokens_to_add(False) if tokenizer.post_processor else 0
+        self.special_tokens = (
+            tokenizer.post_processor.num_special_tokens_to_add(False) if tokenizer.post_processor else 0
+        )
 
     def offsets(self, text: str) -> list[tuple[int, int]]:
         encoding = self._tokenizer.encode(text, add_special_tokens=False)

@@ -167,7 +167,8 @@ def chunk_sizes(strategy: Mapping[str, Any] | None, *, window: int) -> tuple[int
     if size > window:
         raise _invalid(
             "chunking_strategy.static.max_chunk_size_tokens",
-            f"{size} tokens do not fit the embedding model, which reads at most {window} tokens of text at once",
+            f"{size} tokens do not fit the embedding model, which reads at most {window} tokens of "
+            "text at once",
         )
     if not 0 <= 2 * overlap <= size:
         raise _invalid(

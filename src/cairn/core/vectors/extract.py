@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidFile, UnsupportedFile
 
 if TYPE_CHECKING:
-    from docx.blkcntnr import BlockItemContainer
+    from docx.document import Document
     from docx.table import Table
 
 MAX_JSON_DEPTH = 64
@@ -80,7 +80,9 @@ class _Bound:
 
     def check(self, chars: int) -> None:
         if chars > self.max_chars:
-            raise InvalidFile(f"The file `{self.filename}` has more than {self.max_chars} characters of text.")
+            raise InvalidFile(
+                f"The file `{self.filename}` has more than {self.max_chars} characters of text."
+            )
 
     def invalid(self, reason: str) -> InvalidFile:
         return InvalidFile(f"The file `{self.filename}` {reason}.")
@@ -120,7 +122,9 @@ def _decoded(data: bytes, bound: _Bound) -> str:
     try:
         text = data.decode(codec)
     except UnicodeDecodeError as exc:
-        raise bound.invalid(f"is not {codec.removesuffix('-sig').upper()} text (undecodable bytes at offset {exc.start})") from None
+        raise bound.invalid(
+            f"is not {codec.removesuffix('-sig').upper()} text (undecodable bytes at offset {exc.start})"
+        ) from None
     bound.check(len(text))
     if "\x00" in text:
         raise bound.invalid("holds NUL characters: it is not text")
@@ -147,13 +151,16 @@ def _html(data: bytes, bound: _Bound) -> Extracted:
     return Extracted(parser.text())
 
 
+_BLOCK_TAGS = (
+    "address article aside blockquote body br caption dd details dialog div dl dt fieldset figcaption "
+    "figure footer form h1 h2 h3 h4 h5 h6 header hgroup hr html li main nav ol p pre section summary "
+    "table tbody tfoot thead title tr ul"
+)
+
+
 class _VisibleText(HTMLParser):
     HIDDEN = frozenset({"script", "style", "template", "noscript"})
-    BLOCKS = frozenset(
-        "address article aside blockquote body br caption dd details dialog div dl dt fieldset figcaption "
-        "figure footer form h1 h2 h3 h4 h5 h6 header hgroup hr html li main nav ol p pre section summary "
-        "table tbody tfoot thead title tr ul".split()
-    )
+    BLOCKS = frozenset(_BLOCK_TAGS.split())
     CELLS = frozenset({"td", "th"})
 
     def __init__(self, bound: _Bound) -> None:
@@ -299,11 +306,11 @@ def _docx(data: bytes, bound: _Bound) -> Extracted:
     return Extracted(lines.text())
 
 
-def _blocks(container: BlockItemContainer, lines: _Lines) -> None:
-    """The paragraphs and tables of a document body, in order."""
+def _blocks(document: Document, lines: _Lines) -> None:
+    """The paragraphs and tables of a document's body, in order."""
     from docx.table import Table
 
-    for block in container.iter_inner_content():
+    for block in document.iter_inner_content():
         if isinstance(block, Table):
             _table(block, lines)
         else:
@@ -323,12 +330,12 @@ def _table(table: Table, lines: _Lines) -> None:
                 _table(nested, lines)
 
 
+_TEXT_EXTENSIONS = (
+    ".txt .text .log .md .markdown .rst .tex .c .h .cc .cpp .hpp .cs .css .go .java .js .mjs .ts .tsx .jsx "
+    ".py .rb .php .sh .rs .kt .swift .sql .yaml .yml .toml .ini .cfg .xml .jsonl"
+)
 _EXTENSIONS: dict[str, Callable[[bytes, _Bound], Extracted]] = {
-    **dict.fromkeys(
-        ".txt .text .log .md .markdown .rst .tex .c .h .cc .cpp .hpp .cs .css .go .java .js .mjs .ts .tsx "
-        ".jsx .py .rb .php .sh .rs .kt .swift .sql .yaml .yml .toml .ini .cfg .xml .jsonl".split(),
-        _text,
-    ),
+    **dict.fromkeys(_TEXT_EXTENSIONS.split(), _text),
     ".html": _html,
     ".htm": _html,
     ".xhtml": _html,
@@ -364,4 +371,3 @@ def _reader_for(filename: str, mime_type: str | None) -> Callable[[bytes, _Bound
     if essence.startswith("text/") or essence.endswith("+xml"):
         return _text
     return None
-

@@ -5,6 +5,7 @@ with punctuation), white space between tokens."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -61,7 +62,7 @@ def test_chunks_are_exact_substrings_within_the_bound_overlapping_and_covering_t
 
 def test_without_overlap_chunks_follow_one_another() -> None:
     found = checked(PROSE * 5, 30, 0)
-    for before, after in zip(found, found[1:], strict=False):
+    for before, after in itertools.pairwise(found):
         assert before.end <= after.start
 
 
