@@ -3,7 +3,9 @@
     CairnError
     ├── InvalidInput          bad request data (names the offending parameter)
     │   ├── ChecksumMismatch  the bytes do not hash to the declared digest (staged bytes are kept)
-    │   └── ContextLengthExceeded  the prompt or an input does not fit the model's window
+    │   ├── ContextLengthExceeded  the prompt or an input does not fit the model's window
+    │   ├── UnsupportedFile   a file of a kind whose text Cairn cannot read (by its name and type)
+    │   └── InvalidFile       a file of a readable kind that is broken, encrypted, or has too much text
     ├── NotFound              no such object for this tenant (never "exists elsewhere")
     │   └── ModelNotFound     no such model for this tenant
     ├── TooLarge              body or declared size over the configured maximum
@@ -49,6 +51,14 @@ class ChecksumMismatch(InvalidInput):
 
 class ContextLengthExceeded(InvalidInput):
     code = "context_length_exceeded"
+
+
+class UnsupportedFile(InvalidInput):
+    code = "unsupported_file"  # OpenAI's vector_store.file last_error codes
+
+
+class InvalidFile(InvalidInput):
+    code = "invalid_file"
 
 
 class NotFound(CairnError):
