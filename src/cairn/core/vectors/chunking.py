@@ -21,7 +21,7 @@ joins two tokens), keeping only the tokens of the chunk being cut.
 
 ``chunk_sizes`` validates a ``chunking_strategy`` parameter into ``(max_tokens, overlap)`` for a model
 whose window holds ``window`` tokens of text: ``auto`` is ``min(800, window)`` tokens with half of that
-as overlap (800/400 as OpenAI's, 127/63 for MiniLM's 256-token window less its two special tokens);
+as overlap (800/400 as OpenAI's, 254/127 for MiniLM's 256-token window less its two special tokens);
 ``static`` larger than the window is ``InvalidInput``, never silently shrunk.
 """
 
