@@ -1,5 +1,7 @@
 """Stored chat completion rows in SQL. Lists are keyset-paginated on the ``(tenant, created_at, id)``
-index: the cursor is a completion id, whose creation time the same read looks up. The messages,
+index: the cursor is a completion id, whose creation time the same read looks up. Completion ids begin
+with their time in milliseconds (``core.inference.router``), so within one second too they list in the
+order they were made. The messages,
 choices and usage are JSON as text; the metadata is a JSON column, so that lists filter on its keys."""
 
 from __future__ import annotations

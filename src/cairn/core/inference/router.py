@@ -75,7 +75,7 @@ class InferenceRouter:
             request, tool_plan = plan(request)
             reader = ToolCallReader(tool_plan)
         identity = {
-            "id": "chatcmpl-" + secrets.token_hex(12),
+            "id": _chat_completion_id(),
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": model.identifier,
@@ -177,6 +177,12 @@ class InferenceRouter:
         if not isinstance(runtime, ChatRuntime):
             raise _cannot_serve(model)
         return runtime
+
+
+def _chat_completion_id() -> str:
+    """``chatcmpl-`` and 24 hex digits: the time in milliseconds first, so that ids sort by creation
+    (stored completions list in that order), then randomness."""
+    return f"chatcmpl-{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
 
 
 def _cannot_serve(model: Model) -> InvalidInput:
