@@ -33,6 +33,7 @@ FACE_MODULES = (
     "openai_files",
     "openai_uploads",
     "inference",
+    "stored_completions",
     "artifacts",
     "buckets",
     "tus",

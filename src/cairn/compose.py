@@ -24,8 +24,10 @@ from .adapters.packaged_models import packaged_chat_model, packaged_embedding_mo
 from .adapters.ratelimit_memory import InProcessRateLimiter
 from .adapters.ratelimit_redis import RedisRateLimiter
 from .adapters.sessions_s3 import S3SessionStaging
+from .adapters.sql.completions import SqlChatCompletionRows
 from .adapters.sql.engine import SqlDatabase
 from .adapters.sql.keys import SqlApiKeyRows
+from .adapters.sql.models import SqlModelRows
 from .adapters.sql.objects import SqlObjectRows
 from .adapters.sql.sessions import SqlUploadSessionRows
 from .api.deps import Services
@@ -33,10 +35,13 @@ from .core.auth import ApiKeys, is_loopback_host
 from .core.health import Probe
 from .core.inference.catalog import ModelCatalog
 from .core.inference.router import InferenceRouter
+from .core.inference.stored import StoredCompletions
 from .core.objects import ObjectEngine
 from .core.ports.blobs import BlobStore, ReportsFreeSpace
+from .core.ports.completions import ChatCompletionRows
 from .core.ports.inference import InferenceProvider, ModelType, ProvidedModel
 from .core.ports.keys import ApiKeyRows
+from .core.ports.models import ModelRows
 from .core.ports.objects import ObjectRows
 from .core.ports.ratelimit import RateLimiter
 from .core.ports.sessions import UploadSessionRows
@@ -53,6 +58,8 @@ class Composition:
     object_rows: ObjectRows
     session_rows: UploadSessionRows
     key_rows: ApiKeyRows
+    model_rows: ModelRows
+    completion_rows: ChatCompletionRows
     blobs: BlobStore
     free_space: ReportsFreeSpace | None
     staging: SessionStaging
@@ -102,12 +109,16 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
         for provider in providers:
             lifetimes.push_async_callback(provider.close)
         backends.update(models)
+        model_rows = SqlModelRows(database)
+        completion_rows = SqlChatCompletionRows(database)
         services = Services(
             settings=settings,
             objects=objects,
             uploads=uploads,
             api_keys=api_keys,
-            inference=InferenceRouter(ModelCatalog(providers)),
+            inference=InferenceRouter(
+                ModelCatalog(providers, model_rows), StoredCompletions(completion_rows)
+            ),
             rate_limiter=limiter,
             probes=probes,
         )
@@ -117,6 +128,8 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             object_rows=object_rows,
             session_rows=session_rows,
             key_rows=key_rows,
+            model_rows=model_rows,
+            completion_rows=completion_rows,
             blobs=blobs,
             free_space=free_space,
             staging=staging,

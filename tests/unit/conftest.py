@@ -9,7 +9,9 @@ import pytest
 from cairn.compose import Composition, composed
 from cairn.core.objects import ObjectEngine
 from cairn.core.ports.blobs import BlobStore
+from cairn.core.ports.completions import ChatCompletionRows
 from cairn.core.ports.keys import ApiKeyRows
+from cairn.core.ports.models import ModelRows
 from cairn.core.ports.objects import ObjectRows
 from cairn.core.ports.sessions import UploadSessionRows
 from cairn.core.ports.staging import SessionStaging
@@ -67,6 +69,16 @@ def session_rows(composition: Composition) -> UploadSessionRows:
 @pytest.fixture
 def key_rows(composition: Composition) -> ApiKeyRows:
     return composition.key_rows
+
+
+@pytest.fixture
+def model_rows(composition: Composition) -> ModelRows:
+    return composition.model_rows
+
+
+@pytest.fixture
+def completion_rows(composition: Composition) -> ChatCompletionRows:
+    return composition.completion_rows
 
 
 @pytest.fixture

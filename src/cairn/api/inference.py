@@ -1,6 +1,7 @@
 """The OpenAI inference API: models, chat completions, completions and embeddings, as the ``openai``
-client and Llama Stack's clients call them (``/v1`` and ``/v1/openai/v1``). Llama Stack's
-``/v1/providers`` lists the providers (``system``).
+client and Llama Stack's clients call them (``/v1`` and ``/v1/openai/v1``), and Llama Stack's
+registration of a tenant's own models. Llama Stack's ``/v1/providers`` lists the providers
+(``system``); stored chat completions are read back through ``stored_completions``.
 
 A streamed answer is server-sent events in OpenAI's shape, ending with ``data: [DONE]``; an error after
 the first event is one ``data: {"error": …}`` event in OpenAI's envelope, then the end."""
@@ -25,7 +26,12 @@ from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses, status_for
 from .faces import Face
 from .front_door import FrontDoorRoute
-from .inference_requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from .inference_requests import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    RegisterModelRequest,
+)
 from .ratelimit import charged_as
 from .render import json_response
 from .sse import DONE, EventStreamResponse, frame
@@ -79,15 +85,47 @@ def model_object(model: Model) -> dict[str, Any]:
 
 @router.get("/models", response_model=ModelList, summary="List models")
 @charged_as(None)  # discovery, like /v1/version: clients ask before every session
-async def list_models(services: ServicesDep, _principal: PrincipalDep) -> Response:
-    models = await services.inference.catalog.list()
+async def list_models(services: ServicesDep, principal: PrincipalDep) -> Response:
+    models = await services.inference.catalog.list(principal.tenant)
     return json_response({"object": "list", "data": [model_object(model) for model in models]})
 
 
 @router.get("/models/{model_id:path}", response_model=ModelObject, summary="Retrieve a model")
 @charged_as(None)
-async def retrieve_model(model_id: str, services: ServicesDep, _principal: PrincipalDep) -> Response:
-    return json_response(model_object(await services.inference.catalog.get(model_id)))
+async def retrieve_model(model_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
+    return json_response(
+        model_object(await services.inference.catalog.get(model_id, tenant=principal.tenant))
+    )
+
+
+@router.post(
+    "/models",
+    response_model=ModelObject,
+    summary="Register a model (Llama Stack)",
+    responses=error_responses(409),
+)
+@charged_as(RouteClass.UPLOADS)  # a write that keeps a row, as an upload does
+async def register_model(
+    body: RegisterModelRequest, services: ServicesDep, principal: PrincipalDep
+) -> Response:
+    """Name, for this tenant alone, a model a provider serves; requests naming it reach that model."""
+    model = await services.inference.catalog.register(
+        principal.tenant,
+        body.model_id,
+        provider_model_id=body.provider_model_id,
+        provider_id=body.provider_id,
+        model_type=None if body.model_type is None else ModelType(body.model_type),
+        metadata=body.metadata or {},
+    )
+    return json_response(model_object(model))
+
+
+@router.delete("/models/{model_id:path}", status_code=204, summary="Unregister a model (Llama Stack)")
+@charged_as(RouteClass.DELETIONS)
+async def unregister_model(model_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
+    """Remove a model this tenant registered; the providers' own models stay."""
+    await services.inference.catalog.unregister(principal.tenant, model_id)
+    return Response(status_code=204)
 
 
 def _stream_error(exc: Exception) -> bytes:
@@ -121,35 +159,37 @@ def _event_stream(request: Request, chunks: AsyncGenerator[Json, None]) -> Event
 @router.post("/chat/completions", summary="Create a chat completion")
 @charged_as(RouteClass.INFERENCE)
 async def create_chat_completion(
-    body: ChatCompletionRequest, request: Request, services: ServicesDep, _principal: PrincipalDep
+    body: ChatCompletionRequest, request: Request, services: ServicesDep, principal: PrincipalDep
 ) -> Response:
+    """``store: true`` keeps the completion (a stream only once it ran to its end) for
+    ``GET /v1/chat/completions``; by default nothing is kept, as with OpenAI."""
     if body.stream:
-        return _event_stream(request, services.inference.chat_stream(body.for_router()))
-    return json_response(await services.inference.chat(body.for_router()))
+        return _event_stream(request, services.inference.chat_stream(body.for_router(), principal.tenant))
+    return json_response(await services.inference.chat(body.for_router(), principal.tenant))
 
 
 @router.post("/completions", summary="Create a completion (legacy)")
 @charged_as(RouteClass.INFERENCE)
 async def create_completion(
-    body: CompletionRequest, request: Request, services: ServicesDep, _principal: PrincipalDep
+    body: CompletionRequest, request: Request, services: ServicesDep, principal: PrincipalDep
 ) -> Response:
     if body.stream:
-        return _event_stream(request, services.inference.complete_stream(body.for_router()))
-    return json_response(await services.inference.complete(body.for_router()))
+        return _event_stream(request, services.inference.complete_stream(body.for_router(), principal.tenant))
+    return json_response(await services.inference.complete(body.for_router(), principal.tenant))
 
 
 @router.post("/embeddings", summary="Create embeddings")
 @charged_as(RouteClass.INFERENCE)
 async def create_embeddings(
-    body: EmbeddingRequest, services: ServicesDep, _principal: PrincipalDep
+    body: EmbeddingRequest, services: ServicesDep, principal: PrincipalDep
 ) -> Response:
-    model = await services.inference.catalog.get(body.model, ModelType.EMBEDDING)
+    model = await services.inference.catalog.get(body.model, ModelType.EMBEDDING, tenant=principal.tenant)
     if body.dimensions is not None and body.dimensions != model.dimension:
         raise InvalidInput(
             f"The model `{model.identifier}` gives {model.dimension} dimensions and cannot shorten them.",
             param="dimensions",
         )
-    model, embedded = await services.inference.embed(model.identifier, body.inputs())
+    model, embedded = await services.inference.embed(model.identifier, body.inputs(), principal.tenant)
     data = [
         {"object": "embedding", "index": index, "embedding": _encoded(vector, body.encoding_format)}
         for index, vector in enumerate(embedded.vectors)

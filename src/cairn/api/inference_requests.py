@@ -16,6 +16,9 @@ MAX_EMBEDDING_INPUTS = 2048
 MAX_TEXT = 4_000_000  # characters in one message or input; the JSON body limit is lower by default
 
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
+MetadataKey = Annotated[str, Field(pattern=r'^[^"\\]{1,64}$')]  # lists filter on keys: no quote, no backslash
+Metadata = Annotated[dict[MetadataKey, Annotated[str, Field(max_length=512)]], Field(max_length=16)]
+"""OpenAI's metadata: up to 16 pairs, keys of up to 64 characters, values of up to 512."""
 
 
 class _Open(BaseModel):
@@ -152,8 +155,8 @@ class ChatCompletionRequest(_Sampling):
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
-    metadata: Annotated[dict[str, Annotated[str, Field(max_length=512)]], Field(max_length=16)] | None = None
-    store: bool | None = None
+    metadata: Metadata | None = None
+    store: bool | None = None  # keep the completion (``GET /v1/chat/completions``); OpenAI's default: no
 
     @model_validator(mode="after")
     def _tools_agree(self) -> ChatCompletionRequest:
@@ -220,3 +223,18 @@ class EmbeddingRequest(_Closed):
         if self.input and isinstance(self.input[0], int):
             return [self.input]
         return list(self.input)  # type: ignore[arg-type]
+
+
+class UpdateChatCompletionRequest(_Closed):
+    metadata: Metadata | None
+    """The completion's new metadata, in place of the old; null: none."""
+
+
+class RegisterModelRequest(_Closed):
+    """Llama Stack's ``models.register``."""
+
+    model_id: Annotated[str, Field(min_length=1, max_length=256)]
+    provider_model_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    provider_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    model_type: Literal["llm", "embedding"] | None = None
+    metadata: Annotated[dict[Annotated[str, Field(max_length=256)], Any], Field(max_length=64)] | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +63,38 @@ class UploadSession:
     """The client's own description of the upload, kept verbatim (tus ``Upload-Metadata``)."""
     in_parts: bool = False
     """Whether the bytes arrive as parts joined at completion, not as appends at an offset."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredModel:
+    """A tenant's own name (``identifier``) for a model a provider serves (Llama Stack's
+    ``models.register``); only that tenant sees it."""
+
+    tenant: str
+    identifier: str
+    provider_id: str
+    provider_model_id: str
+    model_type: str  # ``ModelType``'s value: "llm" or "embedding"
+    metadata: dict[str, Any]
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChatCompletion:
+    """A chat completion kept because its request said ``store: true``: what was asked (the input
+    messages as sent) and what the model answered, as the ``chat.completion`` object had it."""
+
+    id: str  # the completion's ``chatcmpl-…`` id
+    tenant: str
+    created_at: int
+    model: str
+    input_messages: list[dict[str, Any]]
+    choices: list[dict[str, Any]]
+    usage: dict[str, Any] | None
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCompletionPage:
+    items: list[StoredChatCompletion]
+    has_more: bool

@@ -30,6 +30,11 @@ PROTECTED = [
     ("GET", "/v1/openai/v1/files"),
     ("GET", "/v1/providers"),
     ("GET", "/v1/models"),
+    ("POST", "/v1/models"),
+    ("DELETE", "/v1/models/my-model"),
+    ("GET", "/v1/chat/completions"),
+    ("GET", "/v1/chat/completions/chatcmpl-abc/messages"),
+    ("DELETE", "/v1/chat/completions/chatcmpl-abc"),
 ]
 
 

@@ -56,3 +56,29 @@ upload_sessions = sa.Table(
     sa.Column("client_metadata", sa.String(4096), nullable=True),
     sa.Column("in_parts", sa.Boolean, nullable=False, server_default=sa.false()),
 )
+
+registered_models = sa.Table(
+    "registered_models",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("identifier", sa.String(256), primary_key=True),
+    sa.Column("provider_id", sa.String(64), nullable=False),
+    sa.Column("provider_model_id", sa.String(256), nullable=False),
+    sa.Column("model_type", sa.String(16), nullable=False),
+    sa.Column("metadata", sa.Text, nullable=False),  # a JSON object
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+chat_completions = sa.Table(
+    "chat_completions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=False),  # JSON, not text: lists filter on its keys
+    sa.Column("input_messages", sa.Text, nullable=False),  # JSON, as the rest
+    sa.Column("choices", sa.Text, nullable=False),
+    sa.Column("usage", sa.Text, nullable=True),
+    sa.Index("ix_chat_completions_tenant_created_at", "tenant", "created_at", "id"),
+)

@@ -9,10 +9,14 @@ Invariants:
   busy, down) fails before any chunk and can still be answered with a status code.
 - Closing a stream early closes the runtime's stream, which stops generation.
 - On a runtime without ``native_tool_choice`` the tool contract is enforced here (``tool_calls``).
+- A chat request with ``store: true`` is kept (``stored``) once its answer is whole: a stream only when
+  it ran to its end, so a client that leaves, or a failure, keeps nothing.
+- Models are the tenant's (``catalog``): every call names the tenant it serves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import AsyncGenerator, Sequence
@@ -21,6 +25,7 @@ from typing import Any
 from ..errors import InvalidInput
 from ..ports.inference import ChatRuntime, Embedded, EmbeddingRuntime, Json, ModelType
 from .catalog import Model, ModelCatalog
+from .stored import StoredCompletions
 from .tool_calls import ToolCallReader, plan
 
 # Request fields that are Cairn's to honour, never the runtime's
@@ -28,13 +33,41 @@ _CAIRN_FIELDS = ("stream", "stream_options", "store", "metadata")
 
 
 class InferenceRouter:
-    def __init__(self, catalog: ModelCatalog) -> None:
+    def __init__(self, catalog: ModelCatalog, stored: StoredCompletions) -> None:
         self.catalog = catalog
+        self.stored = stored
 
-    async def chat_stream(self, body: Json) -> AsyncGenerator[Json, None]:
+    async def chat_stream(self, body: Json, tenant: str) -> AsyncGenerator[Json, None]:
         """``chat.completion.chunk`` objects for a validated chat request; the usage chunk last when
         ``stream_options.include_usage`` asks for it."""
-        model = await self.catalog.get(body["model"], ModelType.LLM)
+        model = await self.catalog.get(body["model"], ModelType.LLM, tenant=tenant)
+        wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        kept = _ChatAnswer() if body.get("store") else None
+        chunks = self._chat_chunks(body, model)
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                if kept is not None:
+                    kept.add(chunk)
+                if chunk["choices"] or wants_usage:
+                    yield chunk
+        if kept is not None:
+            await self.stored.keep(tenant, body, kept.completion())
+
+    async def chat(self, body: Json, tenant: str) -> Json:
+        """The ``chat.completion`` object: the stream, gathered."""
+        model = await self.catalog.get(body["model"], ModelType.LLM, tenant=tenant)
+        answer = _ChatAnswer()
+        chunks = self._chat_chunks(body, model)
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                answer.add(chunk)
+        completion = answer.completion()
+        if body.get("store"):
+            await self.stored.keep(tenant, body, completion)
+        return completion
+
+    async def _chat_chunks(self, body: Json, model: Model) -> AsyncGenerator[Json, None]:
+        """The chunks of the answer, the usage chunk (no choices) last when the runtime counted."""
         runtime = self._chat_runtime(model)
         request = _for_runtime(body, model)
         reader = None
@@ -42,7 +75,7 @@ class InferenceRouter:
             request, tool_plan = plan(request)
             reader = ToolCallReader(tool_plan)
         identity = {
-            "id": "chatcmpl-" + secrets.token_hex(12),
+            "id": _chat_completion_id(),
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": model.identifier,
@@ -84,48 +117,12 @@ class InferenceRouter:
             elif finish == "tool_calls":
                 finish = "stop"
         yield chunk({}, finish_reason=finish or "stop")
-        if usage is not None and (body.get("stream_options") or {}).get("include_usage"):
+        if usage is not None:
             yield {**identity, "choices": [], "usage": usage}
 
-    async def chat(self, body: Json) -> Json:
-        """The ``chat.completion`` object: the stream, gathered."""
-        content: list[str] = []
-        calls: dict[int, Json] = {}
-        logprobs: list[Any] = []
-        answer: Json = {}
-        finish = "stop"
-        usage = None
-        async for chunk in self.chat_stream({**body, "stream_options": {"include_usage": True}}):
-            answer = answer or chunk
-            usage = chunk.get("usage") or usage
-            for choice in chunk["choices"]:
-                delta = choice["delta"]
-                content.append(delta.get("content") or "")
-                for call in delta.get("tool_calls") or ():
-                    _merge_call(calls.setdefault(call.get("index", 0), {}), call)
-                logprobs += (choice.get("logprobs") or {}).get("content") or ()
-                finish = choice["finish_reason"] or finish
-        message: Json = {"role": "assistant", "content": "".join(content) or None, "refusal": None}
-        if calls:
-            message["tool_calls"] = [calls[index] for index in sorted(calls)]
-        choice = {
-            "index": 0,
-            "message": message,
-            "logprobs": {"content": logprobs} if logprobs else None,
-            "finish_reason": finish,
-        }
-        return {
-            "id": answer["id"],
-            "object": "chat.completion",
-            "created": answer["created"],
-            "model": answer["model"],
-            "choices": [choice],
-            "usage": usage,
-        }
-
-    async def complete_stream(self, body: Json) -> AsyncGenerator[Json, None]:
+    async def complete_stream(self, body: Json, tenant: str) -> AsyncGenerator[Json, None]:
         """``text_completion`` objects for a validated legacy completions request."""
-        model = await self.catalog.get(body["model"], ModelType.LLM)
+        model = await self.catalog.get(body["model"], ModelType.LLM, tenant=tenant)
         runtime = self._chat_runtime(model)
         identity = {
             "id": "cmpl-" + secrets.token_hex(12),
@@ -151,12 +148,12 @@ class InferenceRouter:
         if usage is not None and (body.get("stream_options") or {}).get("include_usage"):
             yield {**identity, "choices": [], "usage": usage}
 
-    async def complete(self, body: Json) -> Json:
+    async def complete(self, body: Json, tenant: str) -> Json:
         text: list[str] = []
         answer: Json = {}
         finish = "stop"
         usage = None
-        async for chunk in self.complete_stream({**body, "stream_options": {"include_usage": True}}):
+        async for chunk in self.complete_stream({**body, "stream_options": {"include_usage": True}}, tenant):
             answer = answer or chunk
             usage = chunk.get("usage") or usage
             for choice in chunk["choices"]:
@@ -166,8 +163,10 @@ class InferenceRouter:
         identity = {key: answer[key] for key in ("id", "object", "created", "model")}
         return {**identity, "choices": [choice], "usage": usage}
 
-    async def embed(self, model_name: str, inputs: Sequence[str | Sequence[int]]) -> tuple[Model, Embedded]:
-        model = await self.catalog.get(model_name, ModelType.EMBEDDING)
+    async def embed(
+        self, model_name: str, inputs: Sequence[str | Sequence[int]], tenant: str
+    ) -> tuple[Model, Embedded]:
+        model = await self.catalog.get(model_name, ModelType.EMBEDDING, tenant=tenant)
         runtime = self.catalog.providers[model.provider_id]
         if not isinstance(runtime, EmbeddingRuntime):
             raise _cannot_serve(model)
@@ -180,6 +179,12 @@ class InferenceRouter:
         return runtime
 
 
+def _chat_completion_id() -> str:
+    """``chatcmpl-`` and 24 hex digits: the time in milliseconds first, so that ids sort by creation
+    (stored completions list in that order), then randomness."""
+    return f"chatcmpl-{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
+
+
 def _cannot_serve(model: Model) -> InvalidInput:
     return InvalidInput(f"The model `{model.identifier}` cannot serve this request.", param="model")
 
@@ -188,6 +193,48 @@ def _for_runtime(body: Json, model: Model) -> Json:
     request = {key: value for key, value in body.items() if key not in _CAIRN_FIELDS}
     request["model"] = model.provider_model_id
     return request
+
+
+class _ChatAnswer:
+    """A ``chat.completion`` object, gathered from its chunks."""
+
+    def __init__(self) -> None:
+        self.first: Json = {}
+        self.content: list[str] = []
+        self.calls: dict[int, Json] = {}
+        self.logprobs: list[Any] = []
+        self.finish = "stop"
+        self.usage: Json | None = None
+
+    def add(self, chunk: Json) -> None:
+        self.first = self.first or chunk
+        self.usage = chunk.get("usage") or self.usage
+        for choice in chunk["choices"]:
+            delta = choice["delta"]
+            self.content.append(delta.get("content") or "")
+            for call in delta.get("tool_calls") or ():
+                _merge_call(self.calls.setdefault(call.get("index", 0), {}), call)
+            self.logprobs += (choice.get("logprobs") or {}).get("content") or ()
+            self.finish = choice["finish_reason"] or self.finish
+
+    def completion(self) -> Json:
+        message: Json = {"role": "assistant", "content": "".join(self.content) or None, "refusal": None}
+        if self.calls:
+            message["tool_calls"] = [self.calls[index] for index in sorted(self.calls)]
+        choice = {
+            "index": 0,
+            "message": message,
+            "logprobs": {"content": self.logprobs} if self.logprobs else None,
+            "finish_reason": self.finish,
+        }
+        return {
+            "id": self.first["id"],
+            "object": "chat.completion",
+            "created": self.first["created"],
+            "model": self.first["model"],
+            "choices": [choice],
+            "usage": self.usage,
+        }
 
 
 def _merge_call(into: Json, delta: Json) -> None:

@@ -3,7 +3,8 @@ of its role and owned by the engine code that uses it: ``blobs`` (bytes by objec
 reporting is a capability, ``ReportsFreeSpace``), ``staging`` (upload sessions' bytes), ``locks``
 (who may append to a session across processes), ``ratelimit``, ``inference`` (model runtimes),
 ``tokens`` (where a model's tokenizer cuts a text), and the rows, one module per aggregate:
-``objects``, ``sessions``, ``keys``, and the ``database`` that holds them. Adapters implement them;
+``objects``, ``sessions``, ``keys``, ``models`` (registered models), ``completions`` (stored chat
+completions), and the ``database`` that holds them. Adapters implement them;
 only the composer (``cairn.compose``) picks which.
 
 Who validates what: the engine checks keys, sizes, tenancy and cursors before it calls a port.
