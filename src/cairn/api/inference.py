@@ -25,7 +25,7 @@ from ..core.ratelimit import RouteClass
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses, status_for
 from .faces import Face
-from .front_door import FrontDoorRoute
+from .front_door import LLAMA_STACK_PREFIX, FrontDoorRoute
 from .inference_requests import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -35,8 +35,6 @@ from .inference_requests import (
 from .ratelimit import charged_as
 from .render import json_response
 from .sse import DONE, EventStreamResponse, frame
-
-LLAMA_STACK_PREFIX = "/v1/openai/v1"
 
 router = APIRouter(
     route_class=FrontDoorRoute, tags=["Inference"], responses=error_responses(400, 401, 404, 503)
