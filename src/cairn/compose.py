@@ -25,6 +25,7 @@ from .adapters.ratelimit_memory import InProcessRateLimiter
 from .adapters.ratelimit_redis import RedisRateLimiter
 from .adapters.sessions_s3 import S3SessionStaging
 from .adapters.sql.engine import SqlDatabase
+from .adapters.sql.jobs import SqlJobRows
 from .adapters.sql.keys import SqlApiKeyRows
 from .adapters.sql.objects import SqlObjectRows
 from .adapters.sql.sessions import SqlUploadSessionRows
@@ -33,9 +34,11 @@ from .core.auth import ApiKeys, is_loopback_host
 from .core.health import Probe
 from .core.inference.catalog import ModelCatalog
 from .core.inference.router import InferenceRouter
+from .core.jobs import JobRunner
 from .core.objects import ObjectEngine
 from .core.ports.blobs import BlobStore, ReportsFreeSpace
 from .core.ports.inference import InferenceProvider, ModelType, ProvidedModel
+from .core.ports.jobs import JobRows
 from .core.ports.keys import ApiKeyRows
 from .core.ports.objects import ObjectRows
 from .core.ports.ratelimit import RateLimiter
@@ -53,6 +56,7 @@ class Composition:
     object_rows: ObjectRows
     session_rows: UploadSessionRows
     key_rows: ApiKeyRows
+    job_rows: JobRows
     blobs: BlobStore
     free_space: ReportsFreeSpace | None
     staging: SessionStaging
@@ -102,12 +106,20 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
         for provider in providers:
             lifetimes.push_async_callback(provider.close)
         backends.update(models)
+        job_rows = SqlJobRows(database)
+        jobs = JobRunner(
+            job_rows,
+            workers=settings.jobs.job_workers,
+            lease_seconds=settings.jobs.job_lease_seconds,
+            max_attempts=settings.jobs.job_max_attempts,
+        )
         services = Services(
             settings=settings,
             objects=objects,
             uploads=uploads,
             api_keys=api_keys,
             inference=InferenceRouter(ModelCatalog(providers)),
+            jobs=jobs,
             rate_limiter=limiter,
             probes=probes,
         )
@@ -117,6 +129,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             object_rows=object_rows,
             session_rows=session_rows,
             key_rows=key_rows,
+            job_rows=job_rows,
             blobs=blobs,
             free_space=free_space,
             staging=staging,

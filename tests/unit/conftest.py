@@ -9,6 +9,7 @@ import pytest
 from cairn.compose import Composition, composed
 from cairn.core.objects import ObjectEngine
 from cairn.core.ports.blobs import BlobStore
+from cairn.core.ports.jobs import JobRows
 from cairn.core.ports.keys import ApiKeyRows
 from cairn.core.ports.objects import ObjectRows
 from cairn.core.ports.sessions import UploadSessionRows
@@ -67,6 +68,11 @@ def session_rows(composition: Composition) -> UploadSessionRows:
 @pytest.fixture
 def key_rows(composition: Composition) -> ApiKeyRows:
     return composition.key_rows
+
+
+@pytest.fixture
+def job_rows(composition: Composition) -> JobRows:
+    return composition.job_rows
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 of its role and owned by the engine code that uses it: ``blobs`` (bytes by object id; free-space
 reporting is a capability, ``ReportsFreeSpace``), ``staging`` (upload sessions' bytes), ``locks``
 (who may append to a session across processes), ``ratelimit``, and the rows, one module per aggregate:
-``objects``, ``sessions``, ``keys``, and the ``database`` that holds them. Adapters implement them;
-only the composer (``cairn.compose``) picks which.
+``objects``, ``sessions``, ``keys``, ``jobs`` (durable background work), and the ``database`` that holds
+them. Adapters implement them; only the composer (``cairn.compose``) picks which.
 
 Who validates what: the engine checks keys, sizes, tenancy and cursors before it calls a port.
 Ports store bytes and rows, translate their native errors into ``core.errors`` (``Unavailable``
