@@ -28,7 +28,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -70,7 +70,7 @@ class Lease:
     """Set when the runner stops the handler (it also cancels the handler's task)."""
 
 
-Handler = Callable[[JobRecord, Lease], Awaitable[Json | None]]
+Handler = Callable[[JobRecord, Lease], Coroutine[Any, Any, Json | None]]
 """Does a job's work and returns its result (JSON), kept on the job's row."""
 
 
