@@ -22,7 +22,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.append(str(REPO / "tests"))  # PostgreSQL databases as the test suite makes them
 from _services import postgres_database  # noqa: E402
-
 from cairn.compose import composed  # noqa: E402
 from cairn.core.jobs import JobRunner, Lease, new_job_id  # noqa: E402
 from cairn.core.ports.jobs import JobRows  # noqa: E402
@@ -87,7 +86,9 @@ def database(backend: str) -> Iterator[str]:
 
 async def measure(url: str, jobs: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as directory:
-        settings = Settings(data_dir=Path(directory), database_url=url, rate_limits=False, embedded_models=False)
+        settings = Settings(
+            data_dir=Path(directory), database_url=url, rate_limits=False, embedded_models=False
+        )
         async with composed(settings) as composition:
             return await rows_rate(composition.job_rows, jobs), await runner_rate(composition.job_rows, jobs)
 

@@ -47,9 +47,16 @@ async def test_migrate_is_idempotent_and_creates_the_listing_indexes(composition
     await database.migrate()
     version_query = sa.text("SELECT version_num FROM alembic_version")
     version = await database.runner.read(lambda c: c.execute(version_query).scalar_one())
-    indexes = await database.runner.read(lambda c: {i["name"] for i in sa.inspect(c).get_indexes("objects")})
-    assert version == "0003"
-    assert {"ix_objects_listing", "ix_objects_purpose", "ix_objects_expires_at"} <= indexes
+    indexes = await database.runner.read(
+        lambda c: {i["name"] for table in ("objects", "jobs") for i in sa.inspect(c).get_indexes(table)}
+    )
+    assert version == "0005"
+    assert {
+        "ix_objects_listing",
+        "ix_objects_purpose",
+        "ix_objects_expires_at",
+        "ix_jobs_claimable",
+    } <= indexes
 
 
 def test_concurrent_migrations_from_several_processes(database_url: str) -> None:
