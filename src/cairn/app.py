@@ -1,5 +1,6 @@
 """The app: mounts the faces, installs the error handlers and middleware, and runs the engine that
-``compose.composed`` builds for as long as the server runs (with its maintenance loop)."""
+``compose.composed`` builds for as long as the server runs (with its maintenance loop and its job
+workers)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
             maintenance = asyncio.create_task(
                 _maintain(services.objects, services.uploads, settings.limits.expiry_interval)
             )
+            services.jobs.start()
             host = f"[{settings.server.host}]" if ":" in settings.server.host else settings.server.host
             log.info(
                 "cairn.ready url=http://%s:%d version=%s %s",
@@ -82,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
             try:
                 yield
             finally:
+                await services.jobs.close()
                 maintenance.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await maintenance

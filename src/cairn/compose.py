@@ -26,6 +26,7 @@ from .adapters.ratelimit_redis import RedisRateLimiter
 from .adapters.sessions_s3 import S3SessionStaging
 from .adapters.sql.completions import SqlChatCompletionRows
 from .adapters.sql.engine import SqlDatabase
+from .adapters.sql.jobs import SqlJobRows
 from .adapters.sql.keys import SqlApiKeyRows
 from .adapters.sql.models import SqlModelRows
 from .adapters.sql.objects import SqlObjectRows
@@ -36,10 +37,12 @@ from .core.health import Probe
 from .core.inference.catalog import ModelCatalog
 from .core.inference.router import InferenceRouter
 from .core.inference.stored import StoredCompletions
+from .core.jobs import JobRunner
 from .core.objects import ObjectEngine
 from .core.ports.blobs import BlobStore, ReportsFreeSpace
 from .core.ports.completions import ChatCompletionRows
 from .core.ports.inference import InferenceProvider, ModelType, ProvidedModel
+from .core.ports.jobs import JobRows
 from .core.ports.keys import ApiKeyRows
 from .core.ports.models import ModelRows
 from .core.ports.objects import ObjectRows
@@ -60,6 +63,7 @@ class Composition:
     key_rows: ApiKeyRows
     model_rows: ModelRows
     completion_rows: ChatCompletionRows
+    job_rows: JobRows
     blobs: BlobStore
     free_space: ReportsFreeSpace | None
     staging: SessionStaging
@@ -111,6 +115,13 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
         backends.update(models)
         model_rows = SqlModelRows(database)
         completion_rows = SqlChatCompletionRows(database)
+        job_rows = SqlJobRows(database)
+        jobs = JobRunner(
+            job_rows,
+            workers=settings.jobs.job_workers,
+            lease_seconds=settings.jobs.job_lease_seconds,
+            max_attempts=settings.jobs.job_max_attempts,
+        )
         services = Services(
             settings=settings,
             objects=objects,
@@ -119,6 +130,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             inference=InferenceRouter(
                 ModelCatalog(providers, model_rows), StoredCompletions(completion_rows)
             ),
+            jobs=jobs,
             rate_limiter=limiter,
             probes=probes,
         )
@@ -130,6 +142,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             key_rows=key_rows,
             model_rows=model_rows,
             completion_rows=completion_rows,
+            job_rows=job_rows,
             blobs=blobs,
             free_space=free_space,
             staging=staging,

@@ -312,6 +312,25 @@ class InferenceSettings(BaseModel):
         return self.threads or max(1, len(os.sched_getaffinity(0)) // 2)
 
 
+class JobsSettings(BaseModel):
+    """Background jobs (docs/decisions.md, D29): how many run at once in each process, how long a
+    worker's hold on a job lasts without a heartbeat, and how often a job is tried."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_workers: int = Field(2, ge=1, le=256, description="Jobs each server process runs at once.")
+    job_lease_seconds: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="Seconds a job stays with its worker without a heartbeat (one every third of it); "
+        "then any process may take it over.",
+    )
+    job_max_attempts: int = Field(
+        5, ge=1, le=100, description="Attempts at a job (its first run included) before it fails for good."
+    )
+
+
 class VectorStoresSettings(BaseModel):
     """Vector indexes, embedding and ingestion. Empty until the vector stores milestone (core/rag/,
     vectors_sqlite / vectors_pgvector adapters) fills it."""
@@ -324,6 +343,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "storage": StorageSettings,
     "limits": LimitsSettings,
     "inference": InferenceSettings,
+    "jobs": JobsSettings,
     "vector_stores": VectorStoresSettings,
 }
 # A flat name (keyword argument, CAIRN_<NAME>) -> its section. Flat names are unique across sections.
@@ -468,6 +488,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
     vector_stores: VectorStoresSettings = Field(default_factory=VectorStoresSettings)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)

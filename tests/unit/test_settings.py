@@ -38,7 +38,30 @@ def test_defaults_come_in_sections() -> None:
     assert settings.limits.rate_limits is True
     assert settings.inference.embedded_models is True and settings.inference.providers == []
     assert settings.inference.embedded_threads >= 1
+    assert (settings.jobs.job_workers, settings.jobs.job_lease_seconds, settings.jobs.job_max_attempts) == (
+        2,
+        60.0,
+        5,
+    )
     assert settings.vector_stores.model_dump() == {}
+
+
+def test_job_settings_come_from_flat_variables_and_the_jobs_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "CAIRN_CONFIG", str(write_config(tmp_path, "[jobs]\njob_workers = 4\njob_max_attempts = 2\n"))
+    )
+    monkeypatch.setenv("CAIRN_JOB_LEASE_SECONDS", "30")
+    settings = Settings()
+    assert (settings.jobs.job_workers, settings.jobs.job_lease_seconds, settings.jobs.job_max_attempts) == (
+        4,
+        30.0,
+        2,
+    )
+    assert settings.source_of("jobs.job_lease_seconds") == "env CAIRN_JOB_LEASE_SECONDS"
+    with pytest.raises(ValueError):
+        Settings(job_lease_seconds=0.5)
 
 
 def test_remote_providers_from_the_config_file_and_from_json_in_the_environment(
@@ -278,7 +301,7 @@ def test_describe_settings_names_every_value_and_its_source_and_masks_secrets(
 
     names = [name for name, _, _ in rows]
     assert names[:2] == ["server.host", "server.port"]
-    assert len(names) == len(set(names)) == 34  # every field of every section, once
+    assert len(names) == len(set(names)) == 37  # every field of every section, once
     assert "limits.rate_limit_deletions" in names
 
     table = {name: (value, source) for name, value, source in rows}

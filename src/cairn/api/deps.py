@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ..core.auth import ApiKeys, Principal
 from ..core.health import Probe
 from ..core.inference.router import InferenceRouter
+from ..core.jobs import JobRunner
 from ..core.objects import ObjectEngine
 from ..core.ports.ratelimit import RateLimiter
 from ..core.uploads import UploadEngine
@@ -26,6 +27,8 @@ class Services:
     uploads: UploadEngine
     api_keys: ApiKeys
     inference: InferenceRouter
+    jobs: JobRunner
+    """Background work; the app starts it and closes it before the database."""
     rate_limiter: RateLimiter | None
     probes: dict[str, Probe]
     """The health checks of ``/health?deep=1``, by dependency: the database, the blobs, Redis."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 
@@ -98,3 +99,38 @@ class StoredChatCompletion:
 class ChatCompletionPage:
     items: list[StoredChatCompletion]
     has_more: bool
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A unit of background work of some ``kind``, done for a tenant by whichever worker claims it.
+
+    Times are seconds since the epoch, as floats (leases are shorter than a second in tests)."""
+
+    id: str
+    tenant: str
+    kind: str
+    payload: dict[str, Any]
+    status: JobStatus
+    attempts: int
+    """Claims so far, the one running now included."""
+    max_attempts: int
+    run_at: float
+    """When the job may next be claimed: a queued job once it is due, a running one once its lease
+    ends (its worker stopped renewing it)."""
+    created_at: float
+    worker: str | None = None
+    """Who holds, or last held, the job."""
+    cancel_requested: bool = False
+    result: dict[str, Any] | None = None
+    error: dict[str, str] | None = None
+    """The last failure as ``{"code", "message"}``: the message is safe to show a client."""
+    ended_at: float | None = None

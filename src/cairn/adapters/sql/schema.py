@@ -82,3 +82,22 @@ chat_completions = sa.Table(
     sa.Column("usage", sa.Text, nullable=True),
     sa.Index("ix_chat_completions_tenant_created_at", "tenant", "created_at", "id"),
 )
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("run_at", sa.Double, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("worker", sa.String(128), nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("result", sa.JSON, nullable=True),
+    sa.Column("error", sa.JSON, nullable=True),
+    sa.Column("ended_at", sa.Double, nullable=True),
+)

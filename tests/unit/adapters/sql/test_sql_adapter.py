@@ -49,12 +49,19 @@ async def test_migrate_is_idempotent_and_creates_the_listing_indexes(composition
     version = await database.runner.read(lambda c: c.execute(version_query).scalar_one())
     indexes = await database.runner.read(
         lambda c: {
-            i["name"] for table in ("objects", "chat_completions") for i in sa.inspect(c).get_indexes(table)
+            i["name"]
+            for table in ("objects", "chat_completions", "jobs")
+            for i in sa.inspect(c).get_indexes(table)
         }
     )
-    assert version == "0004"
-    assert {"ix_objects_listing", "ix_objects_purpose", "ix_objects_expires_at"} <= indexes
-    assert "ix_chat_completions_tenant_created_at" in indexes
+    assert version == "0005"
+    assert {
+        "ix_objects_listing",
+        "ix_objects_purpose",
+        "ix_objects_expires_at",
+        "ix_chat_completions_tenant_created_at",
+        "ix_jobs_claimable",
+    } <= indexes
 
 
 def test_concurrent_migrations_from_several_processes(database_url: str) -> None:
