@@ -32,6 +32,7 @@ from .api.deps import Services
 from .core.auth import ApiKeys, is_loopback_host
 from .core.health import Probe
 from .core.inference.catalog import ModelCatalog
+from .core.inference.limits import InferenceLimits
 from .core.inference.router import InferenceRouter
 from .core.objects import ObjectEngine
 from .core.ports.blobs import BlobStore, ReportsFreeSpace
@@ -108,6 +109,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             uploads=uploads,
             api_keys=api_keys,
             inference=InferenceRouter(ModelCatalog(providers)),
+            inference_limits=InferenceLimits(limiter, streams_per_tenant=limits.inference_streams_per_tenant),
             rate_limiter=limiter,
             probes=probes,
         )
@@ -224,6 +226,7 @@ def _per_minute(settings: Settings) -> dict[RouteClass, int]:
         RouteClass.RETRIEVALS: limits.rate_limit_retrievals,
         RouteClass.DELETIONS: limits.rate_limit_deletions,
         RouteClass.INFERENCE: limits.rate_limit_inference,
+        RouteClass.TOKENS: limits.rate_limit_inference_tokens,
     }
 
 

@@ -36,6 +36,10 @@ def test_defaults_come_in_sections() -> None:
     assert settings.storage.resolved_database_url.endswith("/cairn-data/cairn.db")
     assert settings.limits.idle_timeout == 60.0
     assert settings.limits.rate_limits is True
+    assert (settings.limits.rate_limit_inference_tokens, settings.limits.inference_streams_per_tenant) == (
+        100_000,
+        4,
+    )
     assert settings.inference.embedded_models is True and settings.inference.providers == []
     assert settings.inference.embedded_threads >= 1
     assert settings.vector_stores.model_dump() == {}
@@ -109,6 +113,8 @@ def test_flat_environment_variables_land_in_their_sections(monkeypatch: pytest.M
         "CAIRN_MAX_JSON_BYTES": "4096",
         "CAIRN_RATE_LIMIT_UPLOADS": "7",
         "CAIRN_RATE_LIMITS": "0",
+        "CAIRN_RATE_LIMIT_INFERENCE_TOKENS": "5000",
+        "CAIRN_INFERENCE_STREAMS_PER_TENANT": "2",
     }.items():
         monkeypatch.setenv(name, value)
     settings = Settings()
@@ -125,6 +131,10 @@ def test_flat_environment_variables_land_in_their_sections(monkeypatch: pytest.M
     assert settings.storage.s3_secret_access_key.get_secret_value() == "s3-secret"
     assert (settings.limits.idle_timeout, settings.limits.max_json_bytes) == (2.5, 4096)
     assert (settings.limits.rate_limit_uploads, settings.limits.rate_limits) == (7, False)
+    assert (settings.limits.rate_limit_inference_tokens, settings.limits.inference_streams_per_tenant) == (
+        5000,
+        2,
+    )
 
 
 def test_a_bad_environment_value_is_refused_by_its_section(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -278,7 +288,7 @@ def test_describe_settings_names_every_value_and_its_source_and_masks_secrets(
 
     names = [name for name, _, _ in rows]
     assert names[:2] == ["server.host", "server.port"]
-    assert len(names) == len(set(names)) == 34  # every field of every section, once
+    assert len(names) == len(set(names)) == 36  # every field of every section, once
     assert "limits.rate_limit_deletions" in names
 
     table = {name: (value, source) for name, value, source in rows}

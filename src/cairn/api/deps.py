@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..core.auth import ApiKeys, Principal
 from ..core.health import Probe
+from ..core.inference.limits import InferenceLimits
 from ..core.inference.router import InferenceRouter
 from ..core.objects import ObjectEngine
 from ..core.ports.ratelimit import RateLimiter
@@ -26,6 +27,7 @@ class Services:
     uploads: UploadEngine
     api_keys: ApiKeys
     inference: InferenceRouter
+    inference_limits: InferenceLimits
     rate_limiter: RateLimiter | None
     probes: dict[str, Probe]
     """The health checks of ``/health?deep=1``, by dependency: the database, the blobs, Redis."""

@@ -26,7 +26,7 @@ from .errors import error_responses, status_for
 from .faces import Face
 from .front_door import FrontDoorRoute
 from .inference_requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from .ratelimit import charged_as
+from .ratelimit import MeterDep, charged_as
 from .render import json_response
 from .sse import DONE, EventStreamResponse, frame
 
@@ -121,28 +121,26 @@ def _event_stream(request: Request, chunks: AsyncGenerator[Json, None]) -> Event
 @router.post("/chat/completions", summary="Create a chat completion")
 @charged_as(RouteClass.INFERENCE)
 async def create_chat_completion(
-    body: ChatCompletionRequest, request: Request, services: ServicesDep, _principal: PrincipalDep
+    body: ChatCompletionRequest, request: Request, services: ServicesDep, meter: MeterDep
 ) -> Response:
     if body.stream:
-        return _event_stream(request, services.inference.chat_stream(body.for_router()))
-    return json_response(await services.inference.chat(body.for_router()))
+        return _event_stream(request, meter.stream(services.inference.chat_stream, body.for_router()))
+    return json_response(await meter.whole(services.inference.chat, body.for_router()))
 
 
 @router.post("/completions", summary="Create a completion (legacy)")
 @charged_as(RouteClass.INFERENCE)
 async def create_completion(
-    body: CompletionRequest, request: Request, services: ServicesDep, _principal: PrincipalDep
+    body: CompletionRequest, request: Request, services: ServicesDep, meter: MeterDep
 ) -> Response:
     if body.stream:
-        return _event_stream(request, services.inference.complete_stream(body.for_router()))
-    return json_response(await services.inference.complete(body.for_router()))
+        return _event_stream(request, meter.stream(services.inference.complete_stream, body.for_router()))
+    return json_response(await meter.whole(services.inference.complete, body.for_router()))
 
 
 @router.post("/embeddings", summary="Create embeddings")
 @charged_as(RouteClass.INFERENCE)
-async def create_embeddings(
-    body: EmbeddingRequest, services: ServicesDep, _principal: PrincipalDep
-) -> Response:
+async def create_embeddings(body: EmbeddingRequest, services: ServicesDep, meter: MeterDep) -> Response:
     model = await services.inference.catalog.get(body.model, ModelType.EMBEDDING)
     if body.dimensions is not None and body.dimensions != model.dimension:
         raise InvalidInput(
@@ -150,6 +148,7 @@ async def create_embeddings(
             param="dimensions",
         )
     model, embedded = await services.inference.embed(model.identifier, body.inputs())
+    await meter.spend(embedded.prompt_tokens)
     data = [
         {"object": "embedding", "index": index, "embedding": _encoded(vector, body.encoding_format)}
         for index, vector in enumerate(embedded.vectors)
