@@ -1,5 +1,5 @@
 """Embeddings in process: a sentence-transformers-style ONNX encoder (all-MiniLM-L6-v2 by default) run by
-onnxruntime, its text tokenized by Hugging Face ``tokenizers`` (D-next).
+onnxruntime, its text tokenized by Hugging Face ``tokenizers`` (D26).
 
 Vectors: the mean of the model's token embeddings (its first output) over the attention mask, then
 L2-normalised, which is what sentence-transformers computes for all-MiniLM-L6-v2 (its ``Pooling(mean)``
@@ -18,10 +18,11 @@ of the model computes. The model was fine-tuned on 128-token pairs; its position
 
 Work: tokenizing a request and running each of its batches happen in the runtime's own worker threads
 (``parallel`` of them, each run using ``threads`` cores; onnxruntime and tokenizers release the GIL),
-never on the event loop. Inputs are sorted by token count and cut into batches of at most ``max_batch``
-inputs and ``MAX_BATCH_TOKENS`` padded tokens, which bounds a run's memory (attention grows with batch
-× length²: 64 inputs of 256 tokens peaked at 1.5 GB); vectors come back in input order. A request runs
-its batches one after another, so concurrent requests take turns batch by batch. At most
+never on the event loop, niced below it (``background_threads``: the threads onnxruntime and the
+tokenizer create from them are too). Inputs are sorted by token count and cut into batches of at most
+``max_batch`` inputs and ``MAX_BATCH_TOKENS`` padded tokens, which bounds a run's memory (attention
+grows with batch × length²: 64 inputs of 256 tokens peaked at 1.5 GB); vectors come back in input order.
+A request runs its batches one after another, so concurrent requests take turns batch by batch. At most
 ``max_pending`` requests are admitted (running or waiting for a worker); another is ``Busy`` at once.
 
 Cancellation: a cancelled request starts no further batch; its batch in flight is told to stop
@@ -53,6 +54,7 @@ from tokenizers import Tokenizer
 
 from ..core.errors import Busy, ContextLengthExceeded, InvalidInput, ModelNotFound, Unavailable
 from ..core.ports.inference import Embedded, ModelType, ProvidedModel
+from .background_threads import lower_priority
 
 log = logging.getLogger("cairn.inference")
 
@@ -94,7 +96,9 @@ class OnnxEmbeddingRuntime:
         self._max_batch = max_batch
         self._max_pending = max_pending
         self._pending = 0
-        self._workers = ThreadPoolExecutor(parallel, thread_name_prefix=f"cairn-embed-{provider_id}")
+        self._workers = ThreadPoolExecutor(
+            parallel, thread_name_prefix=f"cairn-embed-{provider_id}", initializer=lower_priority
+        )
         self._loading = asyncio.Lock()
         self._encoder: _Encoder | None = None
         self._closed = False
