@@ -29,8 +29,10 @@ Cancellation: a cancelled request starts no further batch; its batch in flight i
 (``RunOptions.terminate``, which onnxruntime checks between operators) and the cancellation goes on
 only once that thread is done, so a worker is free when its request is gone.
 
-Lifetime: the first ``embed``, ``models`` or ``ping`` loads the tokenizer and the session in a worker
-thread; a model that cannot be loaded is ``Unavailable``, and the next call tries again. ``close()``
+Lifetime: the first ``embed`` or ``ping`` loads the tokenizer and the session in a worker thread; a
+model that cannot be loaded is ``Unavailable``, and the next call tries again. ``models`` does not load
+when the model's Hugging Face ``config.json`` (beside the tokenizer or the graph) declares its vector
+length (``hidden_size``); the graph must then agree, or it is not loaded (``Unavailable``). ``close()``
 waits for the running work, then releases the session; every later call is ``Unavailable``.
 
 Session: no CPU memory arena (it would keep a run's peak resident for good), no spinning of idle
@@ -40,6 +42,7 @@ worker threads (they would burn the cores the server shares), one inter-op threa
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -92,6 +95,7 @@ class OnnxEmbeddingRuntime:
         self.model_id = model_id
         self.context_length = context_length
         self._paths = (model_path, tokenizer_path)
+        self._declared_dimension = _declared_dimension(tokenizer_path.parent, model_path.parent)
         self._threads = threads
         self._max_batch = max_batch
         self._max_pending = max_pending
@@ -104,8 +108,10 @@ class OnnxEmbeddingRuntime:
         self._closed = False
 
     async def models(self) -> list[ProvidedModel]:
-        encoder = await self._loaded()
-        return [ProvidedModel(self.model_id, ModelType.EMBEDDING, self.context_length, encoder.dimension)]
+        if self._closed:
+            raise Unavailable(f"The embedding model `{self.model_id}` is closed.")
+        dimension = self._declared_dimension or (await self._loaded()).dimension
+        return [ProvidedModel(self.model_id, ModelType.EMBEDDING, self.context_length, dimension)]
 
     async def ping(self) -> None:
         await self._loaded()
@@ -142,7 +148,16 @@ class OnnxEmbeddingRuntime:
     async def _loaded(self) -> _Encoder:
         async with self._loading:
             if self._encoder is None:
-                self._encoder = await self._in_worker(_Encoder.load, *self._paths, self._threads)
+                encoder = await self._in_worker(_Encoder.load, *self._paths, self._threads)
+                if self._declared_dimension not in (None, encoder.dimension):
+                    log.error(
+                        "embed_onnx.dimension_mismatch model=%s config=%s graph=%s",
+                        self._paths[0],
+                        self._declared_dimension,
+                        encoder.dimension,
+                    )
+                    raise Unavailable("The embedding model is not the one its config.json describes.")
+                self._encoder = encoder
             return self._encoder
 
     async def _in_worker(self, work: Callable[..., T], *args: Any, stop: Any = None) -> T:
@@ -161,6 +176,19 @@ class OnnxEmbeddingRuntime:
                 await asyncio.wait([done])
                 done.exception()  # retrieved: the failure of a stopped run goes with the cancellation
             raise
+
+
+def _declared_dimension(*directories: Path) -> int | None:
+    """The ``hidden_size`` of the first ``config.json`` in ``directories`` that declares one."""
+    for directory in dict.fromkeys(directories):
+        try:
+            config = json.loads((directory / "config.json").read_bytes())
+        except (OSError, ValueError):
+            continue
+        size = config.get("hidden_size") if isinstance(config, dict) else None
+        if isinstance(size, int) and size > 0:
+            return size
+    return None
 
 
 def _batches(lengths: list[int], max_batch: int) -> list[list[int]]:
