@@ -329,6 +329,8 @@ def test_cairn_doctor_prints_the_table(
     assert ["backend", "metadata", "sqlite"] in [line.split() for line in lines]
     assert ["capability", "free", "space", "reporting", "yes"] in [line.split() for line in lines]
     assert ["metadata", "ok"] in [line.split() for line in lines]
+    assert ["provider", "llama-cpp", "ok"] in [line.split() for line in lines]
+    assert ["provider", "onnx", "ok"] in [line.split() for line in lines]
 
 
 def test_cairn_doctor_says_which_dependency_does_not_answer(

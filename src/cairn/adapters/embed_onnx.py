@@ -36,7 +36,9 @@ length (``hidden_size``); the graph must then agree, or it is not loaded (``Unav
 waits for the running work, then releases the session; every later call is ``Unavailable``.
 
 Session: no CPU memory arena (it would keep a run's peak resident for good), no spinning of idle
-worker threads (they would burn the cores the server shares), one inter-op thread.
+worker threads (they would burn the cores the server shares), one inter-op thread. What a request of
+``TRIM_AFTER_TOKENS`` padded tokens or more freed is given back to the system once it is done
+(``native_memory``), so that the resident size follows the work instead of its highest mark.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from tokenizers import Tokenizer
 from ..core.errors import Busy, ContextLengthExceeded, InvalidInput, ModelNotFound, Unavailable
 from ..core.ports.inference import Embedded, ModelType, ProvidedModel
 from .background_threads import lower_priority
+from .native_memory import release_free_memory
 
 log = logging.getLogger("cairn.inference")
 
@@ -65,6 +68,7 @@ PROVIDER_TYPE = "inline::onnx"
 CONTEXT_LENGTH = 256
 MAX_BATCH_TOKENS = 4096  # padded tokens in one run: 16 inputs of 256 tokens, ~230 MB at its peak
 BUSY_RETRY_SECONDS = 1.0
+TRIM_AFTER_TOKENS = 512  # padded tokens of a request after which its freed memory goes back to the system
 FEEDS = frozenset({"input_ids", "attention_mask", "token_type_ids"})
 
 T = TypeVar("T")
@@ -136,11 +140,15 @@ class OnnxEmbeddingRuntime:
             encoder = await self._loaded()
             rows = await self._in_worker(encoder.tokenize, inputs, self.context_length)
             vectors: list[list[float]] = [[] for _ in rows]
+            padded = 0
             for batch in _batches([len(row) for row in rows], self._max_batch):
                 stop = ort.RunOptions()
                 pooled = await self._in_worker(encoder.run, [rows[i] for i in batch], stop, stop=stop)
                 for index, vector in zip(batch, pooled, strict=True):
                     vectors[index] = vector
+                padded += len(batch) * max(len(rows[i]) for i in batch)
+            if padded >= TRIM_AFTER_TOKENS:
+                await self._in_worker(release_free_memory)
             return Embedded(vectors, sum(len(row) for row in rows))
         finally:
             self._pending -= 1

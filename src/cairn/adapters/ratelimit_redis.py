@@ -32,8 +32,8 @@ KEY_PREFIX = "cairn:ratelimit:"
 TIMEOUT_SECONDS = 1.0
 POOL_SIZE = 50  # connections per process; a charge holds one for a round trip, the next waits for it
 
-# Both scripts: KEYS[1]: the TAT. ARGV: interval, capacity (both µs), now (µs; empty: the Redis server's
-# clock), and for _SPEND the units spent. Both return {allowed (1/0), how far the TAT is ahead of now
+# Every script: KEYS[1]: the TAT. ARGV: interval, capacity (both µs), now (µs; empty: the Redis server's
+# clock), and for _SPEND the units spent. Each returns {allowed (1/0), how far the TAT is ahead of now
 # after the call (µs)}.
 _NOW_AND_TAT = """
 local interval = tonumber(ARGV[1])
