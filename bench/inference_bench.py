@@ -3,9 +3,10 @@ called directly in this process, in the same run, on the same settings.
 
 Loads the direct baselines first (``LlamaCppRuntime`` with SmolLM2-135M-Instruct, ``OnnxEmbeddingRuntime``
 with all-MiniLM-L6-v2, the packaged models), then starts `cairn serve` (random port, fresh data directory
-in a temp dir, open mode on loopback, access log and rate limits off) with the same threads, slots,
-context and queue, passed explicitly to both. Each figure alternates between the two, one request or
-batch at a time, never both at once (the idle side's CPU is printed to show it stayed idle). Measures:
+in a temp dir, open mode on loopback, access log, rate limits and the open-streams limit off) with the
+same threads, slots, context and queue, passed explicitly to both. Each figure alternates between the
+two, one request or batch at a time, never both at once (the idle side's CPU is printed to show it
+stayed idle). Measures:
 
   1. generated tokens/s of one streamed chat completion (temperature 0, a fixed prompt, ``max_tokens``
      with ``ignore_eos`` so every run generates the same count), Cairn over direct;
@@ -423,6 +424,7 @@ async def bench(args: argparse.Namespace, work: Path, res: Results) -> None:
         "CAIRN_CHAT_SLOTS": str(args.slots),
         "CAIRN_CHAT_CONTEXT": str(args.context),
         "CAIRN_CHAT_QUEUE": str(args.queue),
+        "CAIRN_INFERENCE_STREAMS_PER_TENANT": "0",  # --streams may be more than a tenant's default
     }
     texts, batches, tokens = short_texts(args.batch_size), args.embed_batches, args.max_tokens
     chat_id, embed_id = chat_model.model_id, embed_model.model_id

@@ -201,7 +201,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def _doctor(settings: Settings) -> int:
     """The effective settings and where each came from, what the composer builds on them, and whether
-    each dependency answers; exit 1 if one does not."""
+    each dependency and inference provider answers; exit 1 if one does not."""
     _table([("setting", "value", "source"), *describe_settings(settings)])
     composition, checks = asyncio.run(_composed(settings))
     print()
@@ -213,10 +213,14 @@ def _doctor(settings: Settings) -> int:
 
 async def _composed(settings: Settings) -> tuple[list[tuple[str, str]], dict[str, str]]:
     from .compose import composed
-    from .core.health import check_all
+    from .core.health import check_all, check_providers
 
     async with composed(settings, migrate=False) as composition:
-        return composition.describe(), await check_all(composition.services.probes)
+        services = composition.services
+        checks = await check_all(services.probes)
+        providers = await check_providers(services.inference.catalog.providers.values())
+        checks.update((f"provider {provider}", answer) for provider, answer in providers.items())
+        return composition.describe(), checks
 
 
 def _table(rows: list[tuple[str, str, str]]) -> None:

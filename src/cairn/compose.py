@@ -35,6 +35,7 @@ from .api.deps import Services
 from .core.auth import ApiKeys, is_loopback_host
 from .core.health import Probe
 from .core.inference.catalog import ModelCatalog
+from .core.inference.limits import InferenceLimits
 from .core.inference.router import InferenceRouter
 from .core.inference.stored import StoredCompletions
 from .core.jobs import JobRunner
@@ -131,6 +132,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
                 ModelCatalog(providers, model_rows), StoredCompletions(completion_rows)
             ),
             jobs=jobs,
+            inference_limits=InferenceLimits(limiter, streams_per_tenant=limits.inference_streams_per_tenant),
             rate_limiter=limiter,
             probes=probes,
         )
@@ -250,6 +252,7 @@ def _per_minute(settings: Settings) -> dict[RouteClass, int]:
         RouteClass.RETRIEVALS: limits.rate_limit_retrievals,
         RouteClass.DELETIONS: limits.rate_limit_deletions,
         RouteClass.INFERENCE: limits.rate_limit_inference,
+        RouteClass.TOKENS: limits.rate_limit_inference_tokens,
     }
 
 

@@ -187,6 +187,19 @@ class LimitsSettings(BaseModel):
         le=1_000_000,
         description="Model requests (chat, completions, embeddings) per tenant per minute; 0: off.",
     )
+    rate_limit_inference_tokens: int = Field(
+        100_000,
+        ge=0,
+        le=10_000_000,
+        description="Model tokens (prompt and completion) per tenant per minute; 0: off.",
+    )
+    inference_streams_per_tenant: int = Field(
+        4,
+        ge=0,
+        le=10_000,
+        description="Streamed model answers a tenant may have open at once, per process (not a rate "
+        "limit: rate_limits does not switch it off); 0: off.",
+    )
 
 
 RemoteProviderType = Literal[

@@ -36,6 +36,10 @@ def test_defaults_come_in_sections() -> None:
     assert settings.storage.resolved_database_url.endswith("/cairn-data/cairn.db")
     assert settings.limits.idle_timeout == 60.0
     assert settings.limits.rate_limits is True
+    assert (settings.limits.rate_limit_inference_tokens, settings.limits.inference_streams_per_tenant) == (
+        100_000,
+        4,
+    )
     assert settings.inference.embedded_models is True and settings.inference.providers == []
     assert settings.inference.embedded_threads >= 1
     assert (settings.jobs.job_workers, settings.jobs.job_lease_seconds, settings.jobs.job_max_attempts) == (
@@ -132,6 +136,8 @@ def test_flat_environment_variables_land_in_their_sections(monkeypatch: pytest.M
         "CAIRN_MAX_JSON_BYTES": "4096",
         "CAIRN_RATE_LIMIT_UPLOADS": "7",
         "CAIRN_RATE_LIMITS": "0",
+        "CAIRN_RATE_LIMIT_INFERENCE_TOKENS": "5000",
+        "CAIRN_INFERENCE_STREAMS_PER_TENANT": "2",
     }.items():
         monkeypatch.setenv(name, value)
     settings = Settings()
@@ -148,6 +154,10 @@ def test_flat_environment_variables_land_in_their_sections(monkeypatch: pytest.M
     assert settings.storage.s3_secret_access_key.get_secret_value() == "s3-secret"
     assert (settings.limits.idle_timeout, settings.limits.max_json_bytes) == (2.5, 4096)
     assert (settings.limits.rate_limit_uploads, settings.limits.rate_limits) == (7, False)
+    assert (settings.limits.rate_limit_inference_tokens, settings.limits.inference_streams_per_tenant) == (
+        5000,
+        2,
+    )
 
 
 def test_a_bad_environment_value_is_refused_by_its_section(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -301,7 +311,7 @@ def test_describe_settings_names_every_value_and_its_source_and_masks_secrets(
 
     names = [name for name, _, _ in rows]
     assert names[:2] == ["server.host", "server.port"]
-    assert len(names) == len(set(names)) == 37  # every field of every section, once
+    assert len(names) == len(set(names)) == 39  # every field of every section, once
     assert "limits.rate_limit_deletions" in names
 
     table = {name: (value, source) for name, value, source in rows}
@@ -342,6 +352,9 @@ def test_cairn_doctor_prints_the_table(
     assert ["backend", "metadata", "sqlite"] in [line.split() for line in lines]
     assert ["capability", "free", "space", "reporting", "yes"] in [line.split() for line in lines]
     assert ["metadata", "ok"] in [line.split() for line in lines]
+    assert ["provider", "llama-cpp", "ok"] in [line.split() for line in lines]  # listed, not loaded
+    # the embedding model loads for its ping, which on a busy machine may take longer than the ping's 2 s
+    assert any(line.split()[:2] == ["provider", "onnx"] for line in lines if line)
 
 
 def test_cairn_doctor_says_which_dependency_does_not_answer(

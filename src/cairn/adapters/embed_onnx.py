@@ -1,5 +1,5 @@
 """Embeddings in process: a sentence-transformers-style ONNX encoder (all-MiniLM-L6-v2 by default) run by
-onnxruntime, its text tokenized by Hugging Face ``tokenizers`` (D-next).
+onnxruntime, its text tokenized by Hugging Face ``tokenizers`` (D26).
 
 Vectors: the mean of the model's token embeddings (its first output) over the attention mask, then
 L2-normalised, which is what sentence-transformers computes for all-MiniLM-L6-v2 (its ``Pooling(mean)``
@@ -18,27 +18,33 @@ of the model computes. The model was fine-tuned on 128-token pairs; its position
 
 Work: tokenizing a request and running each of its batches happen in the runtime's own worker threads
 (``parallel`` of them, each run using ``threads`` cores; onnxruntime and tokenizers release the GIL),
-never on the event loop. Inputs are sorted by token count and cut into batches of at most ``max_batch``
-inputs and ``MAX_BATCH_TOKENS`` padded tokens, which bounds a run's memory (attention grows with batch
-× length²: 64 inputs of 256 tokens peaked at 1.5 GB); vectors come back in input order. A request runs
-its batches one after another, so concurrent requests take turns batch by batch. At most
+never on the event loop, niced below it (``background_threads``: the threads onnxruntime and the
+tokenizer create from them are too). Inputs are sorted by token count and cut into batches of at most
+``max_batch`` inputs and ``MAX_BATCH_TOKENS`` padded tokens, which bounds a run's memory (attention
+grows with batch × length²: 64 inputs of 256 tokens peaked at 1.5 GB); vectors come back in input order.
+A request runs its batches one after another, so concurrent requests take turns batch by batch. At most
 ``max_pending`` requests are admitted (running or waiting for a worker); another is ``Busy`` at once.
 
 Cancellation: a cancelled request starts no further batch; its batch in flight is told to stop
 (``RunOptions.terminate``, which onnxruntime checks between operators) and the cancellation goes on
 only once that thread is done, so a worker is free when its request is gone.
 
-Lifetime: the first ``embed``, ``models`` or ``ping`` loads the tokenizer and the session in a worker
-thread; a model that cannot be loaded is ``Unavailable``, and the next call tries again. ``close()``
+Lifetime: the first ``embed`` or ``ping`` loads the tokenizer and the session in a worker thread; a
+model that cannot be loaded is ``Unavailable``, and the next call tries again. ``models`` does not load
+when the model's Hugging Face ``config.json`` (beside the tokenizer or the graph) declares its vector
+length (``hidden_size``); the graph must then agree, or it is not loaded (``Unavailable``). ``close()``
 waits for the running work, then releases the session; every later call is ``Unavailable``.
 
 Session: no CPU memory arena (it would keep a run's peak resident for good), no spinning of idle
-worker threads (they would burn the cores the server shares), one inter-op thread.
+worker threads (they would burn the cores the server shares), one inter-op thread. What a request of
+``TRIM_AFTER_TOKENS`` padded tokens or more freed is given back to the system once it is done
+(``native_memory``), so that the resident size follows the work instead of its highest mark.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +59,8 @@ from tokenizers import Tokenizer
 
 from ..core.errors import Busy, ContextLengthExceeded, InvalidInput, ModelNotFound, Unavailable
 from ..core.ports.inference import Embedded, ModelType, ProvidedModel
+from .background_threads import lower_priority
+from .native_memory import release_free_memory
 
 log = logging.getLogger("cairn.inference")
 
@@ -60,6 +68,7 @@ PROVIDER_TYPE = "inline::onnx"
 CONTEXT_LENGTH = 256
 MAX_BATCH_TOKENS = 4096  # padded tokens in one run: 16 inputs of 256 tokens, ~230 MB at its peak
 BUSY_RETRY_SECONDS = 1.0
+TRIM_AFTER_TOKENS = 512  # padded tokens of a request after which its freed memory goes back to the system
 FEEDS = frozenset({"input_ids", "attention_mask", "token_type_ids"})
 
 T = TypeVar("T")
@@ -90,18 +99,23 @@ class OnnxEmbeddingRuntime:
         self.model_id = model_id
         self.context_length = context_length
         self._paths = (model_path, tokenizer_path)
+        self._declared_dimension = _declared_dimension(tokenizer_path.parent, model_path.parent)
         self._threads = threads
         self._max_batch = max_batch
         self._max_pending = max_pending
         self._pending = 0
-        self._workers = ThreadPoolExecutor(parallel, thread_name_prefix=f"cairn-embed-{provider_id}")
+        self._workers = ThreadPoolExecutor(
+            parallel, thread_name_prefix=f"cairn-embed-{provider_id}", initializer=lower_priority
+        )
         self._loading = asyncio.Lock()
         self._encoder: _Encoder | None = None
         self._closed = False
 
     async def models(self) -> list[ProvidedModel]:
-        encoder = await self._loaded()
-        return [ProvidedModel(self.model_id, ModelType.EMBEDDING, self.context_length, encoder.dimension)]
+        if self._closed:
+            raise Unavailable(f"The embedding model `{self.model_id}` is closed.")
+        dimension = self._declared_dimension or (await self._loaded()).dimension
+        return [ProvidedModel(self.model_id, ModelType.EMBEDDING, self.context_length, dimension)]
 
     async def ping(self) -> None:
         await self._loaded()
@@ -126,11 +140,15 @@ class OnnxEmbeddingRuntime:
             encoder = await self._loaded()
             rows = await self._in_worker(encoder.tokenize, inputs, self.context_length)
             vectors: list[list[float]] = [[] for _ in rows]
+            padded = 0
             for batch in _batches([len(row) for row in rows], self._max_batch):
                 stop = ort.RunOptions()
                 pooled = await self._in_worker(encoder.run, [rows[i] for i in batch], stop, stop=stop)
                 for index, vector in zip(batch, pooled, strict=True):
                     vectors[index] = vector
+                padded += len(batch) * max(len(rows[i]) for i in batch)
+            if padded >= TRIM_AFTER_TOKENS:
+                await self._in_worker(release_free_memory)
             return Embedded(vectors, sum(len(row) for row in rows))
         finally:
             self._pending -= 1
@@ -138,7 +156,16 @@ class OnnxEmbeddingRuntime:
     async def _loaded(self) -> _Encoder:
         async with self._loading:
             if self._encoder is None:
-                self._encoder = await self._in_worker(_Encoder.load, *self._paths, self._threads)
+                encoder = await self._in_worker(_Encoder.load, *self._paths, self._threads)
+                if self._declared_dimension not in (None, encoder.dimension):
+                    log.error(
+                        "embed_onnx.dimension_mismatch model=%s config=%s graph=%s",
+                        self._paths[0],
+                        self._declared_dimension,
+                        encoder.dimension,
+                    )
+                    raise Unavailable("The embedding model is not the one its config.json describes.")
+                self._encoder = encoder
             return self._encoder
 
     async def _in_worker(self, work: Callable[..., T], *args: Any, stop: Any = None) -> T:
@@ -157,6 +184,19 @@ class OnnxEmbeddingRuntime:
                 await asyncio.wait([done])
                 done.exception()  # retrieved: the failure of a stopped run goes with the cancellation
             raise
+
+
+def _declared_dimension(*directories: Path) -> int | None:
+    """The ``hidden_size`` of the first ``config.json`` in ``directories`` that declares one."""
+    for directory in dict.fromkeys(directories):
+        try:
+            config = json.loads((directory / "config.json").read_bytes())
+        except (OSError, ValueError):
+            continue
+        size = config.get("hidden_size") if isinstance(config, dict) else None
+        if isinstance(size, int) and size > 0:
+            return size
+    return None
 
 
 def _batches(lengths: list[int], max_batch: int) -> list[list[int]]:

@@ -8,6 +8,10 @@ temporary directory (mode 0700), never a TCP port; ``close()`` removes the direc
 The window: ``n_ctx = context_length * slots`` with one KV cache per slot, so every request has
 ``context_length`` tokens, the figure ``models()`` reports; llama.cpp never shrinks it to fit memory.
 
+Priority: the model loads, and generations are handed over, in threads niced below the event loop
+(``background_threads``); llama.cpp's own threads start from the loading one and keep its priority, so
+the server stays responsive while the model computes on every core.
+
 Admission, per model: at most ``slots`` generations run, each in a worker thread of a pool sized for
 exactly that; at most ``queue_depth`` wait; one more raises ``Busy`` before any work. A slot is given
 back when its worker returns, that is once llama.cpp has let go of it, so llama.cpp never queues a
@@ -53,6 +57,7 @@ from ..core.errors import (
     UpstreamFailed,
 )
 from ..core.ports.inference import Json, ModelType, ProvidedModel
+from .background_threads import lower_priority
 
 log = logging.getLogger("cairn.inference")
 
@@ -140,7 +145,13 @@ class LlamaCppRuntime:
             model_id: _Model(model_id, Path(path), f"{index}.sock", _Admission(slots, queue_depth))
             for index, (model_id, path) in enumerate(models.items())
         }
-        self._workers = ThreadPoolExecutor(max_workers=slots * len(models), thread_name_prefix="cairn-llama")
+        self._workers = ThreadPoolExecutor(
+            max_workers=slots * len(models), thread_name_prefix="cairn-llama", initializer=lower_priority
+        )
+        # llama.cpp's threads are made by the one that loads the model, and start with its priority
+        self._loader = ThreadPoolExecutor(
+            1, thread_name_prefix="cairn-llama-load", initializer=lower_priority
+        )
         self._generations: dict[asyncio.Future[None], threading.Event] = {}
         self._load_lock = asyncio.Lock()
         self._socket_dir: Path | None = None
@@ -183,6 +194,7 @@ class LlamaCppRuntime:
         # a server's destructor stops llama.cpp's loop and joins its thread
         await asyncio.to_thread(servers.clear)
         self._workers.shutdown(wait=False)
+        self._loader.shutdown(wait=False)
         if self._socket_dir is not None:
             await asyncio.to_thread(shutil.rmtree, self._socket_dir, True)
 
@@ -260,7 +272,9 @@ class LlamaCppRuntime:
     async def _load(self, model: _Model) -> Any:
         try:
             async with self._load_lock:
-                model.server = await asyncio.to_thread(self._start, model)
+                model.server = await asyncio.get_running_loop().run_in_executor(
+                    self._loader, self._start, model
+                )
         except Exception as exc:
             log.error("The model %r did not load from %s: %s", model.model_id, model.path, exc)
             model.load_failure = f"The model {model.model_id!r} could not be loaded; the server log says why."

@@ -24,13 +24,31 @@ class InProcessRateLimiter:
         budget = self._budgets.get(route_class)
         if budget is None:
             return None
-        now = int(self._clock() * 1_000_000)
-        key = (tenant, route_class)
-        tat = max(self._tats.get(key, now), now)
-        if tat + budget.interval_us - now > budget.capacity_us:
+        now, tat = self._tat(tenant, route_class)
+        if not budget.admits(tat - now):
             return budget.decision(False, tat - now)
-        self._tats[key] = tat + budget.interval_us
+        self._tats[tenant, route_class] = tat + budget.interval_us
         return budget.decision(True, tat + budget.interval_us - now)
+
+    async def admit(self, tenant: str, route_class: RouteClass) -> Decision | None:
+        budget = self._budgets.get(route_class)
+        if budget is None:
+            return None
+        now, tat = self._tat(tenant, route_class)
+        return budget.decision(budget.admits(tat - now), tat - now)
+
+    async def spend(self, tenant: str, route_class: RouteClass, amount: int) -> Decision | None:
+        budget = self._budgets.get(route_class)
+        if budget is None:
+            return None
+        now, tat = self._tat(tenant, route_class)
+        self._tats[tenant, route_class] = tat + amount * budget.interval_us
+        return budget.decision(True, tat + amount * budget.interval_us - now)
+
+    def _tat(self, tenant: str, route_class: RouteClass) -> tuple[int, int]:
+        """Now, and the TAT, never behind now (µs)."""
+        now = int(self._clock() * 1_000_000)
+        return now, max(self._tats.get((tenant, route_class), now), now)
 
     async def ping(self) -> None:
         return None

@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..core.auth import ApiKeys, Principal
 from ..core.health import Probe
+from ..core.inference.limits import InferenceLimits
 from ..core.inference.router import InferenceRouter
 from ..core.jobs import JobRunner
 from ..core.objects import ObjectEngine
@@ -29,6 +30,7 @@ class Services:
     inference: InferenceRouter
     jobs: JobRunner
     """Background work; the app starts it and closes it before the database."""
+    inference_limits: InferenceLimits
     rate_limiter: RateLimiter | None
     probes: dict[str, Probe]
     """The health checks of ``/health?deep=1``, by dependency: the database, the blobs, Redis."""

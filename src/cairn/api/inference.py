@@ -32,7 +32,7 @@ from .inference_requests import (
     EmbeddingRequest,
     RegisterModelRequest,
 )
-from .ratelimit import charged_as
+from .ratelimit import MeterDep, charged_as
 from .render import json_response
 from .sse import DONE, EventStreamResponse, frame
 
@@ -157,37 +157,36 @@ def _event_stream(request: Request, chunks: AsyncGenerator[Json, None]) -> Event
 @router.post("/chat/completions", summary="Create a chat completion")
 @charged_as(RouteClass.INFERENCE)
 async def create_chat_completion(
-    body: ChatCompletionRequest, request: Request, services: ServicesDep, principal: PrincipalDep
+    body: ChatCompletionRequest, request: Request, services: ServicesDep, meter: MeterDep
 ) -> Response:
     """``store: true`` keeps the completion (a stream only once it ran to its end) for
     ``GET /v1/chat/completions``; by default nothing is kept, as with OpenAI."""
     if body.stream:
-        return _event_stream(request, services.inference.chat_stream(body.for_router(), principal.tenant))
-    return json_response(await services.inference.chat(body.for_router(), principal.tenant))
+        return _event_stream(request, meter.stream(services.inference.chat_stream, body.for_router()))
+    return json_response(await meter.whole(services.inference.chat, body.for_router()))
 
 
 @router.post("/completions", summary="Create a completion (legacy)")
 @charged_as(RouteClass.INFERENCE)
 async def create_completion(
-    body: CompletionRequest, request: Request, services: ServicesDep, principal: PrincipalDep
+    body: CompletionRequest, request: Request, services: ServicesDep, meter: MeterDep
 ) -> Response:
     if body.stream:
-        return _event_stream(request, services.inference.complete_stream(body.for_router(), principal.tenant))
-    return json_response(await services.inference.complete(body.for_router(), principal.tenant))
+        return _event_stream(request, meter.stream(services.inference.complete_stream, body.for_router()))
+    return json_response(await meter.whole(services.inference.complete, body.for_router()))
 
 
 @router.post("/embeddings", summary="Create embeddings")
 @charged_as(RouteClass.INFERENCE)
-async def create_embeddings(
-    body: EmbeddingRequest, services: ServicesDep, principal: PrincipalDep
-) -> Response:
-    model = await services.inference.catalog.get(body.model, ModelType.EMBEDDING, tenant=principal.tenant)
+async def create_embeddings(body: EmbeddingRequest, services: ServicesDep, meter: MeterDep) -> Response:
+    model = await services.inference.catalog.get(body.model, ModelType.EMBEDDING, tenant=meter.tenant)
     if body.dimensions is not None and body.dimensions != model.dimension:
         raise InvalidInput(
             f"The model `{model.identifier}` gives {model.dimension} dimensions and cannot shorten them.",
             param="dimensions",
         )
-    model, embedded = await services.inference.embed(model.identifier, body.inputs(), principal.tenant)
+    model, embedded = await services.inference.embed(model.identifier, body.inputs(), meter.tenant)
+    await meter.spend(embedded.prompt_tokens)
     data = [
         {"object": "embedding", "index": index, "embedding": _encoded(vector, body.encoding_format)}
         for index, vector in enumerate(embedded.vectors)

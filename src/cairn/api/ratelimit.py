@@ -1,15 +1,17 @@
 """Rate limits on the faces: a dependency that classifies each request and charges its tenant's budget
-(``RateLimited`` → 429 when it is spent), and a middleware that reports the budget in the headers of
-every response to a charged request, refused or not:
-``x-ratelimit-limit-<class>``, ``x-ratelimit-remaining-<class>``, ``x-ratelimit-reset-<class>``."""
+(``RateLimited`` → 429 when it is spent), one that gives the inference routes their tenant's ``Meter``
+(``core.inference.limits``: the token budget, admitted before any work, and the open streams), and a
+middleware that reports every budget a request met in the headers of its response, refused or not:
+``x-ratelimit-limit-<class>``, ``x-ratelimit-remaining-<class>``, ``x-ratelimit-reset-<class>`` (the
+token budget as ``…-tokens``, as OpenAI does; a stream reports it as it was when the stream started)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
@@ -17,8 +19,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.auth import Principal
 from ..core.errors import RateLimited
+from ..core.inference.limits import Meter
 from ..core.ports.ratelimit import RateLimiter
 from ..core.ratelimit import Decision, RouteClass
+from .deps import PrincipalDep, ServicesDep
 from .errors import ERROR_MEANINGS, amend_openapi
 from .faces import Face
 
@@ -107,13 +111,36 @@ async def charge_rate_limit(request: Request) -> None:
     decision = await limiter.charge(principal.tenant, kind)
     if decision is None:
         return
-    request.state.rate_limit = decision
+    _decisions(request)[kind] = decision
     if not decision.allowed:
         raise RateLimited(
             f"Too many {kind}: this tenant may make {decision.limit} per minute. "
             f"Retry in {math.ceil(decision.retry_after)} s.",
             retry_after=decision.retry_after,
         )
+
+
+async def inference_meter(request: Request, services: ServicesDep, principal: PrincipalDep) -> Meter:
+    """The tenant's meter, once its token budget has admitted the request."""
+    decisions = _decisions(request)
+
+    def record(decision: Decision) -> None:
+        decisions[decision.route_class] = decision
+
+    meter = services.inference_limits.meter(principal.tenant, record)
+    await meter.admit()
+    return meter
+
+
+MeterDep = Annotated[Meter, Depends(inference_meter)]
+
+
+def _decisions(request: Request) -> dict[RouteClass, Decision]:
+    """The decisions of the budgets the request met, for ``RateLimitHeaders``."""
+    if not hasattr(request.state, "rate_limits"):
+        request.state.rate_limits = {}
+    decisions: dict[RouteClass, Decision] = request.state.rate_limits
+    return decisions
 
 
 CORS_EXPOSE_HEADERS = [
@@ -133,8 +160,8 @@ def rate_limit_headers(decision: Decision) -> dict[str, str]:
 
 
 class RateLimitHeaders:
-    """ASGI middleware: adds ``rate_limit_headers`` of the decision ``RateLimit`` left in the request state
-    (endpoints return their own ``Response``, which a dependency cannot add headers to)."""
+    """ASGI middleware: adds ``rate_limit_headers`` of each decision the dependencies left in the request
+    state (endpoints return their own ``Response``, which a dependency cannot add headers to)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -145,11 +172,12 @@ class RateLimitHeaders:
             return
 
         async def send_with_headers(message: Message) -> None:
-            decision = scope.get("state", {}).get("rate_limit")
-            if message["type"] == "http.response.start" and decision is not None:
+            decisions = scope.get("state", {}).get("rate_limits", {})
+            if message["type"] == "http.response.start" and decisions:
                 headers = MutableHeaders(scope=message)
-                for name, value in rate_limit_headers(decision).items():
-                    headers.append(name, value)
+                for decision in decisions.values():
+                    for name, value in rate_limit_headers(decision).items():
+                        headers.append(name, value)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

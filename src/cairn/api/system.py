@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from .. import __version__
-from ..core.errors import CairnError
-from ..core.health import check_all
-from ..core.ports.inference import InferenceProvider
+from ..core.health import check_all, check_providers
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
 from .faces import Face
@@ -20,7 +17,6 @@ from .render import json_response
 
 router = APIRouter(route_class=FrontDoorRoute, tags=["System"])
 _keyed = error_responses(401, 503)
-PING_SECONDS = 2.0
 
 
 @router.get(
@@ -68,28 +64,22 @@ async def providers(services: ServicesDep, _principal: PrincipalDep) -> Response
         "health": {"status": "OK"},
     }
     inference = services.inference.catalog.providers.values()
-    health = await asyncio.gather(*(_health(provider) for provider in inference))
+    health = await check_providers(inference)
     models = [
         {
             "api": "inference",
             "provider_id": provider.provider_id,
             "provider_type": provider.provider_type,
             "config": {},
-            "health": status,
+            "health": _health(health[provider.provider_id]),
         }
-        for provider, status in zip(inference, health, strict=True)
+        for provider in inference
     ]
     return json_response({"data": [files, *models]})
 
 
-async def _health(provider: InferenceProvider) -> dict[str, str]:
-    try:
-        await asyncio.wait_for(provider.ping(), PING_SECONDS)
-    except TimeoutError:
-        return {"status": "Error", "message": f"no answer within {PING_SECONDS:g} s"}
-    except CairnError as exc:
-        return {"status": "Error", "message": exc.message}
-    return {"status": "OK"}
+def _health(answer: str) -> dict[str, str]:
+    return {"status": "OK"} if answer == "ok" else {"status": "Error", "message": answer}
 
 
 FACE = Face(router, rate_limited=False)

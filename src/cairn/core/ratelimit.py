@@ -12,6 +12,15 @@ than the budget in any burst (no 2x at the edge of a fixed window, as with per-m
 ``per_minute`` a minute sustained. The state is one integer per (tenant, class), which a shared store
 updates atomically in one round trip. Times are integer microseconds, so that every implementation
 computes exactly the same answers.
+
+Inference tokens (``TOKENS``, tokens per tenant per minute) are the same GCRA with a weight: a request's
+cost (prompt and completion tokens) is known only once it has run, so the budget is consulted twice.
+Before any work, ``admit``: the request may start only if the budget is not already spent (at least
+one token's interval left: ``TAT - now + interval ≤ capacity``); it charges nothing. When the request
+ends, however it ends, ``spend``: its actual usage moves the TAT by ``tokens × interval`` from
+``max(TAT, now)``, unconditionally, even past the capacity. So a tenant overshoots by at most the requests
+it has in flight (one, for a client that waits for each answer), and is then refused until the debt is
+paid down at ``per_minute`` tokens a minute. A refused request costs nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ class RouteClass(StrEnum):
     RETRIEVALS = "retrievals"
     DELETIONS = "deletions"
     INFERENCE = "inference"
+    TOKENS = "tokens"  # not a class of routes: the weighted budget that inference requests also spend
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,15 +46,15 @@ class Decision:
 
     route_class: RouteClass
     allowed: bool
-    limit: int  # requests per minute
-    remaining: int  # requests that would still be allowed right now
+    limit: int  # requests (tokens, for TOKENS) per minute
+    remaining: int  # requests (tokens) that would still be allowed right now
     reset_after: float  # seconds until the whole budget is back
     retry_after: float  # seconds until one more request fits; 0 when allowed
 
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """``per_minute`` requests of one route class, as GCRA parameters."""
+    """``per_minute`` requests (or tokens) of one route class, as GCRA parameters."""
 
     route_class: RouteClass
     per_minute: int
@@ -58,6 +68,10 @@ class Budget:
     def capacity_us(self) -> int:
         """How far ahead of now the TAT may run: the whole budget's worth of intervals."""
         return self.interval_us * self.per_minute
+
+    def admits(self, ahead_us: int) -> bool:
+        """Whether one more unit fits while the TAT is ``ahead_us`` ahead of now."""
+        return ahead_us + self.interval_us <= self.capacity_us
 
     def decision(self, allowed: bool, ahead_us: int) -> Decision:
         """The decision once the charge is made; ``ahead_us`` is how far the TAT is now ahead of now."""

@@ -69,6 +69,43 @@ async def test_it_serves_one_384_dimension_model_with_a_256_token_window(
     await runtime.ping()
 
 
+async def test_models_come_from_the_config_without_loading_the_graph(
+    tmp_path: Path, packaged: PackagedEmbeddingModel
+) -> None:
+    """The catalog lists models on its first request: that must not load an encoder. A graph that could
+    not even load shows it was never tried; without a config.json the graph is the only source."""
+    broken = tmp_path / "graph" / "model.onnx"
+    broken.parent.mkdir()
+    broken.write_bytes(b"not an onnx graph")
+    listed = OnnxEmbeddingRuntime("listed", MODEL, broken, packaged.tokenizer, threads=1)
+    alone = tmp_path / "tokenizer" / "tokenizer.json"
+    alone.parent.mkdir()
+    alone.write_bytes(packaged.tokenizer.read_bytes())
+    unlisted = OnnxEmbeddingRuntime("unlisted", MODEL, broken, alone, threads=1)
+    try:
+        assert await listed.models() == [ProvidedModel(MODEL, ModelType.EMBEDDING, 256, 384)]
+        with pytest.raises(Unavailable):
+            await unlisted.models()
+    finally:
+        await listed.close()
+        await unlisted.close()
+
+
+async def test_a_graph_that_contradicts_its_config_is_unavailable(
+    tmp_path: Path, packaged: PackagedEmbeddingModel
+) -> None:
+    tokenizer = tmp_path / "tokenizer.json"
+    tokenizer.write_bytes(packaged.tokenizer.read_bytes())
+    (tmp_path / "config.json").write_text('{"hidden_size": 768}')
+    runtime = OnnxEmbeddingRuntime("other", MODEL, packaged.onnx, tokenizer, threads=1)
+    try:
+        assert (await runtime.models())[0].dimension == 768
+        with pytest.raises(Unavailable, match=r"config\.json"):
+            await runtime.embed(MODEL, ["hello"])
+    finally:
+        await runtime.close()
+
+
 async def test_vectors_have_the_model_dimension_and_unit_norm(runtime: OnnxEmbeddingRuntime) -> None:
     embedded = await runtime.embed(MODEL, ["Hello world", "How do I rotate an API key?"])
     assert embedded.prompt_tokens == 4 + 10  # [CLS] hello world [SEP], [CLS] how do i rotate … ? [SEP]

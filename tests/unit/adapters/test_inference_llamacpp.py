@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from cairn.adapters.background_threads import NICENESS
 from cairn.adapters.inference_llamacpp import LlamaCppRuntime
 from cairn.core.errors import Busy, ContextLengthExceeded, InvalidInput, ModelNotFound, Unavailable
 from cairn.core.ports.inference import ChatRuntime, Json, ModelType, ProvidedModel
@@ -96,6 +100,30 @@ async def test_it_is_a_chat_runtime_that_lists_its_model_without_loading_it(tmp_
             await absent.ping()
     finally:
         await absent.close()
+
+
+def nice_of_threads() -> dict[int, int]:
+    """This process's threads: native id → nice value (the 19th field of its ``stat``)."""
+    return {
+        int(stat.parent.name): int(stat.read_text().rsplit(")", 1)[1].split()[16])
+        for stat in Path("/proc/self/task").glob("*/stat")
+    }
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="threads have nice values of their own on Linux")
+async def test_llama_cpp_threads_run_below_the_event_loop() -> None:
+    """Every thread the runtime brings (its loader and workers, llama.cpp's server loop and compute
+    threads) is niced, so the event loop wins the CPU when they compete."""
+    before = nice_of_threads()
+    built = runtime_of(smollm2(), slots=1, queue_depth=0)
+    try:
+        await collect(built.chat(ask()))
+        new = {thread: nice for thread, nice in nice_of_threads().items() if thread not in before}
+    finally:
+        await built.close()
+    loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert len(new) >= 3  # the loader, a worker, and llama.cpp's own
+    assert set(new.values()) == {loop_nice + NICENESS}
 
 
 async def test_greedy_answers_are_the_same_twice(runtime: LlamaCppRuntime) -> None:

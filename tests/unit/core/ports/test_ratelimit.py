@@ -15,11 +15,12 @@ import pytest
 from cairn.adapters.ratelimit_memory import InProcessRateLimiter
 from cairn.adapters.ratelimit_redis import RedisRateLimiter
 from cairn.core.ports.ratelimit import RateLimiter
-from cairn.core.ratelimit import RouteClass
+from cairn.core.ratelimit import Decision, RouteClass
 
 pytestmark = pytest.mark.anyio
 
 UPLOADS, RETRIEVALS, DELETIONS = RouteClass.UPLOADS, RouteClass.RETRIEVALS, RouteClass.DELETIONS
+TOKENS = RouteClass.TOKENS
 
 Make = Callable[..., RateLimiter]
 
@@ -61,6 +62,12 @@ async def charges(
         assert decision is not None
         results.append(decision.allowed)
     return results
+
+
+async def admission(limiter: RateLimiter, tenant: str = "acme") -> Decision:
+    decision = await limiter.admit(tenant, TOKENS)
+    assert decision is not None
+    return decision
 
 
 async def test_the_whole_budget_at_once_then_refused(make_limiter: Make) -> None:
@@ -143,3 +150,58 @@ async def test_real_time_refill(make_limiter: Make) -> None:
     await asyncio.sleep(decision.retry_after + 0.01)
     again = await limiter.charge("acme", UPLOADS)
     assert again is not None and again.allowed
+
+
+async def test_a_weighted_budget_admits_until_spent_and_then_until_the_debt_is_paid(
+    make_limiter: Make, clock: Any
+) -> None:
+    """Tokens: a request starts while any of the budget is left, and pays its actual usage when it ends,
+    past the budget if need be; the next one waits for the debt to be paid down."""
+    limiter = make_limiter(tokens=600)  # one token every 0.1 s
+    admitted = await limiter.admit("acme", TOKENS)
+    assert admitted is not None and admitted.allowed
+    assert (admitted.limit, admitted.remaining, admitted.route_class) == (600, 600, TOKENS)
+
+    spent = await limiter.spend("acme", TOKENS, 500)
+    assert spent is not None and spent.allowed and spent.remaining == 100 and spent.reset_after == 50.0
+    assert (await admission(limiter)).allowed
+
+    overshoot = await limiter.spend("acme", TOKENS, 300)  # 200 tokens past the budget
+    assert overshoot is not None and overshoot.allowed and overshoot.remaining == 0
+    assert overshoot.reset_after == 80.0
+    refused = await limiter.admit("acme", TOKENS)
+    assert refused is not None and not refused.allowed and refused.remaining == 0
+    assert refused.retry_after == pytest.approx(20.1)  # the 200 tokens of debt, then one token
+    clock.now += 20
+    assert not (await admission(limiter)).allowed
+    clock.now += 0.1
+    again = await limiter.admit("acme", TOKENS)
+    assert again is not None and again.allowed and again.remaining == 1
+
+
+async def test_admission_costs_nothing_and_spending_ignores_the_request_budget(make_limiter: Make) -> None:
+    limiter = make_limiter(tokens=100, uploads=1)
+    for _ in range(200):
+        decision = await limiter.admit("acme", TOKENS)
+        assert decision is not None and decision.allowed and decision.remaining == 100
+    assert await charges(limiter, 2) == [True, False]  # the uploads budget is its own
+    spent = await limiter.spend("acme", TOKENS, 100)
+    assert spent is not None and spent.remaining == 0
+    refused = await limiter.admit("acme", TOKENS)
+    assert refused is not None and not refused.allowed
+    other = await limiter.admit("globex", TOKENS)
+    assert other is not None and other.allowed and other.remaining == 100
+
+
+async def test_weighted_calls_on_an_unlimited_class_are_none(make_limiter: Make) -> None:
+    limiter = make_limiter(tokens=0, uploads=5)
+    assert await limiter.admit("acme", TOKENS) is None
+    assert await limiter.spend("acme", TOKENS, 1000) is None
+    assert await limiter.admit("acme", UPLOADS) is not None
+
+
+async def test_concurrent_spends_all_count(make_limiter: Make) -> None:
+    limiter = make_limiter(tokens=1000)
+    await asyncio.gather(*(limiter.spend("acme", TOKENS, 7) for _ in range(100)))
+    decision = await limiter.admit("acme", TOKENS)
+    assert decision is not None and decision.remaining == 300
