@@ -300,7 +300,9 @@ def _attributes(attributes: Mapping[str, Scalar]) -> str:
 def _nearest_hits(
     conn: sa.Connection, where: _Where, params: dict[str, Any], *, exact: bool = False
 ) -> list[ChunkHit]:
-    conditions = ["c.store = :store"] + ([] if exact else [CANDIDATES]) + where.files
+    # candidates are ids of the store's chunks: no store condition, which would lead SQLite to scan
+    # the store's index rather than look each id up
+    conditions = (["c.store = :store"] if exact else [CANDIDATES]) + where.files
     statement = HITS.format(score=COSINE, source="vector_chunks AS c", where=" AND ".join(conditions))
     return [_hit(row) for row in conn.execute(sa.text(statement), params)]
 
