@@ -31,6 +31,7 @@ from .adapters.sql.keys import SqlApiKeyRows
 from .adapters.sql.models import SqlModelRows
 from .adapters.sql.objects import SqlObjectRows
 from .adapters.sql.sessions import SqlUploadSessionRows
+from .adapters.vectors_sqlite import SqliteVectorIndex
 from .api.deps import Services
 from .core.auth import ApiKeys, is_loopback_host
 from .core.health import Probe
@@ -50,6 +51,7 @@ from .core.ports.objects import ObjectRows
 from .core.ports.ratelimit import RateLimiter
 from .core.ports.sessions import UploadSessionRows
 from .core.ports.staging import SessionStaging
+from .core.ports.vectors import VectorIndex
 from .core.ratelimit import RouteClass
 from .core.uploads import UploadEngine
 from .settings import Settings
@@ -65,6 +67,7 @@ class Composition:
     model_rows: ModelRows
     completion_rows: ChatCompletionRows
     job_rows: JobRows
+    vector_index: VectorIndex | None  # on SQLite; PostgreSQL's (pgvector) is not composed yet
     blobs: BlobStore
     free_space: ReportsFreeSpace | None
     staging: SessionStaging
@@ -117,6 +120,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
         model_rows = SqlModelRows(database)
         completion_rows = SqlChatCompletionRows(database)
         job_rows = SqlJobRows(database)
+        vector_index = SqliteVectorIndex(database) if database.dialect == "sqlite" else None
         jobs = JobRunner(
             job_rows,
             workers=settings.jobs.job_workers,
@@ -145,6 +149,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             model_rows=model_rows,
             completion_rows=completion_rows,
             job_rows=job_rows,
+            vector_index=vector_index,
             blobs=blobs,
             free_space=free_space,
             staging=staging,

@@ -16,6 +16,7 @@ from cairn.core.ports.models import ModelRows
 from cairn.core.ports.objects import ObjectRows
 from cairn.core.ports.sessions import UploadSessionRows
 from cairn.core.ports.staging import SessionStaging
+from cairn.core.ports.vectors import VectorIndex
 from cairn.settings import Settings
 
 if TYPE_CHECKING:
@@ -85,6 +86,12 @@ def completion_rows(composition: Composition) -> ChatCompletionRows:
 @pytest.fixture
 def job_rows(composition: Composition) -> JobRows:
     return composition.job_rows
+
+
+@pytest.fixture
+def vector_index(composition: Composition) -> VectorIndex:
+    assert composition.vector_index is not None, "the backend set composes no vector index"
+    return composition.vector_index
 
 
 @pytest.fixture

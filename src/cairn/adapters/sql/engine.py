@@ -1,8 +1,8 @@
 """The SQL database under the rows: SQLite (WAL) by default, PostgreSQL at scale, through SQLAlchemy Core.
 
 Every operation is one synchronous function of a ``Connection``, run the cheapest way for the backend:
-on SQLite the whole function runs in one worker thread on a pooled ``sqlite3`` connection (a thread hop
-per operation, not per driver call), and writers of one process queue on a lock instead of spinning in
+on SQLite the whole function runs in one worker thread on a pooled connection (a thread hop per
+operation, not per driver call), and writers of one process queue on a lock instead of spinning in
 SQLite's busy handler; on PostgreSQL it runs on the asyncpg event-loop driver through ``run_sync``.
 Single-row lookups by primary or unique key on SQLite run inline on the event loop (tens of
 microseconds, far less than a thread handoff) on a connection that gives up after a few milliseconds
@@ -10,7 +10,11 @@ if the database is busy, and then take the thread path (docs/decisions.md, D10).
 
 The schema is owned by the Alembic migrations in ``migrations/``; ``migrate()`` applies them under a
 lock (a file lock beside the SQLite database, an advisory lock on PostgreSQL) so several processes can
-start at once. Connection and locking failures surface as ``Unavailable``. The row stores of each
+start at once. Connection and locking failures surface as ``Unavailable``.
+
+SQLite is driven by ``sqlean`` (the standard ``sqlite3`` module built with a recent SQLite that can load
+extensions; SQLAlchemy's ``pysqlite`` dialect runs on it unchanged) and every connection loads
+``sqlite-vec``, whose distance functions the vector index uses (D30). The row stores of each
 aggregate (``objects``, ``sessions``, ``keys``) run their work on one ``SqlDatabase``.
 """
 
@@ -26,6 +30,8 @@ from typing import Any, Protocol, TypeVar
 
 import anyio
 import sqlalchemy as sa
+import sqlean
+import sqlite_vec
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
@@ -42,7 +48,7 @@ POSTGRES_MIGRATION_LOCK = 0x6361_6972_6E  # "cairn"
 
 
 def async_database_url(url: str) -> str:
-    """Pick the async driver for a plain ``postgresql://`` URL (SQLite uses the standard ``sqlite3``)."""
+    """Pick the async driver for a plain ``postgresql://`` URL (SQLite uses ``sqlean``)."""
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+asyncpg")
@@ -83,12 +89,16 @@ class _SqliteRunner:
     def __init__(self, url: URL) -> None:
         self.path = Path(url.database or "")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sa.create_engine(url.set(drivername="sqlite"), pool_size=SQLITE_THREADS, max_overflow=0)
+        self.engine = sa.create_engine(
+            url.set(drivername="sqlite"), module=sqlean, pool_size=SQLITE_THREADS, max_overflow=0
+        )
         event.listen(self.engine, "connect", _sqlite_pragmas)
         self._write_lock = threading.Lock()
         self._threads = anyio.CapacityLimiter(SQLITE_THREADS)
         # Used only from the event loop, one call at a time: one connection is enough.
-        self._inline = sa.create_engine(url.set(drivername="sqlite"), poolclass=sa.pool.StaticPool)
+        self._inline = sa.create_engine(
+            url.set(drivername="sqlite"), module=sqlean, poolclass=sa.pool.StaticPool
+        )
         event.listen(self._inline, "connect", _sqlite_pragmas)
         event.listen(self._inline, "connect", _short_busy_timeout)
 
@@ -225,6 +235,9 @@ class SqlDatabase:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.enable_load_extension(True)
+    dbapi_connection.load_extension(sqlite_vec.loadable_path())
+    dbapi_connection.enable_load_extension(False)  # SQL can never load one: load_extension() is off
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")  # an acknowledged object must survive a power loss
