@@ -8,8 +8,9 @@ Invariants every implementation keeps:
 - A store has one dimension, fixed when it is created; a vector of another length is ``InvalidInput``.
 - ``put_file`` replaces a file's chunks and attributes as one step: a search sees the file's old
   chunks or its new ones, never a mix, and never a chunk of a file after ``remove_file`` returned.
-- A search reads one store only: the size of other stores beside it changes neither its answers nor,
-  beyond noise, its time.
+- A search reads one store only: other stores beside it change neither which chunks it finds nor,
+  beyond noise, its time (BM25's term statistics may be the whole index's, so a keyword score may move
+  a little with other stores; a nearness score never does).
 - ``nearest`` is cosine similarity (1 for the same direction), best first; it may be approximate, with
   recall@10 of at least 0.95 against an exact search, and it returns ``limit`` hits whenever that many
   chunks match the filter (a filter never starves an approximate search). ``keyword`` is BM25 over
@@ -66,7 +67,8 @@ class VectorIndex(Protocol):
     provider_type: str  # as ``/v1/providers`` lists it: ``inline::sqlite-vec``, ``remote::pgvector``
 
     async def create_store(self, store_id: str, dimension: int) -> None:
-        """Make the store's partition; a no-op if it exists with this dimension."""
+        """Make the store's partition; a no-op if it exists with this dimension, ``Conflict`` if it
+        exists with another."""
 
     async def drop_store(self, store_id: str) -> None:
         """Remove the store's partition and every chunk in it."""
