@@ -152,7 +152,7 @@ def start_cairn(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
 @contextlib.contextmanager
 def backend(name: str, work: Path) -> Iterator[dict[str, str]]:
     """The ``CAIRN_*`` settings of a fresh, empty backend set (one of ``BACKENDS``): for PostgreSQL a new
-    database on ``POSTGRES_ADMIN_URL``'s server, for S3 a SeaweedFS of its own (data under ``work``) with a
+    database on ``postgres_server()``, for S3 a SeaweedFS of its own (data under ``work``) with a
     new bucket. Everything it made is removed on exit."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}: one of {', '.join(BACKENDS)}")

@@ -2,8 +2,9 @@
 concurrent workers in one process, and the same through the ``JobRunner`` (4 workers, a handler that does
 nothing, so only the queue counts), on SQLite and on PostgreSQL.
 
-Each backend gets a fresh database (SQLite in a temp dir; PostgreSQL on ``CAIRN_TEST_POSTGRES_URL``'s
-server, or 127.0.0.1:5432, dropped afterwards). ``--jobs`` are enqueued first, then drained.
+Each backend gets a fresh database (SQLite in a temp dir; PostgreSQL on the test suite's server,
+``tests/_services.py``'s ``postgres_server()``, dropped afterwards). ``--jobs`` are enqueued first,
+then drained.
 
 Run by hand: .venv/bin/python bench/jobs_bench.py [--jobs 2000] [--backends sqlite,postgres]
 """

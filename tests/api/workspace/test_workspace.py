@@ -34,6 +34,7 @@ from _support import (
     staging_files,
     wait_until,
 )
+from sqlalchemy.engine import make_url
 
 from cairn.app import create_app
 from cairn.settings import Settings
@@ -588,8 +589,10 @@ class TcpRelay:
 def test_database_down_is_503(database_url, make_server):
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite is a file in the data directory: there is no database server to lose")
-    relay = TcpRelay(("127.0.0.1", 5432))
-    live = make_server(database_url=database_url.replace("127.0.0.1:5432", f"127.0.0.1:{relay.port}"))
+    url = make_url(database_url)
+    relay = TcpRelay((url.host or "127.0.0.1", url.port or 5432))
+    relayed = url.set(host="127.0.0.1", port=relay.port)
+    live = make_server(database_url=relayed.render_as_string(hide_password=False))
     with live.client(live.new_tenant()) as client:
         upload(client, b"x", "x.txt")
         relay.stop()

@@ -193,6 +193,7 @@ class _AsyncRunner:
                     await conn.run_sync(_run_alembic_upgrade)
                     await conn.commit()
                 finally:
+                    await conn.rollback()  # a failed migration leaves its transaction aborted
                     await conn.execute(
                         sa.text("SELECT pg_advisory_unlock(:k)"), {"k": POSTGRES_MIGRATION_LOCK}
                     )

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 import subprocess
 import sys
 from dataclasses import dataclass
 
 import anyio
+import asyncpg
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from cairn.adapters.sql.engine import SqlDatabase, async_database_url
 from cairn.adapters.sql.objects import SqlObjectRows
@@ -54,7 +57,7 @@ async def test_migrate_is_idempotent_and_creates_the_listing_indexes(composition
             for i in sa.inspect(c).get_indexes(table)
         }
     )
-    assert version == "0006"
+    assert version == "0007"
     assert {
         "ix_objects_listing",
         "ix_objects_purpose",
@@ -191,3 +194,57 @@ async def test_objects_by_id_are_read_through_the_primary_key_alone(postgres_url
         name: (0, 0)
         for name in ("uq_objects_key", "ix_objects_listing", "ix_objects_purpose", "ix_objects_expires_at")
     }
+
+
+async def test_postgres_migration_creates_pgvector_and_the_vector_index_tables(postgres_url: str) -> None:
+    database = SqlDatabase(postgres_url)
+    await database.migrate()
+
+    def fill(c: sa.Connection) -> str:
+        c.execute(sa.text("INSERT INTO vector_stores_index VALUES ('vs_1', 3)"))
+        c.execute(sa.text("""INSERT INTO vector_files VALUES ('vs_1', 'file-1', '{"k": 1}')"""))
+        chunk = "INSERT INTO vector_chunks VALUES ('vs_1', 'file-1', 0, 3, 'Running dogs ran', '[1,0,0]')"
+        c.execute(sa.text(chunk))
+        return c.execute(sa.text("SELECT tsv::text FROM vector_chunks")).scalar_one()
+
+    def chunk_of_another_dimension(c: sa.Connection) -> None:
+        c.execute(sa.text("INSERT INTO vector_chunks VALUES ('vs_1', 'file-1', 1, 3, 'x', '[1,0]')"))
+
+    def drop_store(c: sa.Connection) -> int:
+        c.execute(sa.text("DELETE FROM vector_stores_index WHERE store_id = 'vs_1'"))
+        return c.execute(sa.text("SELECT count(*) FROM vector_chunks")).scalar_one()
+
+    version_query = sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    try:
+        version = await database.runner.read(lambda c: c.execute(version_query).scalar_one())
+        assert tuple(int(part) for part in version.split(".")[:2]) >= (0, 8)
+        # 'simple': every word, lower-cased, none stemmed
+        assert await database.runner.write(fill) == "'dogs':2 'ran':3 'running':1"
+        with pytest.raises(sa.exc.IntegrityError):
+            await database.runner.write(chunk_of_another_dimension)
+        assert await database.runner.write(drop_store) == 0
+    finally:
+        await database.close()
+
+
+async def test_postgres_migration_says_who_must_create_pgvector(postgres_url: str) -> None:
+    """pgvector is not a trusted extension: a user who owns the database but is no superuser cannot create
+    it. The migration says so, and goes through once an administrator has created it."""
+    role = f"cairn_owner_{secrets.token_hex(4)}"
+    url = make_url(postgres_url)
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        await admin.execute(f'ALTER DATABASE "{url.database}" OWNER TO "{role}"')
+        owner = SqlDatabase(url.set(username=role).render_as_string(hide_password=False))
+        try:
+            with pytest.raises(RuntimeError, match=r"pgvector extension \(>= 0.8\).*CREATE EXTENSION vector"):
+                await owner.migrate()
+            await admin.execute("CREATE EXTENSION vector")
+            await owner.migrate()
+        finally:
+            await owner.close()
+    finally:
+        await admin.execute(f'REASSIGN OWNED BY "{role}" TO postgres')
+        await admin.execute(f'DROP ROLE "{role}"')
+        await admin.close()

@@ -1,7 +1,7 @@
 """The vector index on SQLite (``adapters/vectors_sqlite.py``, D30); nothing on PostgreSQL, whose vector
 tables (pgvector) come in 0007.
 
-- ``vector_stores``: one row per store, its dimension and how many chunks it holds. ``id`` is never
+- ``vector_stores_index``: one row per store, its dimension and how many chunks it holds. ``id`` is never
   reused (AUTOINCREMENT), so a store dropped and made again under the same name is a new partition.
 - ``vector_files``: one row per file in a store, its attributes (a JSON object) and its chunk count.
 - ``vector_chunks``: a file's chunks, their text, their embedding (float32, little-endian) and its sign
@@ -23,7 +23,7 @@ branch_labels = None
 depends_on = None
 
 TABLES = (
-    """CREATE TABLE vector_stores (
+    """CREATE TABLE vector_stores_index (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         store_id TEXT NOT NULL UNIQUE,
         dimension INTEGER NOT NULL,
@@ -71,5 +71,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name != "sqlite":
         return
-    for table in ("vector_chunks_fts", "vector_chunks", "vector_files", "vector_stores"):
+    for table in ("vector_chunks_fts", "vector_chunks", "vector_files", "vector_stores_index"):
         op.execute(f"DROP TABLE {table}")
