@@ -27,7 +27,9 @@ workers and releases every server.
 
 Errors: llama.cpp's ``exceed_context_size_error`` → ``ContextLengthExceeded``; its other refusals of the
 request (400, 501) and the ``ValueError`` it raises on a malformed one → ``InvalidInput`` with its
-message; anything else → ``UpstreamFailed``; a model that does not load → ``Unavailable``.
+message; an image (or any part other than text) → ``InvalidInput`` before any work, since the models
+are loaded without a multimodal projector; anything else → ``UpstreamFailed``; a model that does not
+load → ``Unavailable``.
 """
 
 from __future__ import annotations
@@ -201,6 +203,7 @@ class LlamaCppRuntime:
     async def _stream(self, kind: Kind, body: Json) -> AsyncGenerator[Json, None]:
         model = self._model(body)
         _check_one_choice(kind, body)
+        _check_text_only(body)
         if self._closed:
             raise Unavailable("The embedded model runtime is shut down.")
         since = await model.admission.acquire(model.model_id)
@@ -336,6 +339,19 @@ def _check_one_choice(kind: Kind, body: Json) -> None:
     several = isinstance(prompt, list) and len(prompt) > 1 and not all(isinstance(t, int) for t in prompt)
     if kind == "completions" and several:  # a list of token ids is one prompt
         raise InvalidInput("The embedded runtime takes one prompt per request.", param="prompt")
+
+
+def _check_text_only(body: Json) -> None:
+    """The models are loaded without a multimodal projector, so they read text only; llama.cpp would
+    fail on an image part with a runtime error rather than refuse it."""
+    for index, message in enumerate(body.get("messages") or ()):
+        content = message.get("content") if isinstance(message, dict) else None
+        parts = content if isinstance(content, list) else ()
+        if any(isinstance(part, dict) and part.get("type", "text") != "text" for part in parts):
+            raise InvalidInput(
+                "This model reads text only: send the message without image or other non-text parts.",
+                param=f"messages[{index}].content",
+            )
 
 
 def _generate(server: Any, kind: Kind, request: Json, on_chunk: Callable[[Any], bool]) -> None:

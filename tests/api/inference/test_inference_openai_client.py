@@ -198,6 +198,15 @@ def test_a_prompt_over_the_context_window_is_context_length_exceeded(oai):
     assert raised.value.code == "context_length_exceeded"
 
 
+def test_an_image_to_a_text_only_model_is_a_clear_400(oai):
+    pixel = "data:image/png;base64,iVBORw0KGgo="  # a PNG signature: refused before it is read
+    parts = [{"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": pixel}}]
+    with pytest.raises(openai.BadRequestError) as raised:
+        chat(oai, messages=[{"role": "user", "content": parts}])
+    assert "text only" in raised.value.message and raised.value.param == "messages[0].content"
+    assert chat(oai, messages=[{"role": "user", "content": [parts[0]]}]).choices[0].message.content
+
+
 def test_closing_a_stream_early_frees_the_model(oai):
     for _ in range(3):  # more than the slots: each closed stream must have freed its slot
         with chat(oai, stream=True, max_tokens=200) as stream:
