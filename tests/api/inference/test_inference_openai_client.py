@@ -198,6 +198,28 @@ def test_a_prompt_over_the_context_window_is_context_length_exceeded(oai):
     assert raised.value.code == "context_length_exceeded"
 
 
+def test_logprobs_come_with_each_token_whole_and_streamed(oai):
+    whole = chat(oai, logprobs=True, top_logprobs=2)
+    tokens = whole.choices[0].logprobs.content
+    assert "".join(t.token for t in tokens) == whole.choices[0].message.content
+    assert all(t.logprob <= 0 and len(t.top_logprobs) == 2 for t in tokens)
+    streamed = [c for c in chat(oai, logprobs=True, top_logprobs=2, stream=True) if c.choices]
+    assert [t.token for c in streamed if c.choices[0].logprobs for t in c.choices[0].logprobs.content] == [
+        t.token for t in tokens
+    ]
+
+
+def test_json_object_answers_are_json(oai):
+    answer = chat(
+        oai,
+        max_tokens=200,
+        response_format={"type": "json_object"},
+        messages=[{"role": "user", "content": 'Answer as {"capital": "..."}: the capital of France?'}],
+    )
+    assert answer.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(answer.choices[0].message.content), dict)
+
+
 def test_an_image_to_a_text_only_model_is_a_clear_400(oai):
     pixel = "data:image/png;base64,iVBORw0KGgo="  # a PNG signature: refused before it is read
     parts = [{"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": pixel}}]
