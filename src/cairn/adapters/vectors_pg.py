@@ -84,22 +84,26 @@ SET_ATTRIBUTES = sa.text(
     "WHERE store_id = :store_id AND file_id = :file_id"
 )
 DELETE_FILE = sa.text("DELETE FROM vector_files WHERE store_id = :store_id AND file_id = :file_id")
+# Each search plans its statements for its own store (a generic plan of ``store_id = $1`` would read a
+# small store by the HNSW index, or the whole table), and reads the store's dimension.
 SEARCH_SETTINGS = sa.text(
-    "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-    "set_config('hnsw.ef_search', :ef_search, true)"
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+    "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+    "set_config('hnsw.ef_search', :ef_search, true), "
+    "(SELECT dimension FROM vector_stores_index WHERE store_id = :store_id) AS dimension"
 )
 MATCHING = """SELECT count(*) FROM (
     SELECT 1 FROM vector_chunks AS c WHERE c.store_id = :store_id{files} LIMIT :bound
 ) AS matching"""
 
-# The best rows first (the ORDER BY an index can serve), then their files' attributes.
+# The best rows first (the ORDER BY an index can serve), then their files' attributes, each by its key.
 HITS = """WITH best AS MATERIALIZED (
     SELECT c.file_id, c.idx, c.text, {score} AS score FROM vector_chunks AS c{source}
     WHERE c.store_id = :store_id{where} ORDER BY {order}, c.file_id, c.idx LIMIT :limit
 )
-SELECT best.file_id, best.idx, best.text, best.score, f.attributes::text AS attributes FROM best
-JOIN vector_files AS f ON f.store_id = :store_id AND f.file_id = best.file_id
-ORDER BY best.score DESC, best.file_id, best.idx"""
+SELECT best.file_id, best.idx, best.text, best.score, (
+    SELECT f.attributes::text FROM vector_files AS f WHERE f.store_id = :store_id AND f.file_id = best.file_id
+) AS attributes FROM best ORDER BY best.score DESC, best.file_id, best.idx"""
 QUERY_VECTOR = "CAST(CAST(:vector AS text) AS {type})"
 FILE_MATCHES = (
     " AND c.file_id IN (SELECT f.file_id FROM vector_files AS f WHERE f.store_id = :store_id AND {filter})"
@@ -181,8 +185,10 @@ class PgVectorIndex:
         query = vector_matrix([vector])[0]
         where = _Where(filters)
 
+        ef_search = min(MAX_EF_SEARCH, max(MIN_EF_SEARCH, 2 * limit))
+
         def work(conn: sa.Connection) -> list[ChunkHit]:
-            dimension = conn.execute(GET_STORE, {"store_id": store_id}).scalar()
+            dimension = _search_settings(conn, store_id, ef_search)
             if dimension is None:
                 return []
             check_dimension(dimension, len(query))
@@ -196,8 +202,6 @@ class PgVectorIndex:
             params.update(vector=_literal(query), limit=limit)
             indexed = _indexed_type(dimension)
             if matching > EXACT_CHUNKS and indexed is not None:
-                ef_search = min(MAX_EF_SEARCH, max(MIN_EF_SEARCH, 2 * limit))
-                conn.execute(SEARCH_SETTINGS, {"ef_search": str(ef_search)})
                 distance = f"c.embedding::{indexed}({dimension}) <=> " + QUERY_VECTOR.format(
                     type=f"{indexed}({dimension})"
                 )
@@ -230,6 +234,8 @@ class PgVectorIndex:
         params = {**where.params, "store_id": store_id, "tsquery": tsquery, "limit": limit}
 
         def work(conn: sa.Connection) -> list[ChunkHit]:
+            if _search_settings(conn, store_id, MIN_EF_SEARCH) is None:
+                return []
             return [_hit(row) for row in conn.execute(statement, params)]
 
         return await self._db.read(work)
@@ -237,6 +243,12 @@ class PgVectorIndex:
     async def ping(self) -> None:
         installed = sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         await self._db.read(lambda conn: conn.execute(installed).scalar_one())
+
+
+def _search_settings(conn: sa.Connection, store_id: str, ef_search: int) -> int | None:
+    """Set the transaction's search settings; the store's dimension, None if there is no store."""
+    row = conn.execute(SEARCH_SETTINGS, {"store_id": store_id, "ef_search": str(ef_search)}).one()
+    return None if row.dimension is None else int(row.dimension)
 
 
 def _indexed_type(dimension: int) -> str | None:
