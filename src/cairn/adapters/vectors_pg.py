@@ -13,6 +13,12 @@ How ``nearest`` finds the best chunks of a store:
   so that other stores' chunks and the filter never starve it, ``hnsw.ef_search`` ``max(40, 2 × limit)``.
   The best rows are ordered again by their distance (relaxed order returns them nearly sorted). If
   fewer than wanted come back (the scan stopped at ``hnsw.max_scan_tuples``), the search runs exactly.
+  That happens to a store above ``EXACT_CHUNKS`` that is a small part of its dimension's chunks (a few
+  thousand among millions): the index walks other stores' rows first, and the search pays for that
+  scan and then the exact one. Other stores then move its time, not its hits (D31 weighs the
+  alternative, one index per store).
+- Each search plans its statements with the store id as a constant (``plan_cache_mode``), so the
+  planner can tell a small store from a large one and prove the partial index's predicate.
 - The index of a dimension is made by ``create_store`` when no index of that dimension exists yet:
   ``CREATE INDEX IF NOT EXISTS`` in the store's transaction, after a transaction-level advisory lock on
   the dimension, so concurrent creators wait for one another instead of colliding on the index name.
