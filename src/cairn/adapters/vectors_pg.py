@@ -98,6 +98,9 @@ SEARCH_SETTINGS = sa.text(
     "set_config('hnsw.ef_search', :ef_search, true), "
     "(SELECT dimension FROM vector_stores_index WHERE store_id = :store_id) AS dimension"
 )
+# The approximate statement is planned without a sort of the chunks: ordering by the HNSW index is its
+# point, and the planner, misjudging how many files a filter keeps, would otherwise sort the whole store.
+ORDER_BY_INDEX = sa.text("SELECT set_config('enable_sort', :sort, true)")
 MATCHING = """SELECT count(*) FROM (
     SELECT 1 FROM vector_chunks AS c WHERE c.store_id = :store_id{files} LIMIT :bound
 ) AS matching"""
@@ -212,9 +215,11 @@ class PgVectorIndex:
                     type=f"{indexed}({dimension})"
                 )
                 # the literal dimension lets the planner prove the partial index's predicate
+                conn.execute(ORDER_BY_INDEX, {"sort": "off"})
                 hits = _hits(conn, distance, f" AND c.dimension = {dimension:d}{where.files}", params)
                 if len(hits) >= wanted:
                     return hits
+                conn.execute(ORDER_BY_INDEX, {"sort": "on"})
             distance = "c.embedding <=> " + QUERY_VECTOR.format(type="vector")
             return _hits(conn, distance, where.files, params)
 
