@@ -18,7 +18,9 @@ How ``nearest`` finds the best chunks of a store:
   scan and then the exact one. Other stores then move its time, not its hits (D31 weighs the
   alternative, one index per store).
 - Each search plans its statements with the store id as a constant (``plan_cache_mode``), so the
-  planner can tell a small store from a large one and prove the partial index's predicate.
+  planner can tell a small store from a large one and prove the partial index's predicate; the
+  approximate statement is planned without sorts (``enable_sort``), so a filter whose selectivity the
+  planner misjudges never turns it into a sort of the whole store.
 - The index of a dimension is made by ``create_store`` when no index of that dimension exists yet:
   ``CREATE INDEX IF NOT EXISTS`` in the store's transaction, after a transaction-level advisory lock on
   the dimension, so concurrent creators wait for one another instead of colliding on the index name.
