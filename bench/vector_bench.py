@@ -1,4 +1,6 @@
-"""Vector index benchmark on SQLite (``adapters/vectors_sqlite.py``, D30): insert rate, ``nearest`` p50/p99
+"""Vector index benchmark on SQLite (``adapters/vectors_sqlite.py``, D30) and on PostgreSQL with pgvector
+(``adapters/vectors_pg.py``, D31; a fresh database on the test suite's server, ``tests/_services.py``'s
+``postgres_server()``, dropped afterwards): insert rate, ``nearest`` p50/p99
 and recall@10 against an exact numpy search, with and without a filter, a small store beside the large
 one, ``keyword`` p50, and the process's peak RSS.
 
@@ -7,23 +9,31 @@ dimension), queries fresh draws of the same mixture: real embeddings are cluster
 the members of one cluster are what a search has to tell apart. Chunks go in as files of 500.
 
 Run by hand: .venv/bin/python bench/vector_bench.py [--chunks 10000,100000] [--queries 200]
+[--backends sqlite,postgres]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import resource
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from cairn.adapters.sql.engine import SqlDatabase
-from cairn.adapters.vectors_sqlite import SqliteVectorIndex
-from cairn.core.ports.vectors import Comparison, IndexedChunk
+REPO = Path(__file__).resolve().parent.parent
+sys.path.append(str(REPO / "tests"))  # PostgreSQL databases as the test suite makes them
+from _services import postgres_database  # noqa: E402
+from cairn.adapters.sql.engine import SqlDatabase  # noqa: E402
+from cairn.adapters.vectors_pg import PgVectorIndex  # noqa: E402
+from cairn.adapters.vectors_sqlite import SqliteVectorIndex  # noqa: E402
+from cairn.core.ports.vectors import Comparison, IndexedChunk, VectorIndex  # noqa: E402
 
 DIM = 384
 FILE_CHUNKS = 500
@@ -45,10 +55,12 @@ def ms(samples: list[float]) -> str:
     return f"p50 {np.median(samples) * 1000:6.2f} ms  p99 {np.percentile(samples, 99) * 1000:6.2f} ms"
 
 
-async def run(chunks: int, queries: int, clusters: int, directory: Path) -> None:
-    database = SqlDatabase(f"sqlite:///{directory / f'vectors-{chunks}.db'}")
+async def run(chunks: int, queries: int, clusters: int, url: str) -> None:
+    database = SqlDatabase(url)
     await database.migrate()
-    index = SqliteVectorIndex(database)
+    index: VectorIndex = (
+        SqliteVectorIndex(database) if database.dialect == "sqlite" else PgVectorIndex(database)
+    )
     points, asked = np.split(mixture(chunks + queries, clusters, seed=chunks), [chunks])
     rng = np.random.default_rng(1)
     await index.create_store("vs_large", DIM)
@@ -85,6 +97,7 @@ async def run(chunks: int, queries: int, clusters: int, directory: Path) -> None
 
     load = os.getloadavg()[0]
     times, recall = await measure("vs_large")
+    print(f"{index.provider_type}")
     print(f"{chunks:>7} chunks  insert {insert:7.0f} chunks/s  (load average {load:.1f})")
     print(f"  nearest            {ms(times)}  recall@10 {recall:.3f}")
     times, recall = await measure("vs_large", only_half=True)
@@ -102,16 +115,28 @@ async def run(chunks: int, queries: int, clusters: int, directory: Path) -> None
     await database.close()
 
 
-async def main() -> None:
+@contextlib.contextmanager
+def database_url(backend: str) -> Iterator[str]:
+    if backend == "postgres":
+        with postgres_database("cairn_bench_") as url:
+            yield url
+    else:
+        with tempfile.TemporaryDirectory() as directory:
+            yield f"sqlite:///{Path(directory) / 'vectors.db'}"
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chunks", default="10000,100000")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--clusters", type=int, default=200)
+    parser.add_argument("--backends", default="sqlite")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory:
+    for backend in args.backends.split(","):
         for chunks in (int(n) for n in args.chunks.split(",")):
-            await run(chunks, args.queries, args.clusters, Path(directory))
+            with database_url(backend) as url:
+                asyncio.run(run(chunks, args.queries, args.clusters, url))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -31,6 +31,7 @@ from .adapters.sql.keys import SqlApiKeyRows
 from .adapters.sql.models import SqlModelRows
 from .adapters.sql.objects import SqlObjectRows
 from .adapters.sql.sessions import SqlUploadSessionRows
+from .adapters.vectors_pg import PgVectorIndex
 from .adapters.vectors_sqlite import SqliteVectorIndex
 from .api.deps import Services
 from .core.auth import ApiKeys, is_loopback_host
@@ -67,7 +68,7 @@ class Composition:
     model_rows: ModelRows
     completion_rows: ChatCompletionRows
     job_rows: JobRows
-    vector_index: VectorIndex | None  # on SQLite; PostgreSQL's (pgvector) is not composed yet
+    vector_index: VectorIndex
     blobs: BlobStore
     free_space: ReportsFreeSpace | None
     staging: SessionStaging
@@ -120,7 +121,9 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
         model_rows = SqlModelRows(database)
         completion_rows = SqlChatCompletionRows(database)
         job_rows = SqlJobRows(database)
-        vector_index = SqliteVectorIndex(database) if database.dialect == "sqlite" else None
+        vector_index: VectorIndex = (
+            SqliteVectorIndex(database) if database.dialect == "sqlite" else PgVectorIndex(database)
+        )
         jobs = JobRunner(
             job_rows,
             workers=settings.jobs.job_workers,

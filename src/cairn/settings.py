@@ -346,7 +346,7 @@ class JobsSettings(BaseModel):
 
 class VectorStoresSettings(BaseModel):
     """Vector indexes, embedding and ingestion. Empty until the vector stores milestone (core/rag/,
-    vectors_sqlite / vectors_pgvector adapters) fills it."""
+    vectors_sqlite / vectors_pg adapters) fills it."""
 
     model_config = ConfigDict(extra="forbid")
 

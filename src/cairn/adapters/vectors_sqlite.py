@@ -34,10 +34,9 @@ full-text entries (triggers) and the store's count move together.
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,12 +47,12 @@ import sqlalchemy as sa
 from ..core.errors import Conflict, InvalidInput
 from ..core.ports.vectors import ChunkHit, Comparison, Compound, Filter, IndexedChunk, Scalar
 from .sql.engine import SqlDatabase
+from .vector_inputs import attributes_json, by_kind, check_dimension, query_words, value_kind, vector_matrix
 
 EXACT_CHUNKS = 2048
 OVERSAMPLE = 40
 MIN_CANDIDATES = 400
 CACHE_MAX_CHUNKS = 4_000_000
-MAX_QUERY_WORDS = 64
 
 GET_STORE = sa.text("SELECT id, dimension, chunks FROM vector_stores_index WHERE store_id = :store_id")
 CREATE_STORE = sa.text(
@@ -102,7 +101,6 @@ MATCHING_FILES = "SELECT f.id, f.chunks FROM vector_files AS f WHERE f.store = :
 
 JSON_TYPES = {str: "('text')", bool: "('true', 'false')", float: "('integer', 'real')"}
 OPERATORS = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-WORD = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
@@ -150,8 +148,8 @@ class SqliteVectorIndex:
         attributes: Mapping[str, Scalar],
         chunks: Sequence[IndexedChunk],
     ) -> None:
-        document = _attributes(attributes)
-        matrix = _matrix([chunk.vector for chunk in chunks])
+        document = attributes_json(attributes)
+        matrix = vector_matrix([chunk.vector for chunk in chunks])
         codes = _binary_codes(matrix)
 
         def work(conn: sa.Connection) -> None:
@@ -159,7 +157,7 @@ class SqliteVectorIndex:
             if store is None:
                 return
             if chunks:
-                _check_dimension(store, matrix.shape[1])
+                check_dimension(store.dimension, matrix.shape[1])
             old = conn.execute(GET_FILE, {"store": store.id, "file_id": file_id}).first()
             values = {"attributes": document, "chunks": len(chunks)}
             if old is None:
@@ -189,7 +187,7 @@ class SqliteVectorIndex:
         await self._db.write(work)
 
     async def set_attributes(self, store_id: str, file_id: str, attributes: Mapping[str, Scalar]) -> None:
-        values = {"store_id": store_id, "file_id": file_id, "attributes": _attributes(attributes)}
+        values = {"store_id": store_id, "file_id": file_id, "attributes": attributes_json(attributes)}
         await self._db.write(lambda conn: conn.execute(SET_ATTRIBUTES, values))
 
     async def remove_file(self, store_id: str, file_id: str) -> None:
@@ -209,7 +207,7 @@ class SqliteVectorIndex:
     async def nearest(
         self, store_id: str, vector: Sequence[float], *, limit: int, filters: Filter | None = None
     ) -> list[ChunkHit]:
-        query = _matrix([vector])[0]
+        query = vector_matrix([vector])[0]
         code = _binary_codes(query[np.newaxis, :])[0]
         where = _Where(filters)
 
@@ -217,7 +215,7 @@ class SqliteVectorIndex:
             store = _store(conn, store_id)
             if store is None:
                 return []
-            _check_dimension(store, len(query))
+            check_dimension(store.dimension, len(query))
             matching, files = store.chunks, None
             if filters is not None:
                 rows = conn.execute(sa.text(MATCHING_FILES.format(filter=where.sql)), where.bind(store)).all()
@@ -240,7 +238,7 @@ class SqliteVectorIndex:
     async def keyword(
         self, store_id: str, query: str, *, limit: int, filters: Filter | None = None
     ) -> list[ChunkHit]:
-        words = list(dict.fromkeys(WORD.findall(query)))[:MAX_QUERY_WORDS]
+        words = query_words(query)
         if not words:
             return []
         where = _Where(filters)
@@ -266,35 +264,12 @@ def _store(conn: sa.Connection, store_id: str) -> _Store | None:
     return None if row is None else _Store(row.id, row.dimension, row.chunks)
 
 
-def _check_dimension(store: _Store, dimension: int) -> None:
-    if dimension != store.dimension:
-        raise InvalidInput(
-            f"Expected vectors of {store.dimension} dimensions for this vector store, got {dimension}."
-        )
-
-
-def _matrix(vectors: Sequence[Sequence[float]]) -> npt.NDArray[np.float32]:
-    if len({len(vector) for vector in vectors}) > 1:
-        raise InvalidInput("The vectors have different numbers of dimensions.")
-    matrix = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
-    if not np.isfinite(matrix).all():
-        raise InvalidInput("A vector holds a value that is not a finite number.")
-    return matrix
-
-
 def _binary_codes(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]:
     """One bit per dimension (its sign), padded to whole 64-bit words."""
     bits = np.packbits(matrix > 0, axis=1)
     padded = np.zeros((bits.shape[0], -(-bits.shape[1] // 8) * 8), dtype=np.uint8)
     padded[:, : bits.shape[1]] = bits
     return padded.view(np.uint64)
-
-
-def _attributes(attributes: Mapping[str, Scalar]) -> str:
-    try:
-        return json.dumps(dict(attributes), allow_nan=False)
-    except ValueError:
-        raise InvalidInput("An attribute holds a value that is not a finite number.") from None
 
 
 def _nearest_hits(
@@ -351,11 +326,11 @@ class _Where:
             members = " OR ".join(
                 f"(j.type IN {JSON_TYPES[kind]} AND j.value {'NOT IN' if negated else 'IN'} "
                 f"({', '.join(':' + self._param(value) for value in values)}))"
-                for kind, values in _by_kind(comparison.value).items()
+                for kind, values in by_kind(comparison.value).items()
             )
             matched = f"EXISTS ({present} AND ({members}))"
             return f"(NOT EXISTS ({present}) OR {matched})" if negated else matched
-        kind = _kind(comparison.value)
+        kind = value_kind(comparison.value)
         value = self._param(comparison.value)
         matched = (
             f"EXISTS ({present} AND j.type IN {JSON_TYPES[kind]} "
@@ -367,17 +342,6 @@ class _Where:
         name = f"p{len(self._params)}"
         self._params[name] = value
         return name
-
-
-def _kind(value: Scalar) -> type:
-    return bool if isinstance(value, bool) else str if isinstance(value, str) else float
-
-
-def _by_kind(values: Iterable[Scalar]) -> dict[type, list[Scalar]]:
-    grouped: dict[type, list[Scalar]] = {}
-    for value in values:
-        grouped.setdefault(_kind(value), []).append(value)
-    return grouped
 
 
 @dataclass(frozen=True)

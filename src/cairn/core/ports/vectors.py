@@ -14,7 +14,10 @@ Invariants every implementation keeps:
 - ``nearest`` is cosine similarity (1 for the same direction), best first; it may be approximate, with
   recall@10 of at least 0.95 against an exact search, and it returns ``limit`` hits whenever that many
   chunks match the filter (a filter never starves an approximate search). ``keyword`` is BM25 over
-  the chunk text (positive, higher is better), best first, all the query's words optional.
+  the chunk text (positive, higher is better), best first, all the query's words optional; on
+  PostgreSQL, which keeps no term statistics per store, it is ``ts_rank_cd`` (cover density over the
+  chunk's length, mapped into (0, 1)): positive and higher for more of the words, more often, in a
+  shorter chunk, but not on BM25's scale, so scores of the two backends do not compare.
 - Filters are over the attributes of a chunk's file; a key the file lacks matches no comparison but
   ``ne`` and ``nin``. Strings compare as strings and numbers as numbers; a comparison of a string with a
   number (or a boolean with either) is false, never an error.

@@ -12,7 +12,7 @@ from _adapters import on
 from cairn.core.errors import InvalidInput
 from cairn.core.ports.vectors import Comparison, Compound, Filter, IndexedChunk, VectorIndex
 
-pytestmark = [pytest.mark.anyio, on("sqlite")]
+pytestmark = [pytest.mark.anyio, on("sqlite", "postgres")]
 
 DIM = 384
 

@@ -1,0 +1,57 @@
+"""What both vector index adapters (``vectors_sqlite``, ``vectors_pg``) check and read the same way:
+vectors (one length, finite numbers), attributes (finite numbers, as JSON), a keyword query's words
+(``\\w+``, deduplicated, at most ``MAX_QUERY_WORDS``; nothing else of the query reaches the database's
+full-text syntax) and the kind a filter value compares as (a string, a number or a boolean)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from ..core.errors import InvalidInput
+from ..core.ports.vectors import Scalar
+
+MAX_QUERY_WORDS = 64
+WORD = re.compile(r"\w+")
+
+
+def vector_matrix(vectors: Sequence[Sequence[float]]) -> npt.NDArray[np.float32]:
+    """The vectors as rows of float32; ``InvalidInput`` if their lengths differ or one is not finite."""
+    if len({len(vector) for vector in vectors}) > 1:
+        raise InvalidInput("The vectors have different numbers of dimensions.")
+    matrix = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
+    if not np.isfinite(matrix).all():
+        raise InvalidInput("A vector holds a value that is not a finite number.")
+    return matrix
+
+
+def check_dimension(expected: int, got: int) -> None:
+    if got != expected:
+        raise InvalidInput(f"Expected vectors of {expected} dimensions for this vector store, got {got}.")
+
+
+def attributes_json(attributes: Mapping[str, Scalar]) -> str:
+    try:
+        return json.dumps(dict(attributes), allow_nan=False)
+    except ValueError:
+        raise InvalidInput("An attribute holds a value that is not a finite number.") from None
+
+
+def query_words(query: str) -> list[str]:
+    return list(dict.fromkeys(WORD.findall(query)))[:MAX_QUERY_WORDS]
+
+
+def value_kind(value: Scalar) -> type:
+    """``bool``, ``str`` or ``float`` (for ints too): the values a filter value compares with."""
+    return bool if isinstance(value, bool) else str if isinstance(value, str) else float
+
+
+def by_kind(values: Iterable[Scalar]) -> dict[type, list[Scalar]]:
+    grouped: dict[type, list[Scalar]] = {}
+    for value in values:
+        grouped.setdefault(value_kind(value), []).append(value)
+    return grouped
