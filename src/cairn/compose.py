@@ -31,6 +31,7 @@ from .adapters.sql.keys import SqlApiKeyRows
 from .adapters.sql.models import SqlModelRows
 from .adapters.sql.objects import SqlObjectRows
 from .adapters.sql.sessions import SqlUploadSessionRows
+from .adapters.sql.vector_stores import SqlVectorStoreRows
 from .adapters.vectors_sqlite import SqliteVectorIndex
 from .api.deps import Services
 from .core.auth import ApiKeys, is_loopback_host
@@ -51,6 +52,7 @@ from .core.ports.objects import ObjectRows
 from .core.ports.ratelimit import RateLimiter
 from .core.ports.sessions import UploadSessionRows
 from .core.ports.staging import SessionStaging
+from .core.ports.vector_stores import VectorStoreRows
 from .core.ports.vectors import VectorIndex
 from .core.ratelimit import RouteClass
 from .core.uploads import UploadEngine
@@ -65,6 +67,7 @@ class Composition:
     session_rows: UploadSessionRows
     key_rows: ApiKeyRows
     model_rows: ModelRows
+    vector_store_rows: VectorStoreRows
     completion_rows: ChatCompletionRows
     job_rows: JobRows
     vector_index: VectorIndex | None  # on SQLite; PostgreSQL's (pgvector) is not composed yet
@@ -118,6 +121,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             lifetimes.push_async_callback(provider.close)
         backends.update(models)
         model_rows = SqlModelRows(database)
+        vector_store_rows = SqlVectorStoreRows(database)
         completion_rows = SqlChatCompletionRows(database)
         job_rows = SqlJobRows(database)
         vector_index = SqliteVectorIndex(database) if database.dialect == "sqlite" else None
@@ -147,6 +151,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             session_rows=session_rows,
             key_rows=key_rows,
             model_rows=model_rows,
+            vector_store_rows=vector_store_rows,
             completion_rows=completion_rows,
             job_rows=job_rows,
             vector_index=vector_index,
