@@ -79,7 +79,8 @@ def new_job_id(now: float) -> str:
     return f"job-{int(now * 1000):012x}{secrets.token_hex(10)}"
 
 
-def _retryable(exc: BaseException) -> bool:
+def retryable(exc: BaseException) -> bool:
+    """Whether trying the job again may help: not for a ``CairnError`` that says the input is at fault."""
     return not isinstance(exc, CairnError) or isinstance(exc, (Unavailable, RateLimited))
 
 
@@ -242,7 +243,7 @@ class JobRunner:
         else:
             now = self._clock()
             retry_at = None
-            if job.attempts < job.max_attempts and _retryable(exc):
+            if job.attempts < job.max_attempts and retryable(exc):
                 retry_at = now + min(self._retry_seconds * 2 ** (job.attempts - 1), MAX_RETRY_SECONDS)
             log.error(
                 "jobs.failed id=%s kind=%s attempt=%d retry=%s",
