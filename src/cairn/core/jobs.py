@@ -169,12 +169,14 @@ class JobRunner:
     async def get(self, tenant: str, job_id: str) -> JobRecord | None:
         return await self._rows.get(tenant, job_id)
 
-    async def close(self) -> None:
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop; running handlers get ``timeout`` seconds to finish (default: ``close_timeout``)."""
         self._closing = True
         self._wake.set()
         if not self._tasks:
             return
-        _, pending = await asyncio.wait(self._tasks, timeout=self._close_timeout)
+        grace = self._close_timeout if timeout is None else timeout
+        _, pending = await asyncio.wait(self._tasks, timeout=grace)
         for lease, _handler in self._running.values():
             lease.stopping = StopReason.SHUTDOWN
         for task in pending:
