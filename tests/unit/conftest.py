@@ -16,6 +16,7 @@ from cairn.core.ports.models import ModelRows
 from cairn.core.ports.objects import ObjectRows
 from cairn.core.ports.sessions import UploadSessionRows
 from cairn.core.ports.staging import SessionStaging
+from cairn.core.ports.vector_stores import VectorStoreRows
 from cairn.core.ports.vectors import VectorIndex
 from cairn.settings import Settings
 
@@ -86,6 +87,11 @@ def completion_rows(composition: Composition) -> ChatCompletionRows:
 @pytest.fixture
 def job_rows(composition: Composition) -> JobRows:
     return composition.job_rows
+
+
+@pytest.fixture
+def vector_store_rows(composition: Composition) -> VectorStoreRows:
+    return composition.vector_store_rows
 
 
 @pytest.fixture

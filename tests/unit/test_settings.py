@@ -47,7 +47,10 @@ def test_defaults_come_in_sections() -> None:
         60.0,
         5,
     )
-    assert settings.vector_stores.model_dump() == {}
+    assert settings.vector_stores.model_dump() == {
+        "default_embedding_model": "onnx/all-MiniLM-L6-v2",
+        "max_file_bytes": 64 << 20,
+    }
 
 
 def test_job_settings_come_from_flat_variables_and_the_jobs_table(
@@ -216,6 +219,7 @@ rate_limits = false
 [inference]
 
 [vector_stores]
+max_file_bytes = 1048576
 """,
     )
     monkeypatch.setenv("CAIRN_CONFIG", str(path))
@@ -226,6 +230,7 @@ rate_limits = false
     assert (from_file.limits.idle_timeout, from_file.limits.max_json_bytes) == (30.0, 8192)
     assert from_file.limits.rate_limits is False
     assert from_file.limits.upload_expiry == 86_400  # not in the file: the default
+    assert from_file.vector_stores.max_file_bytes == 1 << 20
 
     # env beats the file, keyword arguments beat env; what neither sets still comes from the file
     monkeypatch.setenv("CAIRN_PORT", "9100")
@@ -311,7 +316,7 @@ def test_describe_settings_names_every_value_and_its_source_and_masks_secrets(
 
     names = [name for name, _, _ in rows]
     assert names[:2] == ["server.host", "server.port"]
-    assert len(names) == len(set(names)) == 39  # every field of every section, once
+    assert len(names) == len(set(names)) == 41  # every field of every section, once
     assert "limits.rate_limit_deletions" in names
 
     table = {name: (value, source) for name, value, source in rows}

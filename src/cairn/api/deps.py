@@ -16,6 +16,7 @@ from ..core.jobs import JobRunner
 from ..core.objects import ObjectEngine
 from ..core.ports.ratelimit import RateLimiter
 from ..core.uploads import UploadEngine
+from ..core.vectors.stores import VectorStores
 from ..settings import Settings
 
 
@@ -28,6 +29,7 @@ class Services:
     uploads: UploadEngine
     api_keys: ApiKeys
     inference: InferenceRouter
+    vector_stores: VectorStores
     jobs: JobRunner
     """Background work; the app starts it and closes it before the database."""
     inference_limits: InferenceLimits

@@ -79,7 +79,8 @@ def new_job_id(now: float) -> str:
     return f"job-{int(now * 1000):012x}{secrets.token_hex(10)}"
 
 
-def _retryable(exc: BaseException) -> bool:
+def retryable(exc: BaseException) -> bool:
+    """Whether trying the job again may help: not for a ``CairnError`` that says the input is at fault."""
     return not isinstance(exc, CairnError) or isinstance(exc, (Unavailable, RateLimited))
 
 
@@ -168,12 +169,14 @@ class JobRunner:
     async def get(self, tenant: str, job_id: str) -> JobRecord | None:
         return await self._rows.get(tenant, job_id)
 
-    async def close(self) -> None:
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop; running handlers get ``timeout`` seconds to finish (default: ``close_timeout``)."""
         self._closing = True
         self._wake.set()
         if not self._tasks:
             return
-        _, pending = await asyncio.wait(self._tasks, timeout=self._close_timeout)
+        grace = self._close_timeout if timeout is None else timeout
+        _, pending = await asyncio.wait(self._tasks, timeout=grace)
         for lease, _handler in self._running.values():
             lease.stopping = StopReason.SHUTDOWN
         for task in pending:
@@ -242,7 +245,7 @@ class JobRunner:
         else:
             now = self._clock()
             retry_at = None
-            if job.attempts < job.max_attempts and _retryable(exc):
+            if job.attempts < job.max_attempts and retryable(exc):
                 retry_at = now + min(self._retry_seconds * 2 ** (job.attempts - 1), MAX_RETRY_SECONDS)
             log.error(
                 "jobs.failed id=%s kind=%s attempt=%d retry=%s",

@@ -5,6 +5,11 @@ form may send ``purpose`` after the file): ``stage`` hashes and stages the strea
 blob durable under a fresh id and then writes the metadata row. Until that row exists no reader can see
 the object; if anything fails in between, the staged or committed bytes are removed, and the startup
 sweep removes what a crash left behind.
+
+An object that goes (deleted by any face, replaced under its key, expired) is reclaimed in one place,
+``reclaim``: its bytes, then every ``on_deleted`` listener (a room that keeps something for the object,
+such as its chunks in vector stores), each called once, after the row is gone. A listener that fails
+is logged and does not undo or fail the deletion.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ FREE_SPACE_RECHECK_SECONDS = 1.0
 EXPIRY_BATCH = 500
 LIST_SCAN_BATCH = 1000
 Row = TypeVar("Row")
+DeletionListener = Callable[[ObjectRecord], Awaitable[None]]
 
 
 def _not_found(object_id: str) -> NotFound:
@@ -133,6 +139,20 @@ class ObjectEngine:
         self._clock = clock
         self._free = 0
         self._free_checked_at = float("-inf")
+        self._deletion_listeners: builtins.list[DeletionListener] = []
+
+    def on_deleted(self, listener: DeletionListener) -> None:
+        """Call ``listener`` with every object that goes from now on."""
+        self._deletion_listeners.append(listener)
+
+    async def reclaim(self, record: ObjectRecord) -> None:
+        """What a deleted object held: its bytes, and what the listeners keep for it."""
+        await self.blobs.delete(record.id)
+        for listener in self._deletion_listeners:
+            try:
+                await listener(record)
+            except Exception:
+                log.exception("object.deletion_listener_failed id=%s tenant=%s", record.id, record.tenant)
 
     def now(self) -> int:
         return int(self._clock())
@@ -233,7 +253,7 @@ class ObjectEngine:
                 await self.blobs.delete(object_id)
             raise
         if replaced is not None:
-            await self.blobs.delete(replaced.id)
+            await self.reclaim(replaced)
         log.info(
             "object.committed id=%s tenant=%s bucket=%s bytes=%d replaced=%s",
             object_id,
@@ -286,7 +306,7 @@ class ObjectEngine:
         record = await self.rows.delete_object_by_key(tenant, bucket, key, self.now())
         if record is None:
             raise NotFound(f"No such object: '{key[:80]}'.", param="key")
-        await self.blobs.delete(record.id)
+        await self.reclaim(record)
         log.info("object.deleted id=%s tenant=%s", record.id, tenant)
         return record
 
@@ -336,7 +356,7 @@ class ObjectEngine:
             record = await self.rows.delete_object(tenant, bucket, object_id, self.now())
         if record is None:
             raise _not_found(object_id)
-        await self.blobs.delete(record.id)
+        await self.reclaim(record)
         log.info("object.deleted id=%s tenant=%s", record.id, tenant)
         return record
 
@@ -345,7 +365,7 @@ class ObjectEngine:
         removed = 0
         while batch := await self.rows.take_expired(self.now(), EXPIRY_BATCH):
             for record in batch:
-                await self.blobs.delete(record.id)
+                await self.reclaim(record)
             removed += len(batch)
             if len(batch) < EXPIRY_BATCH:
                 break

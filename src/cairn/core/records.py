@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,3 +136,81 @@ class JobRecord:
     error: dict[str, str] | None = None
     """The last failure as ``{"code", "message"}``: the message is safe to show a client."""
     ended_at: float | None = None
+
+
+class VectorFileStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class VectorStoreRecord:
+    """A vector store as its row keeps it; its status, file counts and usage are derived from its files.
+    Times are whole seconds since the epoch."""
+
+    id: str  # ``vs_…``
+    tenant: str
+    name: str
+    created_at: int
+    last_active_at: int
+    metadata: dict[str, str]
+    expires_after_days: int | None
+    """OpenAI's ``expires_after`` (its one anchor is ``last_active_at``); None: never expires."""
+    expires_at: int | None
+    embedding_model: str  # the catalog identifier of the model its chunks were embedded with
+    embedding_dimension: int
+
+
+@dataclass(frozen=True, slots=True)
+class VectorStoreFileRecord:
+    """A Cairn object attached to a vector store, and where its ingestion stands."""
+
+    store_id: str
+    file_id: str
+    tenant: str
+    status: VectorFileStatus
+    last_error: dict[str, str] | None  # ``{"code", "message"}``: OpenAI's ``last_error``
+    attributes: dict[str, str | int | float | bool]
+    chunking_strategy: dict[str, Any]  # as resolved: ``{"type": "static", "static": {…}}``
+    usage_bytes: int
+    created_at: int
+    batch_id: str | None
+    generation: int
+    """Counts attachments of the file to the store that were ingested anew: names its ingestion job."""
+
+
+@dataclass(frozen=True, slots=True)
+class VectorStoreBatchRecord:
+    id: str  # ``vsfb_…``
+    store_id: str
+    tenant: str
+    created_at: int
+    cancelled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FileCounts:
+    in_progress: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.in_progress + self.completed + self.failed + self.cancelled
+
+
+@dataclass(frozen=True, slots=True)
+class StoreTally:
+    """What a store's (or a batch's) files add up to."""
+
+    file_counts: FileCounts
+    usage_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    has_more: bool

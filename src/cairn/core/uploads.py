@@ -295,7 +295,7 @@ class UploadEngine:
         self._hashers.pop(session.id, None)
         await self.staging.retire(session.id)
         if replaced is not None:
-            await self._objects.blobs.delete(replaced.id)
+            await self._objects.reclaim(replaced)
         log.info("upload.completed id=%s object=%s bytes=%d", session.id, object_id, session.size)
         return record
 

@@ -16,6 +16,7 @@ from cairn.adapters.blobs_local import LocalBlobStore
 from cairn.compose import Composition
 from cairn.core.errors import InsufficientStorage, InvalidInput, NotFound, TooLarge
 from cairn.core.objects import STAGE_BATCH_BYTES, ObjectEngine, new_object_id
+from cairn.core.records import ObjectRecord
 
 pytestmark = pytest.mark.anyio
 
@@ -143,6 +144,40 @@ async def test_expired_objects_vanish_and_their_bytes_are_reclaimed(engine: Obje
     assert await engine.expire_due() == 1
     assert not engine.blobs.blob_path(going.id).exists()  # type: ignore[attr-defined]
     assert (await engine.get("t1", "files", keep.id)).id == keep.id
+
+
+async def test_deletion_listeners_hear_of_every_object_that_goes_and_cannot_fail_a_delete(
+    engine: ObjectEngine, clock
+) -> None:
+    heard: list[str] = []
+
+    async def listener(record: ObjectRecord) -> None:
+        heard.append(record.id)
+
+    async def failing(record: ObjectRecord) -> None:
+        raise RuntimeError("a listener's own trouble")
+
+    engine.on_deleted(failing)
+    engine.on_deleted(listener)
+    deleted, by_key = await put(engine, b"d"), await put(engine, b"b")
+    await engine.delete("t1", None, deleted.id)
+    await engine.delete_by_key("t1", "files", by_key.key)
+    kept = await put(engine, b"k", key="k")
+    replacement = await engine.commit(
+        await engine.stage(stream(b"k2")),
+        tenant="t1",
+        bucket="files",
+        filename="k",
+        mime_type="text/plain",
+        purpose="assistants",
+        key="k",
+        replace=True,
+    )
+    going = await put(engine, b"e", expires_after=60)
+    clock.now += 60
+    assert await engine.expire_due() == 1
+    assert heard == [deleted.id, by_key.id, kept.id, going.id]
+    assert (await engine.get("t1", None, replacement.id)).id == replacement.id
 
 
 async def test_list_filters_by_purpose(engine: ObjectEngine) -> None:

@@ -101,3 +101,50 @@ jobs = sa.Table(
     sa.Column("error", sa.JSON, nullable=True),
     sa.Column("ended_at", sa.Double, nullable=True),
 )
+
+# Vector stores as the API sees them; their chunks are the vector index's (``vector_stores_index`` …)
+vector_store_objects = sa.Table(
+    "vector_store_objects",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("last_active_at", sa.BigInteger, nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("expires_after_days", sa.Integer, nullable=True),
+    sa.Column("expires_at", sa.BigInteger, nullable=True),
+    sa.Column("embedding_model", sa.String(256), nullable=False),
+    sa.Column("embedding_dimension", sa.Integer, nullable=False),
+    sa.Index("ix_vector_store_objects_tenant_id", "tenant", "id"),
+)
+
+vector_store_files = sa.Table(
+    "vector_store_files",
+    metadata,
+    sa.Column("store_id", sa.String(64), primary_key=True),
+    sa.Column("file_id", sa.String(128), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("last_error", sa.JSON, nullable=True),
+    sa.Column("attributes", sa.JSON, nullable=False),
+    sa.Column("chunking_strategy", sa.JSON, nullable=False),
+    sa.Column("usage_bytes", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("batch_id", sa.String(64), nullable=True),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Index("ix_vector_store_files_listing", "store_id", "created_at", "file_id"),
+    sa.Index("ix_vector_store_files_file_id", "file_id"),
+    sa.Index("ix_vector_store_files_batch_id", "batch_id"),
+)
+
+vector_store_file_batches = sa.Table(
+    "vector_store_file_batches",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("store_id", sa.String(64), nullable=False),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("cancelled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index("ix_vector_store_file_batches_store_id", "store_id"),
+)
