@@ -143,14 +143,15 @@ class VectorSearch:
         if rewrite_query:
             queries = [await self._rewritten(q, store.tenant) for q in queries]
         ranked = await self._ranked(store, queries, options, offset)
-        shown = ranked[offset : offset + options.limit]
-        has_more = len(ranked) > offset + options.limit and offset + options.limit < MAX_DEPTH
+        end = min(offset + options.limit, MAX_DEPTH)
+        shown = ranked[offset:end]
+        has_more = len(ranked) > end and end < MAX_DEPTH
         await self._touch(store)
         return SearchPage(
             search_query=queries,
             hits=await self._shown(store.tenant, shown),
             has_more=has_more,
-            next_page=_token(offset + options.limit, options.digest) if has_more else None,
+            next_page=_token(end, options.digest) if has_more else None,
         )
 
     async def _ranked(
