@@ -289,6 +289,7 @@ def _vector_stores(
         tokenizer_for,
         default_embedding_model=options.default_embedding_model,
         max_file_bytes=options.max_file_bytes,
+        rewrite_model=options.rewrite_model,
     )
     ingestion = Ingestion(
         rows, index, objects, inference, tokenizer_for, max_file_bytes=options.max_file_bytes

@@ -362,6 +362,12 @@ class VectorStoresSettings(BaseModel):
         description="A file larger than this fails its ingestion (too large for file search); its "
         "text may hold as many characters.",
     )
+    rewrite_model: str = Field(
+        "llama-cpp/SmolLM2-135M-Instruct",
+        min_length=1,
+        max_length=256,
+        description="The chat model that rewrites a search's query when it asks for `rewrite_query`.",
+    )
 
 
 SECTIONS: dict[str, type[BaseModel]] = {

@@ -50,6 +50,7 @@ def test_defaults_come_in_sections() -> None:
     assert settings.vector_stores.model_dump() == {
         "default_embedding_model": "onnx/all-MiniLM-L6-v2",
         "max_file_bytes": 64 << 20,
+        "rewrite_model": "llama-cpp/SmolLM2-135M-Instruct",
     }
 
 
@@ -316,7 +317,7 @@ def test_describe_settings_names_every_value_and_its_source_and_masks_secrets(
 
     names = [name for name, _, _ in rows]
     assert names[:2] == ["server.host", "server.port"]
-    assert len(names) == len(set(names)) == 41  # every field of every section, once
+    assert len(names) == len(set(names)) == 42  # every field of every section, once
     assert "limits.rate_limit_deletions" in names
 
     table = {name: (value, source) for name, value, source in rows}

@@ -49,6 +49,7 @@ from ..records import (
 from .chunking import chunk_sizes
 from .extract import extract_text
 from .ingest import JOB_KIND, TokenizerFor, window
+from .search import DEFAULT_RESULTS, SearchPage, VectorSearch
 
 MAX_PAIRS = 16  # metadata pairs, attribute keys
 MAX_KEY_CHARS = 64
@@ -113,6 +114,7 @@ class VectorStores:
         *,
         default_embedding_model: str,
         max_file_bytes: int,
+        rewrite_model: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.rows = rows
@@ -124,6 +126,7 @@ class VectorStores:
         self._default_model = default_embedding_model
         self._max_file_bytes = max_file_bytes
         self._clock = clock
+        self._search = VectorSearch(rows, index, objects, inference, rewrite_model=rewrite_model, clock=clock)
 
     # Stores
 
@@ -230,6 +233,31 @@ class VectorStores:
             raise _no_store(store_id)
         await self._stop(attached)
         await self.index.drop_store(store_id)
+
+    async def search(
+        self,
+        tenant: str,
+        store_id: str,
+        query: object,
+        *,
+        filters: object = None,
+        max_num_results: object = DEFAULT_RESULTS,
+        ranking_options: Mapping[str, Any] | None = None,
+        rewrite_query: bool = False,
+        search_mode: object = "vector",
+        page: str | None = None,
+    ) -> SearchPage:
+        """A page of the store's chunks best matching ``query`` (``core.vectors.search``)."""
+        return await self._search.search(
+            await self._store(tenant, store_id),
+            query,
+            filters=filters,
+            max_num_results=max_num_results,
+            ranking_options=ranking_options,
+            rewrite_query=rewrite_query,
+            search_mode=search_mode,
+            page=page,
+        )
 
     # Files
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from _composition import Upload, settings, settled, uploader
 
 from cairn.compose import Composition, composed
 from cairn.core.errors import InvalidInput, ModelNotFound, NotFound
 from cairn.core.ports.vectors import Comparison
-from cairn.core.records import JobStatus, ObjectRecord, VectorFileStatus, VectorStoreFileRecord
+from cairn.core.records import JobStatus, VectorFileStatus
 from cairn.core.vectors.stores import FileSpec, VectorStores, ingestion_job_id
-from cairn.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -40,12 +40,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def settings(data: Path, **overrides: object) -> Settings:
-    return Settings(
-        data_dir=data, database_url=f"sqlite:///{data / 'cairn.db'}", rate_limits=False, **overrides
-    )
-
-
 @pytest.fixture(scope="module")
 async def composition(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Composition]:
     async with composed(settings(tmp_path_factory.mktemp("vectors"))) as built:
@@ -61,41 +55,9 @@ def stores(composition: Composition) -> VectorStores:
     return composition.services.vector_stores
 
 
-Upload = Callable[..., Awaitable[ObjectRecord]]
-
-
-def uploader(composition: Composition) -> Upload:
-    async def upload(tenant: str, filename: str, data: bytes, bucket: str = "files") -> ObjectRecord:
-        objects = composition.services.objects
-
-        async def body() -> AsyncIterator[bytes]:
-            yield data
-
-        staged = await objects.stage(body())
-        return await objects.commit(
-            staged,
-            tenant=tenant,
-            bucket=bucket,
-            filename=filename,
-            mime_type="application/octet-stream",
-            purpose="assistants",
-        )
-
-    return upload
-
-
 @pytest.fixture(scope="module")
 def upload(composition: Composition) -> Upload:
     return uploader(composition)
-
-
-async def settled(stores: VectorStores, tenant: str, store_id: str, file_id: str) -> VectorStoreFileRecord:
-    """The file once its ingestion ended."""
-    deadline = time.monotonic() + 60
-    while (file := await stores.get_file(tenant, store_id, file_id)).status is VectorFileStatus.IN_PROGRESS:
-        assert time.monotonic() < deadline, "the ingestion did not end"
-        await asyncio.sleep(0.05)
-    return file
 
 
 async def query_vector(composition: Composition, text: str) -> list[float]:
