@@ -5,12 +5,10 @@ inputs are checked, a rewritten query is reported, and another tenant's store is
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from _composition import settings, settled, uploader
+from _composition import settled, uploader
 
-from cairn.compose import Composition, composed
+from cairn.compose import Composition
 from cairn.core.errors import InvalidInput, NotFound
 from cairn.core.vectors.search import SearchPage
 from cairn.core.vectors.stores import VectorStores
@@ -44,26 +42,6 @@ QUERIES = {
     "bitcoin.txt": "bitcoin blockchain currency",
     "tennis.txt": "tennis rackets net",
 }
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def composition(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Composition]:
-    async with composed(settings(tmp_path_factory.mktemp("search"))) as built:
-        built.services.jobs.start()
-        try:
-            yield built
-        finally:
-            await built.services.jobs.close()
-
-
-@pytest.fixture(scope="module")
-def stores(composition: Composition) -> VectorStores:
-    return composition.services.vector_stores
 
 
 @pytest.fixture(scope="module")

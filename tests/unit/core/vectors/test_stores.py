@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -33,26 +32,6 @@ HTML = (
     "<html><head><style>p {color: red}</style></head><body><h1>Comets</h1>"
     "<p>A comet is an icy body that releases gas when it passes close to the Sun.</p></body></html>"
 )
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def composition(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Composition]:
-    async with composed(settings(tmp_path_factory.mktemp("vectors"))) as built:
-        built.services.jobs.start()
-        try:
-            yield built
-        finally:
-            await built.services.jobs.close()
-
-
-@pytest.fixture(scope="module")
-def stores(composition: Composition) -> VectorStores:
-    return composition.services.vector_stores
 
 
 @pytest.fixture(scope="module")
