@@ -35,6 +35,7 @@ FACE_MODULES = (
     "openai_uploads",
     "inference",
     "stored_completions",
+    "vector_stores",
     "artifacts",
     "buckets",
     "tus",

@@ -127,6 +127,7 @@ OPERATORS = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<
 
 
 class PgVectorIndex:
+    provider_id = "pgvector"
     provider_type = "remote::pgvector"
 
     def __init__(self, database: SqlDatabase) -> None:

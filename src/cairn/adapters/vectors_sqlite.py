@@ -111,6 +111,7 @@ class _Store:
 
 
 class SqliteVectorIndex:
+    provider_id = "sqlite-vec"
     provider_type = "inline::sqlite-vec"
 
     def __init__(self, database: SqlDatabase) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -52,7 +53,8 @@ async def version() -> Response:
 @router.get(
     "/v1/providers",
     summary="Providers in the Llama Stack shape",
-    description="The file store, and each inference provider with its health (its runtime answered a ping).",
+    description="The file store, the vector index, and each inference provider with its health (its runtime "
+    "answered a ping).",
     responses=_keyed,
 )
 async def providers(services: ServicesDep, _principal: PrincipalDep) -> Response:
@@ -64,7 +66,8 @@ async def providers(services: ServicesDep, _principal: PrincipalDep) -> Response
         "health": {"status": "OK"},
     }
     inference = services.inference.catalog.providers.values()
-    health = await check_providers(inference)
+    index = services.vector_stores.index
+    health, index_health = await asyncio.gather(check_providers(inference), check_providers([index]))
     models = [
         {
             "api": "inference",
@@ -75,7 +78,14 @@ async def providers(services: ServicesDep, _principal: PrincipalDep) -> Response
         }
         for provider in inference
     ]
-    return json_response({"data": [files, *models]})
+    vectors = {
+        "api": "vector_io",
+        "provider_id": index.provider_id,
+        "provider_type": index.provider_type,
+        "config": {},
+        "health": _health(index_health[index.provider_id]),
+    }
+    return json_response({"data": [files, vectors, *models]})
 
 
 def _health(answer: str) -> dict[str, str]:

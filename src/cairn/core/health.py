@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Protocol
 
 from .errors import CairnError
-from .ports.inference import InferenceProvider
 
 Probe = Callable[[], Awaitable[None]]
 CHECK_SECONDS = 5.0
@@ -21,8 +21,17 @@ async def check_all(probes: Mapping[str, Probe], *, seconds: float = CHECK_SECON
     return dict(zip(probes, results, strict=True))
 
 
-async def check_providers(providers: Iterable[InferenceProvider]) -> dict[str, str]:
-    """Each inference provider's ``ok`` (its runtime answered a ping), or why not, by provider id."""
+class Provider(Protocol):
+    """An inference provider or the vector index: what ``/v1/providers`` lists."""
+
+    @property
+    def provider_id(self) -> str: ...
+
+    async def ping(self) -> None: ...
+
+
+async def check_providers(providers: Iterable[Provider]) -> dict[str, str]:
+    """Each provider's ``ok`` (it answered a ping), or why not, by provider id."""
     return await check_all(
         {provider.provider_id: provider.ping for provider in providers}, seconds=PROVIDER_SECONDS
     )

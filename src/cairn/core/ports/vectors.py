@@ -67,7 +67,8 @@ class ChunkHit:
 
 
 class VectorIndex(Protocol):
-    provider_type: str  # as ``/v1/providers`` lists it: ``inline::sqlite-vec``, ``remote::pgvector``
+    provider_id: str  # as ``/v1/providers`` lists it: ``sqlite-vec``, ``pgvector``
+    provider_type: str  # ``inline::sqlite-vec``, ``remote::pgvector``
 
     async def create_store(self, store_id: str, dimension: int) -> None:
         """Make the store's partition; a no-op if it exists with this dimension, ``Conflict`` if it
