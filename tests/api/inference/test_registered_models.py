@@ -34,6 +34,8 @@ def answer(llama, model: str) -> str:
 
 
 def test_a_registered_model_answers_as_the_model_it_names_until_unregistered(llama):
+    with pytest.raises(llama_stack_client.NotFoundError):  # looked up (and remembered) before it exists
+        llama.models.retrieve("my-smol")
     model = llama.models.register(
         model_id="my-smol", provider_model_id="SmolLM2-135M-Instruct", metadata={"team": "search", "n": 3}
     )

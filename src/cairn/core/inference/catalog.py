@@ -9,7 +9,12 @@ the tenant registered (registration refuses a served identifier and one already 
 provider model id; a registered model is listed, and answers, only while its provider serves its
 model. An unknown model, or one of another type than the request needs, is ``ModelNotFound`` in
 OpenAI's words; a provider that cannot list its models now keeps the list it gave last (one never
-reached lists none) while the others still answer."""
+reached lists none) while the others still answer.
+
+A request naming a model by a name that is not a served identifier reads the tenant's registration of
+that name; the answer (a row or none) is kept for ``REGISTERED_SECONDS``, so the requests of a busy
+client read no row. A registration or unregistration through this replica is seen by it at once, and
+by other replicas within ``REGISTERED_SECONDS``."""
 
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ from ..records import RegisteredModel
 log = logging.getLogger("cairn.inference")
 
 REFRESH_SECONDS = 60.0
+REGISTERED_SECONDS = 1.0
+MAX_REMEMBERED = 4096  # registration lookups kept at once
 MAX_REGISTERED_MODELS = 256  # per tenant
 MAX_METADATA_CHARS = 16_384  # a registered model's metadata, as JSON
 KIND = {ModelType.LLM: "a chat model", ModelType.EMBEDDING: "an embedding model"}
@@ -54,7 +61,8 @@ def not_found(identifier: str) -> ModelNotFound:
 
 class ModelCatalog:
     """Models by identifier, the served ones refreshed from the providers at most every
-    ``REFRESH_SECONDS``, the registered ones read from their rows on each call."""
+    ``REFRESH_SECONDS``, the registered ones read from their rows (a lookup by name kept for
+    ``REGISTERED_SECONDS``)."""
 
     def __init__(self, providers: Sequence[InferenceProvider], registered: ModelRows) -> None:
         self.providers = {provider.provider_id: provider for provider in providers}
@@ -62,6 +70,7 @@ class ModelCatalog:
         self._models: dict[str, dict[str, Model]] = {}  # provider id -> identifier -> model
         self._fresh_until: dict[str, float] = {}
         self._refreshing = asyncio.Lock()
+        self._lookups: dict[tuple[str, str], tuple[float, RegisteredModel | None]] = {}
 
     async def list(self, tenant: str) -> list[Model]:
         served = await self._served()
@@ -73,7 +82,7 @@ class ModelCatalog:
         served = await self._served()
         found = [m for m in served if m.identifier == identifier]
         if not found:
-            row = await self.registered.get_model(tenant, identifier)
+            row = await self._registration(tenant, identifier)
             model = None if row is None else self._standing_for(row)
             found = [model] if model else [m for m in served if m.provider_model_id == identifier]
         if len(found) != 1:
@@ -150,10 +159,13 @@ class ModelCatalog:
             created_at=int(time.time()),
         )
         await self.registered.insert_model(row)
+        self._lookups.pop((tenant, identifier), None)
         return _registered(row, target)
 
     async def unregister(self, tenant: str, identifier: str) -> None:
-        if await self.registered.delete_model(tenant, identifier):
+        deleted = await self.registered.delete_model(tenant, identifier)
+        self._lookups.pop((tenant, identifier), None)
+        if deleted:
             return
         if any(m.identifier == identifier for m in await self._served()):
             raise InvalidInput(
@@ -161,6 +173,17 @@ class ModelCatalog:
                 param="model_id",
             )
         raise not_found(identifier)
+
+    async def _registration(self, tenant: str, identifier: str) -> RegisteredModel | None:
+        key, now = (tenant, identifier), time.monotonic()
+        remembered = self._lookups.get(key)
+        if remembered is not None and remembered[0] > now:
+            return remembered[1]
+        row = await self.registered.get_model(tenant, identifier)
+        if len(self._lookups) >= MAX_REMEMBERED:
+            self._lookups.clear()
+        self._lookups[key] = (now + REGISTERED_SECONDS, row)
+        return row
 
     async def _served(self) -> Sequence[Model]:
         await self._refresh()
