@@ -1,10 +1,12 @@
 """What the documents tell a new user to run, run as written: docs/deploy.md's one-machine recipe (its
-shell block, with only the data directory and port swapped for a test's), and the README's advice for
-keeping the files uploaded in open mode. If a document changes, these fail until they agree again."""
+shell block, with only the data directory and port swapped for a test's), the README's advice for
+keeping the files uploaded in open mode, and its vector store tour (its Python block, with only the
+server's URL swapped). If a document changes, these fail until they agree again."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import signal
@@ -12,12 +14,14 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 from _support import upload, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 CAIRN = [sys.executable, "-m", "cairn"]
+DOCUMENTED_URL = "http://127.0.0.1:8321"
 
 
 def free_port() -> int:
@@ -26,12 +30,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def shell_block(document: Path, section: str) -> str:
-    """The first ```bash block under the ``## section`` heading."""
+def code_block(document: Path, heading: str, language: str = "bash") -> str:
+    """The first ```language block under the line ``heading`` (``## One machine``)."""
     text = document.read_text()
-    start = text.index(f"\n## {section}\n")
-    block = re.search(r"```bash\n(.*?)```", text[start:], re.S)
-    assert block, f"no bash block under '## {section}' in {document.name}"
+    start = text.index(f"\n{heading}\n")
+    block = re.search(rf"```{language}\n(.*?)```", text[start:], re.S)
+    assert block, f"no {language} block under '{heading}' in {document.name}"
     return block.group(1)
 
 
@@ -41,7 +45,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def test_the_one_machine_recipe_serves_with_its_key_and_refuses_without(tmp_path: Path) -> None:
-    recipe = shell_block(ROOT / "docs" / "deploy.md", "One machine")
+    recipe = code_block(ROOT / "docs" / "deploy.md", "## One machine")
     for placeholder in ("/srv/cairn", "--port 8321", "--host 0.0.0.0", ".venv/bin/cairn keys create"):
         assert placeholder in recipe, f"the recipe changed: update this test's substitutions ({placeholder})"
     data_dir, port = tmp_path / "srv-cairn", free_port()
@@ -121,3 +125,17 @@ def test_a_first_key_for_tenant_default_keeps_the_files_of_open_mode(make_server
         assert [f["id"] for f in keeper.get("/v1/files").json()["data"]] == [created["id"]]
         assert keeper.get(f"/v1/files/{created['id']}/content").content == b"made in open mode"
         assert stranger.get("/v1/files").json()["data"] == []  # any other tenant: the files are not there
+
+
+def test_the_readme_vector_store_tour_finds_by_meaning_and_attributes(module_server, tmp_path: Path) -> None:
+    tour = code_block(ROOT / "README.md", "### Vector stores", "python")
+    assert DOCUMENTED_URL in tour, "the tour changed: update this test's substitution"
+    names: dict[str, Any] = {}
+    with contextlib.chdir(tmp_path), contextlib.redirect_stdout(io.StringIO()) as printed:
+        exec(tour.replace(DOCUMENTED_URL, module_server.url), names)  # in open mode, as the tour is
+    names["client"].close()
+    lines = printed.getvalue().splitlines()
+    assert lines[:2] == ["leave.md completed", "deploys.md completed"]
+    assert [hit.filename for hit in names["hits"].data] == ["leave.md"]  # the filter keeps the rest out
+    assert lines[3].startswith("Everyone gets 25 days of paid leave")
+    assert lines[4] == "deploys.md"

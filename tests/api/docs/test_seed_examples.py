@@ -10,16 +10,17 @@ The documents, and what they hold to run:
   line breaks put inside a shell comment of the example before it: not a request to run;
 - 001, Artifacts, and 004, Agents and Responses (Llama Stack's ``artifacts.py`` and ``agents.py``):
   protocols, routes without examples (docs/api.md maps them; 004's wait for issues 15 and 16);
-- 002, the OpenAI-compatible Files API (Llama Stack's ``files.md``): Python and curl examples, and the
-  vector-store routes, pending until issue 14 lands. The document comes as a rendered page: its gutter
-  lines are blank lines here, and its code lost its indentation;
+- 002, the OpenAI-compatible Files API (Llama Stack's ``files.md``): Python and curl examples, and three
+  vector-store routes without example code, each sent as its request line says. The document comes as a
+  rendered page: its gutter lines are blank lines here, and its code lost its indentation;
 - 003, the workspace file API (``api_doc/files.md``): curl examples.
 
 What every example gets, as its environment rather than as a repair: the document's server
 (``https://localhost:8321``, ``http://localhost:8000``, ``http://localhost:8091``) is the test server, and
-the files it sends exist in the working directory. The server is in open mode (no key was ever created),
-as ``./scripts/serve`` starts it: so the examples without a key run as written, and 003's
-``Bearer <TOKEN>`` is sent as written too (open mode does not read it).
+the files it sends exist in the working directory, as do the vector store and the file that 002's
+vector-store routes name. The server is in open mode (no key was ever created), as ``./scripts/serve``
+starts it: so the examples without a key run as written, and 003's ``Bearer <TOKEN>`` is sent as written
+too (open mode does not read it).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import inspect
 import io
 import json
 import os
+import re
 import subprocess
 import zipfile
 from pathlib import Path
@@ -38,7 +40,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _support import assert_openai_error
+from _support import assert_openai_error, wait_until
 
 SERVERS = ("https://localhost:8321", "http://localhost:8000", "http://localhost:8091")
 
@@ -270,11 +272,21 @@ async def _until_closed(running: Any, namespace: dict[str, Any]) -> None:
             await value.close()
 
 
-def request_line(example: str, url: str, **fill: str) -> httpx.Response:
-    """Send the request the example's first words name (``GET /files/{bucket}``); the document's paths
-    are under the API's ``/v1``, as its curl examples show."""
+def request_line(example: str, url: str, *, body: Any = None, **fill: str) -> httpx.Response:
+    """Send the request the example's first words name (``GET /files/{bucket}``), with ``body`` as its
+    JSON; 000's paths are under the API's ``/v1``, as its curl examples show (002's name it)."""
     method, path = example.split()[:2]
-    return httpx.request(method, f"{url}/v1{path.format(**fill)}")
+    if not path.startswith("/v1/"):
+        path = "/v1" + path
+    return httpx.request(method, url + path.format(**fill), json=body)
+
+
+def request_lines(routes: str) -> dict[str, str]:
+    """The request lines of a Markdown list of routes (``**Title:**`` over ``- **GET** `/path` ``), by
+    title."""
+    listed = re.findall(r"^\*\*(.+):\*\*\n- \*\*(\w+)\*\* `(\S+)`$", routes, flags=re.M)
+    assert listed, "the routes changed"
+    return {title: f"{method} {path}" for title, method, path in listed}
 
 
 def test_000_upload_session_and_bucket_examples(module_server, workdir: Path) -> None:
@@ -392,10 +404,46 @@ def test_002_files_examples(module_server, workdir: Path) -> None:
     assert_openai_error(httpx.get(f"{url}/v1/files/{file_info['id']}"), 404, code="not_found")
 
 
-@pytest.mark.skip(reason="issue 14: vector stores are not built yet (002's 'Vector Store File Operations')")
-def test_002_vector_store_file_operations() -> None:
+def test_002_vector_store_file_operations(module_server) -> None:
     """Attach a file, list a vector store's files and read one's content, at E002_VECTOR_STORE_FILES's
     routes (their openAi spelling included)."""
+    url = module_server.url
+    text = "A cairn is a pile of stones that marks a trail across open ground."
+    with httpx.Client(base_url=url) as http:
+        uploaded = http.post(
+            "/v1/openai/v1/files", files={"file": ("cairn.txt", text)}, data={"purpose": "assistants"}
+        )
+        file_id = uploaded.json()["id"]
+        store_id = http.post("/v1/openai/v1/vector_stores", json={"name": "trail"}).json()["id"]
+    routes = request_lines(E002_VECTOR_STORE_FILES)
+    store = {"vector_store_id": store_id}
+
+    # the document shows no body: the attachment's is OpenAI's, the file's id
+    attached = request_line(routes["Attach File to Vector Store"], url, body={"file_id": file_id}, **store)
+    shown = attached.json()
+    assert (shown["object"], shown["id"], shown["vector_store_id"], shown["status"]) == (
+        "vector_store.file",
+        file_id,
+        store_id,
+        "in_progress",
+    )
+
+    def files() -> list[dict[str, Any]]:
+        listed = request_line(routes["List Vector Store Files"], url, **store).json()
+        assert listed["object"] == "list"
+        return listed["data"]  # type: ignore[no-any-return]
+
+    assert wait_until(lambda: files()[0]["status"] != "in_progress", timeout=60, interval=0.1)
+    [listed] = files()
+    assert (listed["id"], listed["status"], listed["last_error"]) == (file_id, "completed", None)
+
+    content = request_line(routes["Retrieve Vector Store File Content"], url, **store, file_id=file_id)
+    assert content.json() == {
+        "object": "vector_store.file_content.page",
+        "data": [{"type": "text", "text": text}],
+        "has_more": False,
+        "next_page": None,
+    }
 
 
 def test_003_workspace_examples(module_server, workdir: Path) -> None:
