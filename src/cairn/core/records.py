@@ -103,6 +103,23 @@ class ChatCompletionPage:
     has_more: bool
 
 
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """A response of the Responses API as its row keeps it: the response object as last shown (its
+    ``status``, ``output`` and ``usage`` change while it runs) and the input items it was given. Its
+    context is the chain of ``previous_response_id`` (each response keeps only its own input)."""
+
+    id: str  # ``resp_…``: the time in milliseconds first, so ids sort by creation
+    tenant: str
+    created_at: int
+    model: str
+    status: str  # the object's ``status``: queued, in_progress, completed, incomplete, failed, cancelled
+    previous_response_id: str | None
+    conversation_id: str | None
+    response: dict[str, Any]  # the ``response`` object, without ``input``
+    input_items: list[dict[str, Any]]
+
+
 class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
