@@ -148,3 +148,20 @@ vector_store_file_batches = sa.Table(
     sa.Column("cancelled", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_vector_store_file_batches_store_id", "store_id"),
 )
+
+# Responses kept with ``store: true`` (``adapters/sql/responses.py``): ids sort by creation, lists page by id
+responses = sa.Table(
+    "responses",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("previous_response_id", sa.String(64), nullable=True),
+    sa.Column("conversation_id", sa.String(64), nullable=True),
+    sa.Column("response", sa.Text, nullable=False),  # JSON as text: never filtered on
+    sa.Column("input_items", sa.Text, nullable=False),
+    sa.Index("ix_responses_tenant_id", "tenant", "id"),
+    sa.Index("ix_responses_tenant_model_id", "tenant", "model", "id"),
+)

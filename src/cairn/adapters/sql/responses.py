@@ -1,0 +1,93 @@
+"""Stored response rows in SQL (``core.ports.responses``). Response ids begin with their time in
+milliseconds, so lists are keyset pages by id alone, on ``(tenant, id)`` or, of one model, on
+``(tenant, model, id)``; a cursor that is not one of the tenant's responses empties the page within the
+same statement. The response object and its input items are JSON as text. An update and a finish are
+each one ``UPDATE`` whose WHERE clause decides whether it writes: of two racing, the database orders
+them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from typing import Any
+
+import sqlalchemy as sa
+
+from ...core.ports.objects import Order
+from ...core.records import Page, StoredResponse
+from .engine import SqlDatabase
+from .schema import responses as table
+
+_mine = sa.and_(table.c.tenant == sa.bindparam("tenant"), table.c.id == sa.bindparam("response_id"))
+GET_RESPONSE = table.select().where(_mine)
+DELETE_RESPONSE = table.delete().where(_mine)
+CURSOR = table.alias("cursor")  # the row ``after`` names, looked up apart from the rows listed
+
+
+class SqlResponseRows:
+    def __init__(self, database: SqlDatabase) -> None:
+        self._db = database.runner
+
+    async def insert_response(self, response: StoredResponse) -> None:
+        values = {
+            "id": response.id,
+            "tenant": response.tenant,
+            "created_at": response.created_at,
+            "model": response.model,
+            "status": response.status,
+            "previous_response_id": response.previous_response_id,
+            "conversation_id": response.conversation_id,
+            "response": json.dumps(response.response),
+            "input_items": json.dumps(response.input_items),
+        }
+        await self._db.write(lambda conn: conn.execute(table.insert(), values))
+
+    async def get_response(self, tenant: str, response_id: str) -> StoredResponse | None:
+        key = {"tenant": tenant, "response_id": response_id}
+        row = await self._db.read_point(lambda conn: conn.execute(GET_RESPONSE, key).first())
+        return None if row is None else _response(row)
+
+    async def update_response(self, response: StoredResponse) -> bool:
+        return await self._replace(response)
+
+    async def finish_response(self, response: StoredResponse, unfinished: Collection[str]) -> bool:
+        return await self._replace(response, table.c.status.in_(list(unfinished)))
+
+    async def _replace(self, response: StoredResponse, *conditions: sa.ColumnElement[bool]) -> bool:
+        statement = (
+            table.update()
+            .where(table.c.tenant == response.tenant, table.c.id == response.id, *conditions)
+            .values(status=response.status, response=json.dumps(response.response))
+        )
+        return await self._db.write(lambda conn: conn.execute(statement).rowcount == 1)
+
+    async def delete_response(self, tenant: str, response_id: str) -> bool:
+        key = {"tenant": tenant, "response_id": response_id}
+        return await self._db.write(lambda conn: conn.execute(DELETE_RESPONSE, key).rowcount == 1)
+
+    async def list_responses(
+        self,
+        tenant: str,
+        *,
+        after: str | None,
+        limit: int,
+        order: Order,
+        model: str | None,
+    ) -> Page[StoredResponse]:
+        ascending = order == "asc"
+        query = table.select().where(table.c.tenant == tenant)
+        if model is not None:
+            query = query.where(table.c.model == model)
+        if after is not None:
+            known = sa.select(CURSOR.c.id).where(CURSOR.c.tenant == tenant, CURSOR.c.id == after).exists()
+            query = query.where(table.c.id > after if ascending else table.c.id < after, known)
+        query = query.order_by(table.c.id.asc() if ascending else table.c.id.desc()).limit(limit + 1)
+        rows = await self._db.read(lambda conn: list(conn.execute(query).all()))
+        return Page([_response(r) for r in rows[:limit]], has_more=len(rows) > limit)
+
+
+def _response(row: sa.Row[Any]) -> StoredResponse:
+    values = dict(row._mapping)
+    values["response"] = json.loads(values["response"])
+    values["input_items"] = json.loads(values["input_items"])
+    return StoredResponse(**values)
