@@ -63,6 +63,7 @@ from .core.ratelimit import RouteClass
 from .core.uploads import UploadEngine
 from .core.vectors.ingest import JOB_KIND as INGESTION_JOB
 from .core.vectors.ingest import Ingestion, TokenizerFor
+from .core.vectors.raw_chunks import RawChunks
 from .core.vectors.stores import VectorStores
 from .settings import Settings
 
@@ -152,6 +153,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             api_keys=api_keys,
             inference=inference,
             vector_stores=vector_stores,
+            vector_io=RawChunks(vector_stores, inference),
             jobs=jobs,
             inference_limits=InferenceLimits(limiter, streams_per_tenant=limits.inference_streams_per_tenant),
             rate_limiter=limiter,

@@ -1,13 +1,14 @@
 """What both vector index adapters (``vectors_sqlite``, ``vectors_pg``) check and read the same way:
-vectors (one length, finite numbers), attributes (finite numbers, as JSON), a keyword query's words
-(``\\w+``, deduplicated, at most ``MAX_QUERY_WORDS``; nothing else of the query reaches the database's
-full-text syntax) and the kind a filter value compares as (a string, a number or a boolean)."""
+vectors (one length, finite numbers), attributes and chunk metadata (finite numbers, as JSON), a keyword
+query's words (``\\w+``, deduplicated, at most ``MAX_QUERY_WORDS``; nothing else of the query reaches the
+database's full-text syntax) and the kind a filter value compares as (a string, a number or a boolean)."""
 
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -35,10 +36,18 @@ def check_dimension(expected: int, got: int) -> None:
 
 
 def attributes_json(attributes: Mapping[str, Scalar]) -> str:
+    return _json_object(attributes, "An attribute")
+
+
+def metadata_json(metadata: Mapping[str, Any] | None) -> str | None:
+    return None if metadata is None else _json_object(metadata, "A chunk's metadata")
+
+
+def _json_object(values: Mapping[str, Any], what: str) -> str:
     try:
-        return json.dumps(dict(attributes), allow_nan=False)
+        return json.dumps(dict(values), allow_nan=False)
     except ValueError:
-        raise InvalidInput("An attribute holds a value that is not a finite number.") from None
+        raise InvalidInput(f"{what} holds a value that is not a finite number.") from None
 
 
 def query_words(query: str) -> list[str]:

@@ -40,6 +40,8 @@ comparison: strings with strings (``COLLATE "C"``, byte order as on SQLite), num
 where the key is missing or holds another value of the same type; ``nin`` where the key is missing, or
 holds a value of a type the list has, equal to none of its values. Keys and values are always bound.
 
+A chunk's metadata is ``jsonb`` beside it (migration 0012), NULL when it has none.
+
 Vectors travel as pgvector's text form (``[1.0,2.0]``). A search is one statement, so it sees one
 snapshot: a file's old chunks or its new ones. ``put_file`` runs in one transaction and first upserts
 the file's row, whose lock orders concurrent replacements of the same file.
@@ -58,7 +60,15 @@ import sqlalchemy as sa
 from ..core.errors import Conflict, InvalidInput
 from ..core.ports.vectors import ChunkHit, Comparison, Compound, Filter, IndexedChunk, Scalar
 from .sql.engine import SqlDatabase
-from .vector_inputs import attributes_json, by_kind, check_dimension, query_words, value_kind, vector_matrix
+from .vector_inputs import (
+    attributes_json,
+    by_kind,
+    check_dimension,
+    metadata_json,
+    query_words,
+    value_kind,
+    vector_matrix,
+)
 
 EXACT_CHUNKS = 2048
 MIN_EF_SEARCH = 40
@@ -84,8 +94,9 @@ UPSERT_FILE = sa.text(
 )
 DELETE_FILE_CHUNKS = sa.text("DELETE FROM vector_chunks WHERE store_id = :store_id AND file_id = :file_id")
 INSERT_CHUNK = sa.text(
-    "INSERT INTO vector_chunks (store_id, file_id, idx, dimension, text, embedding) "
-    "VALUES (:store_id, :file_id, :idx, :dimension, :text, CAST(CAST(:embedding AS text) AS vector))"
+    "INSERT INTO vector_chunks (store_id, file_id, idx, dimension, text, embedding, metadata) "
+    "VALUES (:store_id, :file_id, :idx, :dimension, :text, CAST(CAST(:embedding AS text) AS vector), "
+    "CAST(:metadata AS jsonb))"
 )
 SET_ATTRIBUTES = sa.text(
     "UPDATE vector_files SET attributes = CAST(:attributes AS jsonb) "
@@ -109,10 +120,11 @@ MATCHING = """SELECT count(*) FROM (
 
 # The best rows first (the ORDER BY an index can serve), then their files' attributes, each by its key.
 HITS = """WITH best AS MATERIALIZED (
-    SELECT c.file_id, c.idx, c.text, {score} AS score FROM vector_chunks AS c{source}
+    SELECT c.file_id, c.idx, c.text, c.metadata::text AS metadata, {score} AS score
+    FROM vector_chunks AS c{source}
     WHERE c.store_id = :store_id{where} ORDER BY {order}, c.file_id, c.idx LIMIT :limit
 )
-SELECT best.file_id, best.idx, best.text, best.score, (
+SELECT best.file_id, best.idx, best.text, best.metadata, best.score, (
     SELECT f.attributes::text FROM vector_files AS f WHERE f.store_id = :store_id AND f.file_id = best.file_id
 ) AS attributes FROM best ORDER BY best.score DESC, best.file_id, best.idx"""
 QUERY_VECTOR = "CAST(CAST(:vector AS text) AS {type})"
@@ -175,6 +187,7 @@ class PgVectorIndex:
                     "dimension": dimension,
                     "text": chunk.text,
                     "embedding": _literal(row),
+                    "metadata": metadata_json(chunk.metadata),
                 }
                 for chunk, row in zip(chunks, matrix, strict=True)
             ]
@@ -303,6 +316,7 @@ def _hit(row: sa.Row[Any]) -> ChunkHit:
         text=row.text,
         score=float(row.score),
         attributes=json.loads(row.attributes),
+        metadata=None if row.metadata is None else json.loads(row.metadata),
     )
 
 

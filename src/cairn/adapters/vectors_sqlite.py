@@ -21,6 +21,8 @@ by OR: no user text is ever FTS5 syntax. The store's own token (``s<id>``, weigh
 inside the index. bm25's statistics (document count, average length, a word's frequency) are those of
 the whole index, so a keyword score, though not whether a chunk matches, moves slightly with other stores.
 
+A chunk's metadata is a JSON text beside it (migration 0012), NULL when it has none.
+
 Filters become SQL over ``json_each`` of the file's attributes, each comparison an ``EXISTS`` on the key
 and the JSON type: strings compare with strings, numbers with numbers, booleans with booleans (false <
 true); any other pairing is false. ``ne`` holds where the key is missing or holds another value of the
@@ -47,7 +49,15 @@ import sqlalchemy as sa
 from ..core.errors import Conflict, InvalidInput
 from ..core.ports.vectors import ChunkHit, Comparison, Compound, Filter, IndexedChunk, Scalar
 from .sql.engine import SqlDatabase
-from .vector_inputs import attributes_json, by_kind, check_dimension, query_words, value_kind, vector_matrix
+from .vector_inputs import (
+    attributes_json,
+    by_kind,
+    check_dimension,
+    metadata_json,
+    query_words,
+    value_kind,
+    vector_matrix,
+)
 
 EXACT_CHUNKS = 2048
 OVERSAMPLE = 40
@@ -72,8 +82,8 @@ SET_ATTRIBUTES = sa.text(
 DELETE_FILE = sa.text("DELETE FROM vector_files WHERE id = :file")
 DELETE_FILE_CHUNKS = sa.text("DELETE FROM vector_chunks WHERE file = :file")
 INSERT_CHUNK = sa.text(
-    "INSERT INTO vector_chunks (store, file, idx, text, embedding, code) "
-    "VALUES (:store, :file, :idx, :text, :embedding, :code)"
+    "INSERT INTO vector_chunks (store, file, idx, text, embedding, code, metadata) "
+    "VALUES (:store, :file, :idx, :text, :embedding, :code, :metadata)"
 )
 COUNT_CHUNKS = sa.text("UPDATE vector_stores_index SET chunks = chunks + :delta WHERE id = :store")
 DROP_STORE = (
@@ -91,7 +101,7 @@ HITS = """WITH best AS (
     SELECT c.id AS id, {score} AS score FROM {source}
     WHERE {where} ORDER BY score DESC, c.id LIMIT :limit
 )
-SELECT f.file_id, c.idx, c.text, f.attributes, best.score FROM best
+SELECT f.file_id, c.idx, c.text, c.metadata, f.attributes, best.score FROM best
 JOIN vector_chunks AS c ON c.id = best.id JOIN vector_files AS f ON f.id = c.file
 ORDER BY best.score DESC, c.id"""
 COSINE = "1 - vec_distance_cosine(c.embedding, :vector)"
@@ -152,6 +162,7 @@ class SqliteVectorIndex:
         document = attributes_json(attributes)
         matrix = vector_matrix([chunk.vector for chunk in chunks])
         codes = _binary_codes(matrix)
+        metadata = [metadata_json(chunk.metadata) for chunk in chunks]
 
         def work(conn: sa.Connection) -> None:
             store = _store(conn, store_id)
@@ -178,6 +189,7 @@ class SqliteVectorIndex:
                         "text": chunk.text,
                         "embedding": matrix[i].tobytes(),
                         "code": codes[i].tobytes(),
+                        "metadata": metadata[i],
                     }
                     for i, chunk in enumerate(chunks)
                 ]
@@ -299,6 +311,7 @@ def _hit(row: sa.Row[Any]) -> ChunkHit:
         text=row.text,
         score=float(row.score),
         attributes=json.loads(row.attributes),
+        metadata=None if row.metadata is None else json.loads(row.metadata),
     )
 
 

@@ -16,6 +16,7 @@ from ..core.jobs import JobRunner
 from ..core.objects import ObjectEngine
 from ..core.ports.ratelimit import RateLimiter
 from ..core.uploads import UploadEngine
+from ..core.vectors.raw_chunks import RawChunks
 from ..core.vectors.stores import VectorStores
 from ..settings import Settings
 
@@ -30,6 +31,8 @@ class Services:
     api_keys: ApiKeys
     inference: InferenceRouter
     vector_stores: VectorStores
+    vector_io: RawChunks
+    """Llama Stack's vector-io: chunks inserted into and queried from the vector stores."""
     jobs: JobRunner
     """Background work; the app starts it and closes it before the database."""
     inference_limits: InferenceLimits

@@ -168,6 +168,28 @@ class SqlVectorStoreRows:
 
         return await self._db.write(work)
 
+    async def put_completed_file(self, file: VectorStoreFileRecord) -> VectorStoreFileRecord | None:
+        key = _mine(file.tenant, file.store_id, file.file_id)
+        # the store's row is held (FOR KEY SHARE on PostgreSQL) so that it cannot be deleted meanwhile
+        store = (
+            sa.select(stores.c.id)
+            .where(stores.c.id == file.store_id, stores.c.tenant == file.tenant)
+            .with_for_update(read=True, key_share=True)
+        )
+
+        def work(conn: sa.Connection) -> VectorStoreFileRecord | None:
+            if conn.execute(store).first() is None:
+                return None
+            existing = conn.execute(files.select().where(key).with_for_update()).first()
+            if existing is None:
+                conn.execute(files.insert(), _file_values(file))
+            else:
+                kept = {"created_at": existing.created_at, "generation": existing.generation + 1}
+                conn.execute(files.update().where(key).values(_file_values(file) | kept))
+            return _file(conn.execute(files.select().where(key)).one())
+
+        return await self._db.write(work)
+
     async def get_file(self, tenant: str, store_id: str, file_id: str) -> VectorStoreFileRecord | None:
         query = files.select().where(_mine(tenant, store_id, file_id))
         row = await self._db.read_point(lambda conn: conn.execute(query).first())

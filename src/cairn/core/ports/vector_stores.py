@@ -64,6 +64,12 @@ class VectorStoreRows(Protocol):
         one is attached anew: ``file``'s attributes, chunking and batch, in progress, with the next
         generation."""
 
+    async def put_completed_file(self, file: VectorStoreFileRecord) -> VectorStoreFileRecord | None:
+        """Write a file that needs no ingestion (its chunks are in the index already; ``file`` is
+        completed), in one transaction: inserted, or in place of the row of the same file, which keeps
+        its ``created_at`` and moves to the next generation. The row as written, or None (and nothing
+        written) if the tenant has no such store."""
+
     async def get_file(self, tenant: str, store_id: str, file_id: str) -> VectorStoreFileRecord | None: ...
 
     async def list_files(

@@ -21,6 +21,8 @@ Invariants every implementation keeps:
 - Filters are over the attributes of a chunk's file; a key the file lacks matches no comparison but
   ``ne`` and ``nin``. Strings compare as strings and numbers as numbers; a comparison of a string with a
   number (or a boolean with either) is false, never an error.
+- A chunk's ``metadata`` (a JSON object, or None) is kept with it and comes back with its hits as it
+  was given; it is never searched.
 - Missing stores and files are no-ops on writes and empty on reads: the service owns existence.
 """
 
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 Scalar: TypeAlias = str | int | float | bool
 ComparisonOp = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"]
@@ -55,6 +57,7 @@ class IndexedChunk:
     index: int  # the chunk's place in its file, from 0
     text: str
     vector: Sequence[float]
+    metadata: Mapping[str, Any] | None = None  # the chunk's own; chunks of ingested files have none
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class ChunkHit:
     text: str
     score: float
     attributes: dict[str, Scalar]
+    metadata: dict[str, Any] | None = None
 
 
 class VectorIndex(Protocol):

@@ -80,6 +80,7 @@ class SearchHit:
     score: float
     attributes: dict[str, Scalar]
     text: str
+    metadata: dict[str, Any] | None = None  # the chunk's own (``ChunkHit.metadata``)
 
 
 @dataclass(frozen=True)
@@ -198,15 +199,23 @@ class VectorSearch:
         names: dict[str, str | None] = {}
         for _, hit in ranked:
             if hit.file_id not in names:
-                try:
-                    names[hit.file_id] = (await self._objects.get(tenant, None, hit.file_id)).filename
-                except NotFound:  # deleted since the search; its chunks are on their way out
-                    names[hit.file_id] = None
+                names[hit.file_id] = await self._name(tenant, hit)
         return [
-            SearchHit(hit.file_id, name, score, dict(hit.attributes), hit.text)
+            SearchHit(hit.file_id, name, score, dict(hit.attributes), hit.text, hit.metadata)
             for score, hit in ranked
             if (name := names[hit.file_id]) is not None
         ]
+
+    async def _name(self, tenant: str, hit: ChunkHit) -> str | None:
+        """The filename of the hit's object; for a chunk inserted through vector-io, which carries its
+        own metadata and whose file is a document, not an object (``core.vectors.raw_chunks``), the
+        document's id."""
+        if hit.metadata is not None:
+            return str(hit.metadata["document_id"])
+        try:
+            return (await self._objects.get(tenant, None, hit.file_id)).filename
+        except NotFound:  # deleted since the search; its chunks are on their way out
+            return None
 
     async def _touch(self, store: VectorStoreRecord) -> None:
         now = int(self._clock())

@@ -78,6 +78,20 @@ async def test_put_file_replaces_the_file_chunks_and_attributes(vector_index: Ve
     assert [hit.attributes for hit in await vector_index.nearest("vs_a", unit(1), limit=10)] == [{"v": 3}]
 
 
+async def test_a_chunks_metadata_comes_back_with_its_hits(vector_index: VectorIndex) -> None:
+    await vector_index.create_store("vs_a", 4)
+    kept = {"document_id": "d", "tags": ["a", 1, None], "nested": {"x": 0.5}}
+    given = [IndexedChunk(0, "alpha kept", unit(1), kept), IndexedChunk(1, "alpha bare", unit(0, 1))]
+    await vector_index.put_file("vs_a", "file-1", {}, given)
+    near = await vector_index.nearest("vs_a", unit(1), limit=5)
+    assert [(hit.text, hit.metadata) for hit in near] == [("alpha kept", kept), ("alpha bare", None)]
+    keyed = await vector_index.keyword("vs_a", "alpha", limit=5)
+    assert {hit.text: hit.metadata for hit in keyed} == {"alpha kept": kept, "alpha bare": None}
+    assert await vector_index.keyword("vs_a", "tags nested", limit=5) == []  # metadata is never searched
+    with pytest.raises(InvalidInput):
+        await vector_index.put_file("vs_a", "file-2", {}, [IndexedChunk(0, "x", unit(1), {"n": math.nan})])
+
+
 async def test_removed_files_and_dropped_stores_are_gone(vector_index: VectorIndex) -> None:
     await vector_index.create_store("vs_a", 4)
     await vector_index.put_file("vs_a", "file-1", {}, chunks(("alpha", unit(1))))

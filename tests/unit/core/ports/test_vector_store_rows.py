@@ -223,3 +223,27 @@ async def test_attributes_detach_attachments_of_an_object_and_deleting_a_store(
     assert await rows.get_store("alice", one.id) is None
     assert await rows.get_batch("alice", one.id, "vsfb_b") is None
     assert await rows.files_of_object("alice", "file-x") == []
+
+
+async def test_a_completed_file_is_put_whole_only_while_its_store_exists(
+    vector_store_rows: VectorStoreRows,
+) -> None:
+    rows = vector_store_rows
+    mine = store()
+    await rows.insert_store(mine)
+    done = dataclasses.replace(
+        attached(mine.id, "vsdoc_1"),
+        status=VectorFileStatus.COMPLETED,
+        attributes={"document_id": "d"},
+        chunking_strategy={"type": "other"},
+        usage_bytes=12,
+    )
+    assert await rows.put_completed_file(done) == done
+    again = dataclasses.replace(done, usage_bytes=30, created_at=NOW + 9, attributes={"document_id": "e"})
+    assert await rows.put_completed_file(again) == dataclasses.replace(again, created_at=NOW, generation=2)
+    assert (await rows.tally("alice", "store", [mine.id]))[mine.id] == StoreTally(FileCounts(completed=1), 30)
+    assert await rows.put_completed_file(dataclasses.replace(done, tenant="bob")) is None
+    assert await rows.get_file("bob", mine.id, "vsdoc_1") is None
+    await rows.delete_store("alice", mine.id)
+    assert await rows.put_completed_file(done) is None
+    assert await rows.get_file("alice", mine.id, "vsdoc_1") is None
