@@ -36,6 +36,7 @@ FACE_MODULES = (
     "inference",
     "stored_completions",
     "vector_stores",
+    "conversations",
     "artifacts",
     "buckets",
     "tus",

@@ -9,6 +9,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..core.auth import ApiKeys, Principal
+from ..core.conversations import Conversations
 from ..core.health import Probe
 from ..core.inference.limits import InferenceLimits
 from ..core.inference.router import InferenceRouter
@@ -30,6 +31,7 @@ class Services:
     api_keys: ApiKeys
     inference: InferenceRouter
     vector_stores: VectorStores
+    conversations: Conversations
     jobs: JobRunner
     """Background work; the app starts it and closes it before the database."""
     inference_limits: InferenceLimits

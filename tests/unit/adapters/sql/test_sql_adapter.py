@@ -53,17 +53,18 @@ async def test_migrate_is_idempotent_and_creates_the_listing_indexes(composition
     indexes = await database.runner.read(
         lambda c: {
             i["name"]
-            for table in ("objects", "chat_completions", "jobs")
+            for table in ("objects", "chat_completions", "jobs", "conversation_items")
             for i in sa.inspect(c).get_indexes(table)
         }
     )
-    assert version == "0008"
+    assert version == "0010"
     assert {
         "ix_objects_listing",
         "ix_objects_purpose",
         "ix_objects_expires_at",
         "ix_chat_completions_tenant_created_at",
         "ix_jobs_claimable",
+        "ix_conversation_items_item_id",
     } <= indexes
 
 
