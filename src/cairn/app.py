@@ -37,6 +37,7 @@ FACE_MODULES = (
     "stored_completions",
     "vector_stores",
     "vector_io",
+    "conversations",
     "artifacts",
     "buckets",
     "tus",

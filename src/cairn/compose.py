@@ -26,6 +26,7 @@ from .adapters.ratelimit_memory import InProcessRateLimiter
 from .adapters.ratelimit_redis import RedisRateLimiter
 from .adapters.sessions_s3 import S3SessionStaging
 from .adapters.sql.completions import SqlChatCompletionRows
+from .adapters.sql.conversations import SqlConversationRows
 from .adapters.sql.engine import SqlDatabase
 from .adapters.sql.jobs import SqlJobRows
 from .adapters.sql.keys import SqlApiKeyRows
@@ -38,6 +39,7 @@ from .adapters.vectors_pg import PgVectorIndex
 from .adapters.vectors_sqlite import SqliteVectorIndex
 from .api.deps import Services
 from .core.auth import ApiKeys, is_loopback_host
+from .core.conversations import Conversations
 from .core.errors import Unavailable
 from .core.health import Probe
 from .core.inference.catalog import Model, ModelCatalog
@@ -48,6 +50,7 @@ from .core.jobs import JobRunner
 from .core.objects import ObjectEngine
 from .core.ports.blobs import BlobStore, ReportsFreeSpace
 from .core.ports.completions import ChatCompletionRows
+from .core.ports.conversations import ConversationRows
 from .core.ports.inference import InferenceProvider, ModelType, ProvidedModel
 from .core.ports.jobs import JobRows
 from .core.ports.keys import ApiKeyRows
@@ -78,6 +81,7 @@ class Composition:
     model_rows: ModelRows
     vector_store_rows: VectorStoreRows
     completion_rows: ChatCompletionRows
+    conversation_rows: ConversationRows
     job_rows: JobRows
     vector_index: VectorIndex
     blobs: BlobStore
@@ -132,6 +136,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
         model_rows = SqlModelRows(database)
         vector_store_rows = SqlVectorStoreRows(database)
         completion_rows = SqlChatCompletionRows(database)
+        conversation_rows = SqlConversationRows(database)
         job_rows = SqlJobRows(database)
         vector_index: VectorIndex = (
             SqliteVectorIndex(database) if database.dialect == "sqlite" else PgVectorIndex(database)
@@ -154,6 +159,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             inference=inference,
             vector_stores=vector_stores,
             vector_io=RawChunks(vector_stores, inference),
+            conversations=Conversations(conversation_rows),
             jobs=jobs,
             inference_limits=InferenceLimits(limiter, streams_per_tenant=limits.inference_streams_per_tenant),
             rate_limiter=limiter,
@@ -168,6 +174,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             model_rows=model_rows,
             vector_store_rows=vector_store_rows,
             completion_rows=completion_rows,
+            conversation_rows=conversation_rows,
             job_rows=job_rows,
             vector_index=vector_index,
             blobs=blobs,

@@ -10,6 +10,7 @@ from cairn.compose import Composition, composed
 from cairn.core.objects import ObjectEngine
 from cairn.core.ports.blobs import BlobStore
 from cairn.core.ports.completions import ChatCompletionRows
+from cairn.core.ports.conversations import ConversationRows
 from cairn.core.ports.jobs import JobRows
 from cairn.core.ports.keys import ApiKeyRows
 from cairn.core.ports.models import ModelRows
@@ -82,6 +83,11 @@ def model_rows(composition: Composition) -> ModelRows:
 @pytest.fixture
 def completion_rows(composition: Composition) -> ChatCompletionRows:
     return composition.completion_rows
+
+
+@pytest.fixture
+def conversation_rows(composition: Composition) -> ConversationRows:
+    return composition.conversation_rows
 
 
 @pytest.fixture

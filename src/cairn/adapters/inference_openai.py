@@ -1,7 +1,7 @@
 """Models on any OpenAI-compatible server (vLLM, llama.cpp's server, Ollama, TGI, OpenAI), over HTTP.
 
 One provider is one server at ``base_url`` (its ``…/v1``), reached through one pooled
-``aiohttp.ClientSession`` (D34: a third of httpx's time per request) that ``close()`` closes. A stream
+``aiohttp.ClientSession`` (D33: a third of httpx's time per request) that ``close()`` closes. A stream
 read to its end returns its connection to the pool. Its models are the configured list or, when none is
 configured, whatever the server's ``GET /models`` lists, all taken as chat models.
 

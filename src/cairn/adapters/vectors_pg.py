@@ -40,7 +40,7 @@ comparison: strings with strings (``COLLATE "C"``, byte order as on SQLite), num
 where the key is missing or holds another value of the same type; ``nin`` where the key is missing, or
 holds a value of a type the list has, equal to none of its values. Keys and values are always bound.
 
-A chunk's metadata is ``jsonb`` beside it (migration 0012), NULL when it has none.
+A chunk's metadata is ``jsonb`` beside it (migration 0010), NULL when it has none.
 
 Vectors travel as pgvector's text form (``[1.0,2.0]``). A search is one statement, so it sees one
 snapshot: a file's old chunks or its new ones. ``put_file`` runs in one transaction and first upserts

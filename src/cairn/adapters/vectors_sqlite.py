@@ -21,7 +21,7 @@ by OR: no user text is ever FTS5 syntax. The store's own token (``s<id>``, weigh
 inside the index. bm25's statistics (document count, average length, a word's frequency) are those of
 the whole index, so a keyword score, though not whether a chunk matches, moves slightly with other stores.
 
-A chunk's metadata is a JSON text beside it (migration 0012), NULL when it has none.
+A chunk's metadata is a JSON text beside it (migration 0010), NULL when it has none.
 
 Filters become SQL over ``json_each`` of the file's attributes, each comparison an ``EXISTS`` on the key
 and the JSON type: strings compare with strings, numbers with numbers, booleans with booleans (false <

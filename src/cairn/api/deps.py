@@ -9,6 +9,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..core.auth import ApiKeys, Principal
+from ..core.conversations import Conversations
 from ..core.health import Probe
 from ..core.inference.limits import InferenceLimits
 from ..core.inference.router import InferenceRouter
@@ -33,6 +34,7 @@ class Services:
     vector_stores: VectorStores
     vector_io: RawChunks
     """Llama Stack's vector-io: chunks inserted into and queried from the vector stores."""
+    conversations: Conversations
     jobs: JobRunner
     """Background work; the app starts it and closes it before the database."""
     inference_limits: InferenceLimits

@@ -231,3 +231,13 @@ class StoreTally:
 class Page(Generic[T]):
     items: list[T]
     has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRecord:
+    """A conversation (OpenAI's Conversations API): its items are kept beside it, in order."""
+
+    id: str  # ``conv_…``
+    tenant: str
+    created_at: int  # seconds since the epoch
+    metadata: dict[str, str]

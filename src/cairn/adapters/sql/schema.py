@@ -165,3 +165,26 @@ responses = sa.Table(
     sa.Index("ix_responses_tenant_id", "tenant", "id"),
     sa.Index("ix_responses_tenant_model_id", "tenant", "model", "id"),
 )
+
+
+# OpenAI's Conversations API: a conversation's items are JSON text in append order (``seq``)
+conversations = sa.Table(
+    "conversations",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),  # the ``seq`` of the last item ever appended
+)
+
+conversation_items = sa.Table(
+    "conversation_items",
+    metadata,
+    sa.Column("conversation_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("item_id", sa.String(256), nullable=False),
+    sa.Column("item", sa.Text, nullable=False),  # a JSON object
+    sa.Index("ix_conversation_items_item_id", "conversation_id", "item_id", unique=True),
+)

@@ -53,11 +53,11 @@ async def test_migrate_is_idempotent_and_creates_the_listing_indexes(composition
     indexes = await database.runner.read(
         lambda c: {
             i["name"]
-            for table in ("objects", "chat_completions", "jobs", "responses")
+            for table in ("objects", "chat_completions", "jobs", "responses", "conversation_items")
             for i in sa.inspect(c).get_indexes(table)
         }
     )
-    assert version == "0012"
+    assert version == "0011"
     assert {
         "ix_objects_listing",
         "ix_objects_purpose",
@@ -66,6 +66,7 @@ async def test_migrate_is_idempotent_and_creates_the_listing_indexes(composition
         "ix_jobs_claimable",
         "ix_responses_tenant_id",
         "ix_responses_tenant_model_id",
+        "ix_conversation_items_item_id",
     } <= indexes
 
 

@@ -2,14 +2,14 @@
 dialects. Ids begin with their creation time, so lists page by id: on ``(tenant, id)``, and on
 ``(tenant, model, id)`` when they name a model. The response object and its input items are JSON text.
 
-Revision ID: 0011
+Revision ID: 0009
 Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
+revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None

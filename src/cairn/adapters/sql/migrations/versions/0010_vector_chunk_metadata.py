@@ -3,16 +3,16 @@ or NULL. Chunks inserted through Llama Stack's vector-io (``core/vectors/raw_chu
 document, id and metadata there; chunks of ingested files have none. It is written and removed with its
 chunk (``put_file``, ``remove_file``, ``drop_store``), and never searched: keyword search reads the text.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0012"
-down_revision = "0011"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""OpenAI's Responses API: its items (``items``), as responses and conversations keep them."""
