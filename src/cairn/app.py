@@ -38,6 +38,7 @@ FACE_MODULES = (
     "vector_stores",
     "vector_io",
     "conversations",
+    "responses",
     "artifacts",
     "buckets",
     "tus",

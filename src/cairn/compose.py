@@ -32,12 +32,14 @@ from .adapters.sql.jobs import SqlJobRows
 from .adapters.sql.keys import SqlApiKeyRows
 from .adapters.sql.models import SqlModelRows
 from .adapters.sql.objects import SqlObjectRows
+from .adapters.sql.responses import SqlResponseRows
 from .adapters.sql.sessions import SqlUploadSessionRows
 from .adapters.sql.vector_stores import SqlVectorStoreRows
 from .adapters.tokenizer_hf import HuggingFaceTokenOffsets
 from .adapters.vectors_pg import PgVectorIndex
 from .adapters.vectors_sqlite import SqliteVectorIndex
 from .api.deps import Services
+from .core.agents.loop import AgentLoop
 from .core.auth import ApiKeys, is_loopback_host
 from .core.conversations import Conversations
 from .core.errors import Unavailable
@@ -57,12 +59,14 @@ from .core.ports.keys import ApiKeyRows
 from .core.ports.models import ModelRows
 from .core.ports.objects import ObjectRows
 from .core.ports.ratelimit import RateLimiter
+from .core.ports.responses import ResponseRows
 from .core.ports.sessions import UploadSessionRows
 from .core.ports.staging import SessionStaging
 from .core.ports.tokens import TokenOffsets
 from .core.ports.vector_stores import VectorStoreRows
 from .core.ports.vectors import VectorIndex
 from .core.ratelimit import RouteClass
+from .core.responses.service import Responses
 from .core.uploads import UploadEngine
 from .core.vectors.ingest import JOB_KIND as INGESTION_JOB
 from .core.vectors.ingest import Ingestion, TokenizerFor
@@ -82,6 +86,7 @@ class Composition:
     vector_store_rows: VectorStoreRows
     completion_rows: ChatCompletionRows
     conversation_rows: ConversationRows
+    response_rows: ResponseRows
     job_rows: JobRows
     vector_index: VectorIndex
     blobs: BlobStore
@@ -137,6 +142,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
         vector_store_rows = SqlVectorStoreRows(database)
         completion_rows = SqlChatCompletionRows(database)
         conversation_rows = SqlConversationRows(database)
+        response_rows = SqlResponseRows(database)
         job_rows = SqlJobRows(database)
         vector_index: VectorIndex = (
             SqliteVectorIndex(database) if database.dialect == "sqlite" else PgVectorIndex(database)
@@ -151,6 +157,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
         vector_stores = _vector_stores(
             settings, vector_store_rows, vector_index, objects, inference, jobs, _chunk_tokenizer()
         )
+        conversations = Conversations(conversation_rows)
         services = Services(
             settings=settings,
             objects=objects,
@@ -159,7 +166,15 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             inference=inference,
             vector_stores=vector_stores,
             vector_io=RawChunks(vector_stores, inference),
-            conversations=Conversations(conversation_rows),
+            conversations=conversations,
+            responses=Responses(
+                response_rows,
+                AgentLoop(inference),
+                inference,
+                objects,
+                vector_stores,
+                conversations,
+            ),
             jobs=jobs,
             inference_limits=InferenceLimits(limiter, streams_per_tenant=limits.inference_streams_per_tenant),
             rate_limiter=limiter,
@@ -175,6 +190,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             vector_store_rows=vector_store_rows,
             completion_rows=completion_rows,
             conversation_rows=conversation_rows,
+            response_rows=response_rows,
             job_rows=job_rows,
             vector_index=vector_index,
             blobs=blobs,

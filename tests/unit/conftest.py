@@ -15,6 +15,7 @@ from cairn.core.ports.jobs import JobRows
 from cairn.core.ports.keys import ApiKeyRows
 from cairn.core.ports.models import ModelRows
 from cairn.core.ports.objects import ObjectRows
+from cairn.core.ports.responses import ResponseRows
 from cairn.core.ports.sessions import UploadSessionRows
 from cairn.core.ports.staging import SessionStaging
 from cairn.core.ports.vector_stores import VectorStoreRows
@@ -88,6 +89,11 @@ def completion_rows(composition: Composition) -> ChatCompletionRows:
 @pytest.fixture
 def conversation_rows(composition: Composition) -> ConversationRows:
     return composition.conversation_rows
+
+
+@pytest.fixture
+def response_rows(composition: Composition) -> ResponseRows:
+    return composition.response_rows
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from ..core.inference.router import InferenceRouter
 from ..core.jobs import JobRunner
 from ..core.objects import ObjectEngine
 from ..core.ports.ratelimit import RateLimiter
+from ..core.responses.service import Responses
 from ..core.uploads import UploadEngine
 from ..core.vectors.raw_chunks import RawChunks
 from ..core.vectors.stores import VectorStores
@@ -35,6 +36,7 @@ class Services:
     vector_io: RawChunks
     """Llama Stack's vector-io: chunks inserted into and queried from the vector stores."""
     conversations: Conversations
+    responses: Responses
     jobs: JobRunner
     """Background work; the app starts it and closes it before the database."""
     inference_limits: InferenceLimits

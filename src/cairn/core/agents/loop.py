@@ -16,8 +16,9 @@ One run:
    for the first step: forcing again would never end).
 
 Bounds: ``max_steps`` inference steps (then ``incomplete``, ``max_steps``), ``max_tool_calls`` calls of
-Cairn's tools in all (calls beyond it are answered with an error the model reads, as OpenAI does), and
-``max_output_tokens`` over every step together. Cancelling the run (closing its iterator, or
+Cairn's tools in all (once they are spent, the next steps offer the model only the client's tools; calls
+beyond the bound in one step are answered with an error the model reads), and ``max_output_tokens``
+over every step together. Cancelling the run (closing its iterator, or
 cancelling its task) closes the model's stream at once, which stops generation.
 """
 
@@ -174,8 +175,12 @@ class AgentLoop:
                 "stream": True,
                 "stream_options": {"include_usage": True},
             }
-            if tools:
-                body.update(tools=tools, tool_choice=choice, parallel_tool_calls=request.parallel_tool_calls)
+            spent = request.max_tool_calls is not None and server_calls >= request.max_tool_calls
+            offered = request.functions if spent else tools
+            if offered:
+                body.update(
+                    tools=offered, tool_choice=choice, parallel_tool_calls=request.parallel_tool_calls
+                )
             if budget is not None:
                 body["max_tokens"] = budget
             text: list[str] = []

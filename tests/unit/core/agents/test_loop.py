@@ -116,7 +116,7 @@ async def test_a_tool_error_reaches_the_model_not_the_caller(loop):
     assert events[-1].status == "incomplete" and events[-1].reason == "max_steps"
 
 
-async def test_max_tool_calls_answers_the_extra_calls_with_an_error(loop):
+async def test_no_tool_calls_allowed_offers_no_tool(loop):
     calls = []
 
     async def count(arguments: dict) -> ToolOutput:
@@ -127,9 +127,25 @@ async def test_max_tool_calls_answers_the_extra_calls_with_an_error(loop):
     events = await run(
         loop, server_tools={"lookup": tool}, tool_choice="required", max_tool_calls=0, max_steps=1
     )
-    done = next(e for e in events if isinstance(e, ToolDone))
-    assert calls == [] and done.output.error == "No more tool calls: at most 0."
-    assert any(isinstance(e, ToolStarted) for e in events)
+    assert calls == [] and not any(isinstance(e, ToolStarted) for e in events)
+    assert next(e for e in events if isinstance(e, InferenceDone)).text
+
+
+async def test_spent_tool_calls_leave_the_model_only_text(loop):
+    async def lookup(arguments: dict) -> ToolOutput:
+        return ToolOutput("Sunny, 24 C")
+
+    tool = ServerTool("lookup", function("lookup"), lookup)
+    events = await run(
+        loop,
+        server_tools={"lookup": tool},
+        tool_choice=forced("lookup"),
+        max_tool_calls=1,
+        max_output_tokens=60,
+    )
+    assert sum(isinstance(e, ToolDone) for e in events) == 1
+    steps = [e for e in events if isinstance(e, InferenceDone)]
+    assert len(steps) == 2 and steps[1].calls == [] and steps[1].text
 
 
 async def test_closing_the_run_stops_the_model(loop):

@@ -9,8 +9,6 @@ import anyio
 import pytest
 from _adapters import on
 
-from cairn.adapters.sql.responses import SqlResponseRows
-from cairn.compose import Composition
 from cairn.core.ports.responses import ResponseRows
 from cairn.core.records import StoredResponse
 
@@ -18,11 +16,6 @@ pytestmark = [pytest.mark.anyio, on("sqlite", "postgres")]
 
 NOW = 1_800_000_000
 UNFINISHED = ("queued", "in_progress")
-
-
-@pytest.fixture
-def response_rows(composition: Composition) -> ResponseRows:
-    return SqlResponseRows(composition.database)
 
 
 def response(

@@ -1,0 +1,90 @@
+"""The ``file_search`` tool of the Responses API: the model asks with queries, Cairn searches the
+request's vector stores (``core.vectors``) and the model reads the best chunks; the response shows the
+call as a ``file_search_call`` item, with its results when ``include`` asks for
+``file_search_call.results``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..agents.loop import ServerTool, ToolCall, ToolOutput
+from ..errors import InvalidInput
+from ..ports.inference import Json
+from ..vectors.stores import VectorStores
+from .render import ToolFace
+
+NAME = "file_search"
+MAX_STORES = 16
+MAX_QUERY_CHARS = 256
+DEFINITION = {
+    "type": "function",
+    "function": {
+        "name": NAME,
+        "description": "Search the user's files for passages relevant to the question.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "query": {
+                    "type": "string",
+                    "maxLength": MAX_QUERY_CHARS,
+                    "description": "What to search for.",
+                }
+            },
+            "required": ["query"],
+        },
+    },
+}
+
+
+def file_search_tool(spec: Json, vector_stores: VectorStores, tenant: str) -> ServerTool:
+    """The tool for one request's ``{"type": "file_search", "vector_store_ids": [...], ...}``."""
+    store_ids = spec.get("vector_store_ids")
+    if not isinstance(store_ids, list) or not 1 <= len(store_ids) <= MAX_STORES:
+        raise InvalidInput(
+            f"file_search needs vector_store_ids: 1 to {MAX_STORES} ids.", param="tools.vector_store_ids"
+        )
+    limit = spec.get("max_num_results", 10)
+
+    async def run(arguments: Json) -> ToolOutput:
+        query = arguments.get("query")
+        if not isinstance(query, str) or not query.strip():
+            return ToolOutput("", error="file_search needs a query.")
+        hits: list[Json] = []
+        for store_id in store_ids:
+            page = await vector_stores.search(
+                tenant,
+                store_id,
+                query,
+                filters=spec.get("filters"),
+                max_num_results=limit,
+                ranking_options=spec.get("ranking_options"),
+            )
+            hits += [
+                {
+                    "file_id": hit.file_id,
+                    "filename": hit.filename,
+                    "score": hit.score,
+                    "attributes": hit.attributes,
+                    "text": hit.text,
+                }
+                for hit in page.hits
+            ]
+        hits = sorted(hits, key=lambda hit: -hit["score"])[:limit]
+        text = "\n\n".join(f"[{hit['filename']}]\n{hit['text']}" for hit in hits) or "No results."
+        return ToolOutput(text, details=hits)
+
+    return ServerTool(NAME, DEFINITION, run)
+
+
+def file_search_face(include_results: bool) -> ToolFace:
+    def fields(call: ToolCall) -> Json:
+        try:
+            query = call.parsed().get("query")
+        except ValueError:
+            query = None
+        return {"queries": [query] if isinstance(query, str) else [], "results": None}
+
+    def result(call: ToolCall, details: Any) -> Json:
+        return {"results": details if include_results else None}
+
+    return ToolFace("file_search_call", "fs_", fields, result, progress=("searching",))

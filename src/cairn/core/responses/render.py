@@ -1,0 +1,274 @@
+"""The agent loop's events as the Responses API shows them: the output items of a response and the
+stream events that build them, exactly in OpenAI's order.
+
+A text answer streams ``response.output_item.added`` (a message, ``in_progress``),
+``response.content_part.added``, ``response.output_text.delta`` for each piece,
+``response.output_text.done``, ``response.content_part.done`` and ``response.output_item.done``; a
+function call streams ``output_item.added`` (arguments empty), ``function_call_arguments.delta`` for
+each piece, ``function_call_arguments.done`` and ``output_item.done``. A call of one of Cairn's own
+tools shows as that tool's item (``file_search_call``: ``in_progress``, ``searching``, ``completed``),
+never as a function call. Every event carries the next ``sequence_number``, from 0; the response object
+that ``response.completed`` (or ``incomplete``, ``failed``) carries holds the whole output.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..agents.loop import (
+    InferenceDone,
+    LoopDone,
+    LoopEvent,
+    StepStarted,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolDone,
+    ToolStarted,
+)
+from ..ports.inference import Json
+from .items import new_id
+
+
+@dataclass(frozen=True)
+class ToolFace:
+    """How one of Cairn's tools shows in a response: its item's type and id prefix, and the item's
+    fields for a call (before it runs) and for its output."""
+
+    item_type: str
+    id_prefix: str
+    fields: Callable[[ToolCall], Json]
+    result: Callable[[ToolCall, Any], Json]
+    progress: tuple[str, ...] = ()  # events between ``in_progress`` and ``completed``, e.g. ``searching``
+
+
+class ResponseRenderer:
+    """The response object, kept up to date event by event, and the stream events that say so."""
+
+    def __init__(self, response: Json, tools: Mapping[str, ToolFace], clock: Callable[[], float] = time.time):
+        self.response = response
+        self._tools = tools
+        self._clock = clock
+        self._sequence = 0
+        self._message: Json | None = None  # the message item being written
+        self._calls: dict[int, Json] = {}  # the step's function call items, by call index
+        self._hidden: set[int] = set()  # the step's call indexes that are Cairn's tools
+        self._tool_items: dict[str, Json] = {}  # Cairn's tool items, by call id
+
+    @property
+    def output(self) -> list[Json]:
+        return self.response["output"]  # type: ignore[no-any-return]
+
+    def event(self, kind: str, **fields: Any) -> Json:
+        event = {"type": kind, "sequence_number": self._sequence, **fields}
+        self._sequence += 1
+        return event
+
+    def opening(self) -> list[Json]:
+        opened = [self.event("response.created", response=self._snapshot())]
+        if self.response["status"] == "in_progress":
+            opened.append(self.event("response.in_progress", response=self._snapshot()))
+        return opened
+
+    def started(self) -> list[Json]:
+        """A queued (background) response begins to run."""
+        self.response["status"] = "in_progress"
+        return [self.event("response.in_progress", response=self._snapshot())]
+
+    def on(self, event: LoopEvent) -> list[Json]:
+        if isinstance(event, TextDelta):
+            return self._text(event)
+        if isinstance(event, ToolCallDelta):
+            return self._call_piece(event)
+        if isinstance(event, InferenceDone):
+            return self._step_done(event)
+        if isinstance(event, ToolStarted):
+            return self._tool_started(event.call)
+        if isinstance(event, ToolDone):
+            return self._tool_done(event)
+        if isinstance(event, LoopDone):
+            return self._finished(event)
+        assert isinstance(event, StepStarted)
+        self._calls, self._hidden = {}, set()
+        return []
+
+    def failed(self, code: str, message: str) -> list[Json]:
+        """The run failed after it began: what was open closes as it stands, and the response says why."""
+        closing = self._close_message("incomplete")
+        self.response.update(status="failed", error={"code": code, "message": message})
+        return [*closing, self.event("response.failed", response=self._snapshot())]
+
+    def cancelled(self) -> None:
+        """The run was stopped (its client left, or a cancel): nothing more is streamed."""
+        self._close_message("incomplete")
+        self.response["status"] = "cancelled"
+
+    # Text
+
+    def _text(self, event: TextDelta) -> list[Json]:
+        events = []
+        if self._message is None:
+            self._message = {
+                "id": new_id("msg_"),
+                "type": "message",
+                "role": "assistant",
+                "status": "in_progress",
+                "content": [],
+            }
+            self.output.append(self._message)
+            events.append(self._added(self._message))
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            self._message["content"].append(part)
+            events.append(
+                self.event("response.content_part.added", **self._at(self._message), part=_copy(part))
+            )
+        part = self._message["content"][0]
+        part["text"] += event.text
+        part["logprobs"] += event.logprobs
+        events.append(
+            self.event(
+                "response.output_text.delta",
+                **self._at(self._message),
+                delta=event.text,
+                logprobs=event.logprobs,
+            )
+        )
+        return events
+
+    def _close_message(self, status: str = "completed") -> list[Json]:
+        message, self._message = self._message, None
+        if message is None:
+            return []
+        message["status"] = status
+        part = message["content"][0]
+        at = self._at(message)
+        return [
+            self.event("response.output_text.done", **at, text=part["text"], logprobs=part["logprobs"]),
+            self.event("response.content_part.done", **at, part=_copy(part)),
+            self.event("response.output_item.done", output_index=at["output_index"], item=_copy(message)),
+        ]
+
+    # Calls
+
+    def _call_piece(self, event: ToolCallDelta) -> list[Json]:
+        if event.index in self._hidden:
+            return []
+        events = self._close_message()
+        item = self._calls.get(event.index)
+        if item is None:
+            if event.name in self._tools:
+                self._hidden.add(event.index)
+                return events
+            item = self._calls[event.index] = {
+                "id": new_id("fc_"),
+                "type": "function_call",
+                "status": "in_progress",
+                "call_id": event.call_id or "",
+                "name": event.name or "",
+                "arguments": "",
+            }
+            self.output.append(item)
+            events.append(self._added(item))
+        if event.arguments:
+            item["arguments"] += event.arguments
+            events.append(
+                self.event(
+                    "response.function_call_arguments.delta",
+                    item_id=item["id"],
+                    output_index=self.output.index(item),
+                    delta=event.arguments,
+                )
+            )
+        return events
+
+    def _step_done(self, event: InferenceDone) -> list[Json]:
+        events = self._close_message("incomplete" if event.finish_reason == "length" else "completed")
+        for index, call in enumerate(event.calls):
+            if call.name in self._tools:
+                continue
+            item = self._calls.get(index)
+            if item is None:  # a call that came whole, with no piece before
+                events += self._call_piece(ToolCallDelta(event.step, index, call.call_id, call.name, ""))
+                item = self._calls[index]
+            item.update(call_id=call.call_id, name=call.name, arguments=call.arguments, status="completed")
+            at = self.output.index(item)
+            events.append(
+                self.event(
+                    "response.function_call_arguments.done",
+                    item_id=item["id"],
+                    output_index=at,
+                    name=call.name,
+                    arguments=call.arguments,
+                )
+            )
+            events.append(self.event("response.output_item.done", output_index=at, item=_copy(item)))
+        return events
+
+    def _tool_started(self, call: ToolCall) -> list[Json]:
+        face = self._tools[call.name]
+        item = {"id": new_id(face.id_prefix), "type": face.item_type, "status": "in_progress"}
+        item.update(face.fields(call))
+        self._tool_items[call.call_id] = item
+        self.output.append(item)
+        at = {"item_id": item["id"], "output_index": len(self.output) - 1}
+        events = [self._added(item), self.event(f"response.{face.item_type}.in_progress", **at)]
+        events += [self.event(f"response.{face.item_type}.{step}", **at) for step in face.progress]
+        return events
+
+    def _tool_done(self, event: ToolDone) -> list[Json]:
+        face = self._tools[event.call.name]
+        item = self._tool_items.pop(event.call.call_id)
+        item.update(face.result(event.call, event.output.details))
+        item["status"] = "failed" if event.output.error else "completed"
+        at = self.output.index(item)
+        return [
+            self.event(f"response.{face.item_type}.completed", item_id=item["id"], output_index=at),
+            self.event("response.output_item.done", output_index=at, item=_copy(item)),
+        ]
+
+    # The end
+
+    def _finished(self, done: LoopDone) -> list[Json]:
+        events = self._close_message()
+        usage = done.usage
+        self.response["usage"] = {
+            "input_tokens": usage["input_tokens"],
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": usage["output_tokens"],
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": usage["total_tokens"],
+        }
+        if done.status == "incomplete":
+            self.response.update(status="incomplete", incomplete_details={"reason": done.reason})
+            kind = "response.incomplete"
+        else:  # a response that stops for the client's function calls is complete: its output is those calls
+            self.response.update(status="completed", completed_at=int(self._clock()))
+            kind = "response.completed"
+        events.append(self.event(kind, response=self._snapshot()))
+        return events
+
+    # Helpers
+
+    def _added(self, item: Json) -> Json:
+        return self.event(
+            "response.output_item.added", output_index=self.output.index(item), item=_copy(item)
+        )
+
+    def _at(self, message: Json) -> Json:
+        return {"item_id": message["id"], "output_index": self.output.index(message), "content_index": 0}
+
+    def _snapshot(self) -> Json:
+        snapshot: Json = _copy(self.response)
+        return snapshot
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON data: an event must show the item as it was, not as it becomes."""
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value

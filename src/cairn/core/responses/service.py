@@ -1,0 +1,415 @@
+"""The Responses API (OpenAI's ``client.responses``) on the agent loop: the service the face calls.
+
+A response runs in two parts, so that a request the server refuses is refused with a status code before
+any event: ``start`` checks everything (the model, the tools, the chain or conversation it continues,
+the input items, the files they attach) and returns a ``Run``; ``events`` runs it and yields the stream
+events, and ``finish`` runs it whole and returns the response object.
+
+- Context: the instructions of this request only, then the items of the ``previous_response_id`` chain
+  (each response's input, then its output, oldest first) or of the ``conversation``, then the input.
+- Tools: ``function`` tools are the client's (the response ends with their ``function_call`` items, and
+  the next request answers them with ``function_call_output``); ``file_search`` runs here. A tool this
+  server does not run is a 400 naming it.
+- Storage (``store``, true by default): the row is written when the response starts (``in_progress``)
+  and replaced when it ends; a run that is stopped (its client left) ends ``cancelled``, one that fails
+  ``failed``. ``store: false`` writes nothing. A response in a conversation appends its input and
+  output items to it once it completes (or is ``incomplete``), never when it fails or is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..agents.loop import DEFAULT_MAX_STEPS, AgentLoop, LoopRequest, ServerTool
+from ..conversations import Conversations
+from ..errors import CairnError, InvalidInput, NotFound, Unavailable
+from ..inference.router import InferenceRouter
+from ..objects import ObjectEngine
+from ..ports.inference import Json, ModelType
+from ..ports.objects import Order
+from ..ports.responses import ResponseRows
+from ..records import ObjectRecord, Page, StoredResponse
+from ..vectors.stores import VectorStores
+from .file_search import file_search_face, file_search_tool
+from .items import input_items
+from .render import ResponseRenderer, ToolFace
+from .transcript import MAX_ATTACHMENT_BYTES, messages_for
+
+log = logging.getLogger("cairn.responses")
+
+MAX_CHAIN = 1000  # responses in one previous_response_id chain
+MAX_PAGE = 100
+UNFINISHED = ("queued", "in_progress")
+HOSTED_TOOLS = (
+    "web_search",
+    "web_search_preview",
+    "computer_use_preview",
+    "image_generation",
+    "code_interpreter",
+    "local_shell",
+    "shell",
+    "apply_patch",
+)
+
+
+def response_id(now: float) -> str:
+    return f"resp_{int(now * 1000):012x}{secrets.token_hex(18)}"
+
+
+def not_found(response_id: str) -> NotFound:
+    return NotFound(
+        f"Response '{response_id[:80]}' not found. "
+        "Use 'client.responses.list()' to list available Responses.",
+        param="response_id",
+    )
+
+
+@dataclass
+class Run:
+    tenant: str
+    renderer: ResponseRenderer
+    loop_request: LoopRequest
+    input_items: list[Json]
+    store: bool
+    conversation_id: str | None
+    finished: bool = False
+    failure: CairnError | None = None
+    output_started: bool = field(default=False)
+
+    @property
+    def response(self) -> Json:
+        return self.renderer.response
+
+
+class Responses:
+    def __init__(
+        self,
+        rows: ResponseRows,
+        loop: AgentLoop,
+        inference: InferenceRouter,
+        objects: ObjectEngine,
+        vector_stores: VectorStores,
+        conversations: Conversations,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.rows = rows
+        self._loop = loop
+        self._inference = inference
+        self._objects = objects
+        self._vector_stores = vector_stores
+        self._conversations = conversations
+        self._clock = clock
+
+    # Create
+
+    async def start(self, tenant: str, body: Json) -> Run:
+        """Everything checked, nothing run or written yet."""
+        if body.get("background"):
+            raise InvalidInput(
+                "Background responses are not available on this server yet.", param="background"
+            )
+        previous = body.get("previous_response_id")
+        conversation = body.get("conversation")
+        conversation_id = conversation.get("id") if isinstance(conversation, dict) else conversation
+        if previous and conversation_id:
+            raise InvalidInput(
+                "Give previous_response_id or conversation, not both.", param="previous_response_id"
+            )
+        model = await self._inference.catalog.get(body["model"], ModelType.LLM, tenant=tenant)
+        new_items = input_items(body.get("input", []))
+        if previous:
+            history = await self._chain(tenant, previous)
+        elif conversation_id:
+            history = await self._conversations.history(tenant, conversation_id)
+        else:
+            history = []
+        include = set(body.get("include") or ())
+        functions, server_tools, faces = self._tools(tenant, body.get("tools") or [], include)
+        messages = await messages_for(
+            history + _resolved(new_items, history), body.get("instructions"), self._file_reader(tenant)
+        )
+        now = self._clock()
+        response = _response_object(body, response_id(now), int(now), model.identifier, conversation_id)
+        loop_request = LoopRequest(
+            tenant=tenant,
+            model=model.identifier,
+            messages=messages,
+            functions=functions,
+            server_tools=server_tools,
+            tool_choice=_tool_choice(body.get("tool_choice"), functions, server_tools),
+            parallel_tool_calls=_given(body.get("parallel_tool_calls"), True),
+            max_tool_calls=body.get("max_tool_calls"),
+            max_output_tokens=body.get("max_output_tokens"),
+            max_steps=body.get("max_infer_iters") or DEFAULT_MAX_STEPS,
+            sampling=_sampling(body, include),
+        )
+        return Run(
+            tenant=tenant,
+            renderer=ResponseRenderer(response, faces, clock=self._clock),
+            loop_request=loop_request,
+            input_items=new_items,
+            store=_given(body.get("store"), True),
+            conversation_id=conversation_id,
+        )
+
+    async def events(self, run: Run) -> AsyncGenerator[Json, None]:
+        """The stream events of the run, from ``response.created`` to its end; closing the iterator
+        stops the run (``cancelled``)."""
+        for event in run.renderer.opening():
+            yield event
+        if run.store:
+            await self.rows.insert_response(self._row(run))
+        try:
+            events = self._loop.run(run.loop_request)
+            async with contextlib.aclosing(events):
+                async for loop_event in events:
+                    for event in run.renderer.on(loop_event):
+                        run.output_started = True
+                        yield event
+            run.finished = True
+        except CairnError as exc:
+            run.failure, run.finished = exc, True
+            for event in run.renderer.failed(exc.code, exc.message):
+                yield event
+        except Exception:
+            log.exception("responses.failed response=%s", run.response["id"])
+            run.failure, run.finished = Unavailable("The response failed."), True
+            for event in run.renderer.failed("server_error", "The response failed."):
+                yield event
+        finally:
+            if not run.finished:
+                run.renderer.cancelled()
+            await asyncio.shield(self._settle(run))
+
+    async def finish(self, run: Run) -> Json:
+        """Run it whole: the response object. A failure before any output is raised (a request the
+        model refused is the request's error); a later one is the response's ``failed`` status."""
+        async for _ in self.events(run):
+            pass
+        if run.failure is not None and not run.output_started:
+            raise run.failure
+        return run.response
+
+    # Read, list, delete
+
+    async def get(self, tenant: str, response_id: str) -> StoredResponse:
+        row = await self.rows.get_response(tenant, response_id)
+        if row is None:
+            raise not_found(response_id)
+        return row
+
+    async def list(
+        self, tenant: str, *, after: str | None, limit: int, order: Order, model: str | None
+    ) -> Page[StoredResponse]:
+        _limit(limit)
+        return await self.rows.list_responses(tenant, after=after, limit=limit, order=order, model=model)
+
+    async def input_items(
+        self, tenant: str, response_id: str, *, after: str | None, limit: int, order: Order
+    ) -> Page[Json]:
+        _limit(limit)
+        items = (await self.get(tenant, response_id)).input_items
+        items = items if order == "asc" else items[::-1]
+        if after is not None:
+            at = next((i for i, item in enumerate(items) if item.get("id") == after), None)
+            items = [] if at is None else items[at + 1 :]
+        return Page(items[:limit], len(items) > limit)
+
+    async def delete(self, tenant: str, response_id: str) -> None:
+        if not await self.rows.delete_response(tenant, response_id):
+            raise not_found(response_id)
+
+    async def cancel(self, tenant: str, response_id: str) -> StoredResponse:
+        row = await self.get(tenant, response_id)
+        if not row.response.get("background"):
+            raise InvalidInput("Only a background response can be cancelled.", param="response_id")
+        return row
+
+    # Internals
+
+    async def _chain(self, tenant: str, previous: str) -> builtins.list[Json]:
+        """The items of the chain that ends with ``previous``: oldest response first, each its input
+        then its output."""
+        chain: builtins.list[StoredResponse] = []
+        next_id: str | None = previous
+        while next_id is not None:
+            if len(chain) >= MAX_CHAIN:
+                raise InvalidInput(
+                    f"A chain of responses may be at most {MAX_CHAIN} long.", param="previous_response_id"
+                )
+            row = await self.rows.get_response(tenant, next_id)
+            if row is None:
+                error = InvalidInput(
+                    f"Previous response with id '{next_id[:80]}' not found.", param="previous_response_id"
+                )
+                error.code = "previous_response_not_found"
+                raise error
+            chain.append(row)
+            next_id = row.previous_response_id
+        return [item for row in reversed(chain) for item in (*row.input_items, *row.response["output"])]
+
+    def _tools(
+        self, tenant: str, tools: builtins.list[Json], include: set[str]
+    ) -> tuple[builtins.list[Json], dict[str, ServerTool], dict[str, ToolFace]]:
+        functions: builtins.list[Json] = []
+        server: dict[str, ServerTool] = {}
+        faces: dict[str, ToolFace] = {}
+        for at, tool in enumerate(tools):
+            kind = tool.get("type")
+            if kind == "function":
+                function = {"name": tool["name"], "parameters": tool.get("parameters") or {"type": "object"}}
+                if tool.get("description"):
+                    function["description"] = tool["description"]
+                if tool.get("strict") is not None:
+                    function["strict"] = tool["strict"]
+                functions.append({"type": "function", "function": function})
+            elif kind == "file_search":
+                built = file_search_tool(tool, self._vector_stores, tenant)
+                server[built.name] = built
+                faces[built.name] = file_search_face("file_search_call.results" in include)
+            else:
+                raise InvalidInput(
+                    f"The tool `{kind}` is not available on this server.", param=f"tools[{at}].type"
+                )
+        names = [f["function"]["name"] for f in functions]
+        clash = next((name for name in names if name in server or names.count(name) > 1), None)
+        if clash is not None:
+            raise InvalidInput(f"Two tools are named `{clash}`.", param="tools")
+        return functions, server, faces
+
+    def _file_reader(self, tenant: str) -> Callable[[str], Any]:
+        async def read(file_id: str) -> tuple[ObjectRecord, bytes]:
+            record = await self._objects.get(tenant, None, file_id)
+            if record.bytes > MAX_ATTACHMENT_BYTES:
+                raise InvalidInput(
+                    f"The file `{record.filename}` is over {MAX_ATTACHMENT_BYTES >> 20} MiB.", param="input"
+                )
+            return record, b"".join([part async for part in self._objects.read(record)])
+
+        return read
+
+    def _row(self, run: Run) -> StoredResponse:
+        response = run.response
+        previous = response.get("previous_response_id")
+        return StoredResponse(
+            id=response["id"],
+            tenant=run.tenant,
+            created_at=response["created_at"],
+            model=response["model"],
+            status=response["status"],
+            previous_response_id=previous,
+            conversation_id=run.conversation_id,
+            response=response,
+            input_items=run.input_items,
+        )
+
+    async def _settle(self, run: Run) -> None:
+        """Write the response as it ended, and append it to its conversation."""
+        if run.store:
+            await self.rows.finish_response(self._row(run), UNFINISHED)
+        if run.conversation_id and run.response["status"] in ("completed", "incomplete"):
+            await self._conversations.append(
+                run.tenant, run.conversation_id, [*run.input_items, *run.response["output"]]
+            )
+
+
+def _limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}.", param="limit")
+
+
+def _resolved(items: list[Json], history: list[Json]) -> list[Json]:
+    """``item_reference`` items replaced by the items of the context they name."""
+    known = {item.get("id"): item for item in history}
+    resolved = []
+    for item in items:
+        if item.get("type") == "item_reference":
+            if item["id"] not in known:
+                raise InvalidInput(f"No item '{item['id'][:80]}' in this response's context.", param="input")
+            resolved.append(known[item["id"]])
+        else:
+            resolved.append(item)
+    return resolved
+
+
+def _tool_choice(choice: Any, functions: list[Json], server: Mapping[str, ServerTool]) -> str | Json:
+    if choice is None or choice in ("auto", "none", "required"):
+        return choice or "auto"
+    kind = choice.get("type")
+    if kind == "function":
+        return {"type": "function", "function": {"name": choice["name"]}}
+    if kind in server:  # {"type": "file_search"}: that tool, forced
+        return {"type": "function", "function": {"name": kind}}
+    raise InvalidInput(f"tool_choice `{kind}` names no tool of this request.", param="tool_choice")
+
+
+def _sampling(body: Json, include: set[str]) -> Json:
+    sampling: Json = {}
+    for name in ("temperature", "top_p", "user"):
+        if body.get(name) is not None:
+            sampling[name] = body[name]
+    text_format = (body.get("text") or {}).get("format") or {"type": "text"}
+    if text_format["type"] == "json_object":
+        sampling["response_format"] = {"type": "json_object"}
+    elif text_format["type"] == "json_schema":
+        schema = {
+            key: text_format[key] for key in ("name", "schema", "strict", "description") if key in text_format
+        }
+        sampling["response_format"] = {"type": "json_schema", "json_schema": schema}
+    if "message.output_text.logprobs" in include:
+        sampling["logprobs"] = True
+        if body.get("top_logprobs"):
+            sampling["top_logprobs"] = body["top_logprobs"]
+    return sampling
+
+
+def _response_object(body: Json, rid: str, now: int, model: str, conversation_id: str | None) -> Json:
+    """OpenAI's response object as it starts, every field present; none null that the Open Responses
+    specification requires."""
+    return {
+        "id": rid,
+        "object": "response",
+        "created_at": now,
+        "status": "in_progress",
+        "background": bool(body.get("background")),
+        "completed_at": None,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "max_tool_calls": body.get("max_tool_calls"),
+        "model": model,
+        "output": [],
+        "parallel_tool_calls": _given(body.get("parallel_tool_calls"), True),
+        "previous_response_id": body.get("previous_response_id"),
+        "conversation": {"id": conversation_id} if conversation_id else None,
+        "prompt_cache_key": body.get("prompt_cache_key"),
+        "reasoning": {"effort": None, "summary": None},
+        "safety_identifier": body.get("safety_identifier"),
+        "service_tier": body.get("service_tier") or "default",
+        "store": _given(body.get("store"), True),
+        "temperature": _given(body.get("temperature"), 1.0),
+        "text": {"format": (body.get("text") or {}).get("format") or {"type": "text"}, "verbosity": "medium"},
+        "tool_choice": body.get("tool_choice") or "auto",
+        "tools": body.get("tools") or [],
+        "top_logprobs": body.get("top_logprobs") or 0,
+        "top_p": _given(body.get("top_p"), 1.0),
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+        "truncation": body.get("truncation") or "disabled",
+        "usage": None,
+        "user": body.get("user"),
+        "metadata": body.get("metadata") or {},
+    }
+
+
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value

@@ -1,0 +1,197 @@
+"""The Responses API through the official ``openai`` client on the embedded SmolLM2 at temperature 0:
+whole and streamed responses (every event in OpenAI's order), a forced function-tool round trip through
+``previous_response_id``, file search, conversations, storage, and the errors the client maps."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+CHAT = "llama-cpp/SmolLM2-135M-Instruct"
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The current weather in a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+}
+TEXT_EVENTS = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+]
+
+
+@pytest.fixture(scope="module")
+def oai(model_server, model_tenant) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(
+        base_url=model_server.url + "/v1", api_key=model_tenant.key, max_retries=0, timeout=120
+    ) as client:
+        yield client
+
+
+def respond(oai: openai.OpenAI, **fields):
+    return oai.responses.create(
+        **{
+            "model": CHAT,
+            "input": "What is the capital of France?",
+            "temperature": 0,
+            "max_output_tokens": 8,
+            **fields,
+        }
+    )
+
+
+def test_a_whole_response_is_stored_and_read_back(oai):
+    made = respond(
+        oai, instructions="You write long answers.", input="Tell me about Paris.", metadata={"run": "1"}
+    )
+    assert made.object == "response" and made.id.startswith("resp_")
+    assert made.status == "incomplete" and made.incomplete_details.reason == "max_output_tokens"
+    message = made.output[0]
+    assert message.type == "message" and message.role == "assistant" and message.id.startswith("msg_")
+    assert message.content[0].type == "output_text" and made.output_text
+    assert made.usage.output_tokens == 8 and made.usage.total_tokens > 8
+    assert made.temperature == 0 and made.top_p == 1 and made.tool_choice == "auto"
+    assert made.truncation == "disabled" and made.metadata == {"run": "1"}
+    again = oai.responses.retrieve(made.id)
+    assert again.output_text == made.output_text and again.status == "incomplete"
+    items = oai.responses.input_items.list(made.id)
+    assert [item.role for item in items.data] == ["user"]
+    assert items.data[0].content[0].text == "Tell me about Paris."
+
+
+def test_a_stream_sends_every_event_in_order(oai):
+    events = list(respond(oai, stream=True, max_output_tokens=6))
+    kinds = [event.type for event in events]
+    deltas = kinds.count("response.output_text.delta")
+    assert deltas >= 1
+    assert kinds == TEXT_EVENTS[:4] + ["response.output_text.delta"] * deltas + TEXT_EVENTS[5:] + [
+        "response.incomplete"
+    ]
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    text = "".join(event.delta for event in events if event.type == "response.output_text.delta")
+    done = next(event for event in events if event.type == "response.output_text.done")
+    assert done.text == text and done.logprobs == []
+    final = events[-1].response
+    assert final.output_text == text and final.output[0].status == "incomplete"
+    assert oai.responses.retrieve(final.id).output_text == text
+
+
+def test_a_forced_function_call_and_its_output_continue_the_chain(oai):
+    called = respond(
+        oai,
+        input="What is the weather in Paris?",
+        tools=[WEATHER],
+        tool_choice={"type": "function", "name": "get_weather"},
+        max_output_tokens=64,
+    )
+    assert called.status == "completed"
+    call = called.output[-1]
+    assert call.type == "function_call" and call.name == "get_weather" and call.call_id
+    assert isinstance(json.loads(call.arguments)["city"], str)
+    answered = respond(
+        oai,
+        previous_response_id=called.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 24 C"}],
+        tools=[WEATHER],
+        max_output_tokens=16,
+    )
+    assert answered.previous_response_id == called.id and answered.output_text
+    assert answered.output[0].type == "message"
+
+
+def test_a_streamed_function_call(oai):
+    events = list(
+        respond(
+            oai,
+            input="Weather in Rome?",
+            tools=[WEATHER],
+            tool_choice="required",
+            stream=True,
+            max_output_tokens=64,
+        )
+    )
+    kinds = [event.type for event in events]
+    assert kinds[:3] == ["response.created", "response.in_progress", "response.output_item.added"]
+    assert "response.function_call_arguments.done" in kinds and kinds[-1] == "response.completed"
+    done = next(event for event in events if event.type == "response.function_call_arguments.done")
+    item = events[-1].response.output[-1]
+    assert item.type == "function_call" and item.arguments == done.arguments and item.status == "completed"
+
+
+def test_file_search_finds_the_document(oai):
+    store = oai.vector_stores.create(name="facts")
+    text = "The Zanzibar project codename is BLUE HERON. It ships in March."
+    oai.vector_stores.files.upload_and_poll(
+        vector_store_id=store.id, file=("facts.txt", io.BytesIO(text.encode())), poll_interval_ms=50
+    )
+    made = respond(
+        oai,
+        input="What is the codename of the Zanzibar project?",
+        tools=[{"type": "file_search", "vector_store_ids": [store.id]}],
+        tool_choice={"type": "file_search"},
+        max_tool_calls=1,  # then the model answers: the small model would search again and again
+        include=["file_search_call.results"],
+        max_output_tokens=64,
+    )
+    search = made.output[0]
+    assert search.type == "file_search_call" and search.status == "completed" and search.queries
+    assert search.results[0].filename == "facts.txt" and "BLUE HERON" in search.results[0].text
+    assert [item.type for item in made.output] == ["file_search_call", "message"]
+
+
+def test_store_false_keeps_nothing(oai):
+    made = respond(oai, store=False)
+    assert made.store is False
+    with pytest.raises(openai.NotFoundError):
+        oai.responses.retrieve(made.id)
+
+
+def test_delete_then_not_found_in_openai_words(oai):
+    made = respond(oai)
+    deleted = oai.responses.delete(made.id)
+    assert deleted is None or getattr(deleted, "deleted", True)
+    with pytest.raises(openai.NotFoundError) as caught:
+        oai.responses.retrieve(made.id)
+    assert caught.value.body["message"] == (
+        f"Response '{made.id}' not found. Use 'client.responses.list()' to list available Responses."
+    )
+
+
+def test_errors_before_any_event_are_statuses(oai):
+    with pytest.raises(openai.NotFoundError):
+        respond(oai, model="no-such-model")
+    with pytest.raises(openai.BadRequestError) as caught:
+        respond(oai, tools=[{"type": "web_search"}])
+    assert caught.value.body["param"] == "tools[0].type" and "web_search" in caught.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as caught:
+        respond(oai, previous_response_id="resp_missing")
+    assert caught.value.body["code"] == "previous_response_not_found"
+    with pytest.raises(openai.BadRequestError):
+        respond(oai, previous_response_id="resp_a", conversation="conv_b")
+    with pytest.raises(openai.BadRequestError):
+        respond(oai, temperature=3)
+
+
+def test_another_tenant_sees_no_response(oai, model_server):
+    made = respond(oai)
+    stranger = model_server.new_tenant()
+    with openai.OpenAI(base_url=model_server.url + "/v1", api_key=stranger.key, max_retries=0) as theirs:
+        with pytest.raises(openai.NotFoundError):
+            theirs.responses.retrieve(made.id)
+        with pytest.raises(openai.BadRequestError):
+            theirs.responses.create(model=CHAT, input="hi", previous_response_id=made.id, max_output_tokens=4)
