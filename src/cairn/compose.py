@@ -319,7 +319,7 @@ def _vector_stores(
     ingestion = Ingestion(
         rows, index, objects, inference, tokenizer_for, max_file_bytes=options.max_file_bytes
     )
-    jobs.register(INGESTION_JOB, ingestion)
+    jobs.register(INGESTION_JOB, ingestion, failed=ingestion.failed)
     objects.on_deleted(stores.forget_file)
     return stores
 

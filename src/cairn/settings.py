@@ -170,7 +170,9 @@ class LimitsSettings(BaseModel):
         "request is dropped (408).",
     )
     upload_expiry: int = Field(86_400, ge=60, description="Seconds an unfinished upload session lives.")
-    expiry_interval: float = Field(60.0, gt=0, description="Seconds between sweeps for expired objects.")
+    expiry_interval: float = Field(
+        60.0, gt=0, description="Seconds between sweeps for expired objects, uploads and vector stores."
+    )
     rate_limits: bool = Field(True, description="Master switch of the per-tenant rate limits.")
     rate_limit_uploads: int = Field(
         100, ge=0, le=1_000_000, description="Uploads (create or append bytes) per tenant per minute; 0: off."

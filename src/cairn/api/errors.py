@@ -175,7 +175,10 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     first = exc.errors()[0] if exc.errors() else {}
     if first.get("type") == "json_invalid":  # its location is a character position, not a field
         return _renderer(request)(400, "The body is not valid JSON.", code="invalid_request")
-    location = [str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body", "header")]
+    where = list(first.get("loc", ()))
+    if where and where[0] in ("query", "path", "body", "header"):  # where the field was, not its name
+        where = where[1:]
+    location = [str(part) for part in where]
     param = ".".join(location) or None
     reason = first.get("msg", "invalid")
     if param:

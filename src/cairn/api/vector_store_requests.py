@@ -4,13 +4,21 @@
 Shapes and sizes are checked here, before the service reads anything; what the values mean (a
 chunking strategy against the model's window, attributes, filters, ranking options) the service checks,
 naming the parameter at fault. Unknown fields are refused: a misspelt option is an error, never a
-silent default."""
+silent default; and types are strict (``"yes"`` is no boolean, ``"10"`` no number)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from ..core.vectors.search import MAX_QUERIES, MAX_QUERY_CHARS, MAX_TOKEN_CHARS
 from ..core.vectors.stores import MAX_FILES, MAX_NAME_CHARS, MAX_PAIRS
@@ -27,7 +35,7 @@ Query = (
 
 
 class _Closed(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class CreateVectorStoreRequest(_Closed):
@@ -57,6 +65,19 @@ class SearchRequest(_Closed):
     search_mode: str = "vector"
     page: Annotated[str, Field(max_length=MAX_TOKEN_CHARS)] | None = None
     """A previous page's ``next_page``, with the same query and options."""
+
+    @field_validator("query", mode="wrap")
+    @classmethod
+    def _one_error_for_the_query(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """One error named ``query``, not one per member of its union (``query.constrained-str``)."""
+        try:
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError(
+                "query",
+                f"a string, or a list of at most {MAX_QUERIES} strings, of at most {MAX_QUERY_CHARS} "
+                "characters each",
+            ) from None
 
 
 class AttachFileRequest(_Closed):

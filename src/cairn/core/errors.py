@@ -5,7 +5,8 @@
     │   ├── ChecksumMismatch  the bytes do not hash to the declared digest (staged bytes are kept)
     │   ├── ContextLengthExceeded  the prompt or an input does not fit the model's window
     │   ├── UnsupportedFile   a file of a kind whose text Cairn cannot read (by its name and type)
-    │   └── InvalidFile       a file of a readable kind that is broken, encrypted, or has too much text
+    │   ├── InvalidFile       a file of a readable kind that is broken, encrypted, or has too much text
+    │   └── VectorStoreExpired  a search of, or a file for, a vector store that expired (its chunks went)
     ├── NotFound              no such object for this tenant (never "exists elsewhere")
     │   └── ModelNotFound     no such model for this tenant
     ├── TooLarge              body or declared size over the configured maximum
@@ -59,6 +60,10 @@ class UnsupportedFile(InvalidInput):
 
 class InvalidFile(InvalidInput):
     code = "invalid_file"
+
+
+class VectorStoreExpired(InvalidInput):
+    code = "vector_store_expired"
 
 
 class NotFound(CairnError):

@@ -14,6 +14,12 @@ shares the database (docs/decisions.md, D29).
   says that trying again cannot help (``CairnError``s other than ``Unavailable`` and ``RateLimited``).
   The row keeps a message safe to show a client (a ``CairnError``'s own, or a generic one); the
   traceback goes to the log only.
+- A job fails for good when its error says so, when its last attempt raises, or when it is abandoned:
+  claimed once more than ``max_attempts`` allows, every attempt having stopped before it ended (a crash,
+  a hang, a lost lease), so its handler is not run again. Then the kind's ``failed`` callback (given to
+  ``register``) runs before the row is written, with the error the row keeps, so that what the job was
+  to finish can end too. It runs at least once, again if the process dies before the row is written:
+  it must be idempotent.
 - ``close`` stops claiming, lets running handlers finish for up to ``close_timeout`` seconds, then
   cancels them. Their leases are left to end, and another worker (or this one after a restart) runs
   them again.
@@ -72,6 +78,8 @@ class Lease:
 
 Handler = Callable[[JobRecord, Lease], Coroutine[Any, Any, Json | None]]
 """Does a job's work and returns its result (JSON), kept on the job's row."""
+Failed = Callable[[JobRecord, dict[str, str]], Coroutine[Any, Any, None]]
+"""Hears that a job failed for good, and the error (``code``, ``message``) its row keeps."""
 
 
 def new_job_id(now: float) -> str:
@@ -112,6 +120,7 @@ class JobRunner:
         self._close_timeout = close_timeout
         self._clock = clock
         self._handlers: dict[str, Handler] = {}
+        self._failed: dict[str, Failed] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._running: dict[str, tuple[Lease, asyncio.Task[Json | None]]] = {}
         self._wake = asyncio.Event()
@@ -119,13 +128,16 @@ class JobRunner:
         self.name = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         """Names this runner's workers (``<name>/<n>``) on the rows they hold."""
 
-    def register(self, kind: str, handler: Handler) -> None:
-        """Run ``handler`` for jobs of ``kind``. Every handler is registered before ``start``."""
+    def register(self, kind: str, handler: Handler, *, failed: Failed | None = None) -> None:
+        """Run ``handler`` for jobs of ``kind``, and ``failed`` when one fails for good. Every handler is
+        registered before ``start``."""
         if self._tasks:
             raise RuntimeError("job handlers are registered before the runner starts")
         if kind in self._handlers:
             raise ValueError(f"a handler for job kind {kind!r} is already registered")
         self._handlers[kind] = handler
+        if failed is not None:
+            self._failed[kind] = failed
 
     def start(self) -> None:
         if self._handlers and not self._tasks:
@@ -210,7 +222,7 @@ class JobRunner:
             return
         if job.attempts > job.max_attempts:
             log.error("jobs.abandoned id=%s kind=%s attempts=%d", job.id, job.kind, job.max_attempts)
-            await self._rows.fail(job.id, worker, ABANDONED, self._clock(), retry_at=None)
+            await self._give_up(job, worker, ABANDONED)
             return
         lease = Lease(job.id, worker)
         handler = asyncio.create_task(self._handlers[job.kind](job, lease), name=f"job {job.id}")
@@ -255,7 +267,17 @@ class JobRunner:
                 "no" if retry_at is None else f"in {retry_at - now:g}s",
                 exc_info=exc,
             )
-            await self._rows.fail(job.id, lease.worker, _safe_error(exc), now, retry_at=retry_at)
+            if retry_at is None:
+                await self._give_up(job, lease.worker, _safe_error(exc))
+            else:
+                await self._rows.fail(job.id, lease.worker, _safe_error(exc), now, retry_at=retry_at)
+
+    async def _give_up(self, job: JobRecord, worker: str, error: dict[str, str]) -> None:
+        """The job failed for good: its kind hears it first, then its row says so."""
+        failed = self._failed.get(job.kind)
+        if failed is not None:
+            await failed(job, error)
+        await self._rows.fail(job.id, worker, error, self._clock(), retry_at=None)
 
     async def _heartbeat(self, lease: Lease, handler: asyncio.Task[Json | None]) -> None:
         """Renew the lease every third of its length; stop the handler when it is lost or cancelled."""

@@ -178,6 +178,12 @@ class VectorStoreRecord:
     expires_at: int | None
     embedding_model: str  # the catalog identifier of the model its chunks were embedded with
     embedding_dimension: int
+    reclaimed_at: int | None = None
+    """When its chunks were dropped, the store having expired."""
+
+    def expired(self, now: float) -> bool:
+        """Whether its expiry has passed, which is for good (``core.vectors.stores``)."""
+        return self.reclaimed_at is not None or (self.expires_at is not None and self.expires_at <= now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import pytest
 
 from cairn.compose import composed
 from cairn.core.errors import InvalidInput
-from cairn.core.jobs import INTERNAL_ERROR, JobRunner, Json, Lease, StopReason
+from cairn.core.jobs import ABANDONED, INTERNAL_ERROR, JobRunner, Json, Lease, StopReason
 from cairn.core.ports.jobs import JobRows
 from cairn.core.records import JobRecord, JobStatus
 from conftest import backend_settings
@@ -121,6 +121,12 @@ async def noop(job: JobRecord, lease: Lease) -> None:
 async def test_a_failing_handler_is_retried_then_fails_with_a_safe_message(make_runner: MakeRunner) -> None:
     runner = make_runner()
     calls: Counter[str] = Counter()
+    heard: list[tuple[str, dict[str, str], JobStatus]] = []
+
+    async def hear(job: JobRecord, error: dict[str, str]) -> None:
+        now = await runner.get(job.tenant, job.id)
+        assert now is not None
+        heard.append((job.id, error, now.status))
 
     async def broken(job: JobRecord, lease: Lease) -> None:
         calls[job.id] += 1
@@ -130,8 +136,8 @@ async def test_a_failing_handler_is_retried_then_fails_with_a_safe_message(make_
         calls[job.id] += 1
         raise InvalidInput("The file is not a document.")
 
-    runner.register("broken", broken)
-    runner.register("refused", refused)
+    runner.register("broken", broken, failed=hear)
+    runner.register("refused", refused, failed=hear)
     runner.start()
     retried = await runner.enqueue("t", "broken", {})
     hopeless = await runner.enqueue("t", "refused", {})
@@ -141,6 +147,33 @@ async def test_a_failing_handler_is_retried_then_fails_with_a_safe_message(make_
     # an error that says trying again cannot help ends the job at its first attempt
     assert (refused_job.status, refused_job.attempts, calls[hopeless.id]) == (JobStatus.FAILED, 1, 1)
     assert refused_job.error == {"code": "invalid_request", "message": "The file is not a document."}
+    # the kind hears each failure for good once, before the row says so
+    assert sorted(heard) == sorted(
+        [(retried.id, INTERNAL_ERROR, JobStatus.RUNNING), (hopeless.id, refused_job.error, JobStatus.RUNNING)]
+    )
+
+
+async def test_a_job_whose_every_attempt_stopped_is_abandoned_and_its_kind_hears_it(
+    make_runner: MakeRunner, job_rows: JobRows
+) -> None:
+    runner = make_runner(max_attempts=1)
+    ran: list[str] = []
+    heard: list[tuple[str, dict[str, str]]] = []
+
+    async def never(job: JobRecord, lease: Lease) -> None:
+        ran.append(job.id)
+
+    async def hear(job: JobRecord, error: dict[str, str]) -> None:
+        heard.append((job.id, error))
+
+    runner.register("ingest", never, failed=hear)
+    job = await runner.enqueue("t", "ingest", {})
+    crashed = await job_rows.claim(["ingest"], "a worker that crashed", 0, time.time())
+    assert crashed is not None and (crashed.id, crashed.attempts) == (job.id, 1)
+    runner.start()
+    done = await ended(runner, job)
+    assert (done.status, done.attempts, done.error) == (JobStatus.FAILED, 2, ABANDONED)
+    assert ran == [] and heard == [(job.id, ABANDONED)]
 
 
 async def test_a_cancel_stops_a_running_handler_here_or_from_elsewhere(

@@ -117,8 +117,29 @@ class SqlVectorStoreRows:
         days = stores.c.expires_after_days
         statement = (
             stores.update()
-            .where(stores.c.id == store_id, stores.c.tenant == tenant)
+            .where(
+                stores.c.id == store_id,
+                stores.c.tenant == tenant,
+                sa.or_(stores.c.expires_at.is_(None), stores.c.expires_at > now),
+            )
             .values(last_active_at=now, expires_at=sa.case((days.is_(None), None), else_=now + days * 86400))
+        )
+        await self._db.write(lambda conn: conn.execute(statement))
+
+    async def expired_stores(self, now: int, limit: int) -> list[VectorStoreRecord]:
+        query = (
+            stores.select()
+            .where(
+                stores.c.expires_at.is_not(None), stores.c.reclaimed_at.is_(None), stores.c.expires_at <= now
+            )
+            .order_by(stores.c.expires_at)
+            .limit(limit)
+        )
+        return await self._db.read(lambda conn: [_store(r) for r in conn.execute(query)])
+
+    async def mark_reclaimed(self, tenant: str, store_id: str, now: int) -> None:
+        statement = (
+            stores.update().where(stores.c.id == store_id, stores.c.tenant == tenant).values(reclaimed_at=now)
         )
         await self._db.write(lambda conn: conn.execute(statement))
 

@@ -3,7 +3,8 @@
 index (``ports.vectors``), which the service (``core.vectors.stores``) keeps in step with these rows.
 
 Invariants:
-- Every read and write names the tenant: a tenant never sees, changes or counts another's rows.
+- Every read and write names the tenant: a tenant never sees, changes or counts another's rows. The
+  maintenance loop's ``expired_stores`` alone reads every tenant's.
 - Pages are keyset pages: stores in id order (ids sort by creation time), a store's files in
   ``(created_at, file_id)`` order, ``after`` and ``before`` naming an item of the listing (an unknown
   cursor lists nothing). With ``before``, the page holds the items just before the cursor, still in
@@ -47,7 +48,15 @@ class VectorStoreRows(Protocol):
         ``expires_at``; None if the tenant has no such store."""
 
     async def touch_store(self, tenant: str, store_id: str, now: int) -> None:
-        """The store was active at ``now``: its ``last_active_at``, and ``expires_at`` counted from it."""
+        """The store was active at ``now``: its ``last_active_at``, and ``expires_at`` counted from it.
+        A store whose ``expires_at`` has passed by ``now`` stays as it is: expiry is for good."""
+
+    async def expired_stores(self, now: int, limit: int) -> list[VectorStoreRecord]:
+        """Up to ``limit`` stores, of any tenant, whose ``expires_at`` has passed by ``now`` and that are
+        not reclaimed yet, the earliest expired first."""
+
+    async def mark_reclaimed(self, tenant: str, store_id: str, now: int) -> None:
+        """The store's chunks were dropped at ``now``: its ``reclaimed_at``."""
 
     async def delete_store(self, tenant: str, store_id: str) -> list[VectorStoreFileRecord] | None:
         """Delete the store with its files and batches, in one transaction; the files it had (their

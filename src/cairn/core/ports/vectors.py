@@ -14,7 +14,8 @@ Invariants every implementation keeps:
 - ``nearest`` is cosine similarity (1 for the same direction), best first; it may be approximate, with
   recall@10 of at least 0.95 against an exact search, and it returns ``limit`` hits whenever that many
   chunks match the filter (a filter never starves an approximate search). ``keyword`` is BM25 over
-  the chunk text (positive, higher is better), best first, all the query's words optional; on
+  the chunk text (positive, higher is better), best first, all the query's words optional and its
+  English stop words ignored (a query of stop words alone matches nothing, on every backend); on
   PostgreSQL, which keeps no term statistics per store, it is ``ts_rank_cd`` (cover density over the
   chunk's length, mapped into (0, 1)): positive and higher for more of the words, more often, in a
   shorter chunk, but not on BM25's scale, so scores of the two backends do not compare.
@@ -103,8 +104,8 @@ class VectorIndex(Protocol):
     async def keyword(
         self, store_id: str, query: str, *, limit: int, filters: Filter | None = None
     ) -> list[ChunkHit]:
-        """The ``limit`` chunks that best match the words of ``query`` by BM25, best first; none for a
-        query without words."""
+        """The ``limit`` chunks that best match the words of ``query`` by BM25, best first. English stop
+        words ("the", "of", "and", …) are no keywords: none for a query without other words."""
 
     async def ping(self) -> None:
         """Raise ``Unavailable`` if the index cannot answer."""

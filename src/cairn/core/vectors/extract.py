@@ -22,6 +22,11 @@ text, any ``*+json`` as JSON). Anything else is ``UnsupportedFile``.
   are checked (at most ``MAX_DOCX_ENTRIES`` members and ``MAX_DOCX_UNPACKED_BYTES`` unpacked, which
   Python's ``zipfile`` then enforces while inflating): a zip bomb is ``InvalidFile`` at no cost.
 
+Every text can be stored and encoded (``_storable``): a text file with a NUL character is
+``InvalidFile``, as above; the NULs a parser returns (a PDF's unmapped glyphs) are dropped, since
+PostgreSQL's ``text`` cannot hold them, and lone surrogates (JSON's ``\ud800`` escapes), which no
+UTF-8 encodes, become U+FFFD.
+
 Bounds: more than ``max_chars`` characters of text is ``InvalidFile``, never a silent truncation; the
 readers stop as soon as they pass it (text files before decoding, from the byte count). PDF streams are
 inflated within pypdf's own limits (75 MB per stream). Nothing bounds the CPU time of a hostile PDF:
@@ -39,6 +44,7 @@ import codecs
 import csv
 import io
 import json
+import re
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -89,7 +95,7 @@ class _Bound:
 
 
 class _Lines:
-    """Text put together piece by piece, within the bound at every step."""
+    """Text put together piece by piece, storable, within the bound at every step."""
 
     def __init__(self, bound: _Bound, separator: str = "\n") -> None:
         self._bound = bound
@@ -99,6 +105,7 @@ class _Lines:
         self._chars = -len(separator)
 
     def add(self, part: str) -> None:
+        part = _storable(part)
         self._chars += len(self._separator)
         self._starts.append(self._chars)
         self._parts.append(part)
@@ -110,6 +117,14 @@ class _Lines:
 
     def starts(self) -> tuple[int, ...]:
         return tuple(self._starts)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # a pair is one character in a Python string
+
+
+def _storable(text: str) -> str:
+    """``text`` without NUL characters, its lone surrogates U+FFFD."""
+    return _LONE_SURROGATE.sub("\ufffd", text.replace("\x00", ""))
 
 
 def _text(data: bytes, bound: _Bound) -> Extracted:
@@ -227,7 +242,7 @@ def _json(data: bytes, bound: _Bound) -> Extracted:
         raise bound.invalid(f"nests JSON deeper than {MAX_JSON_DEPTH} levels") from None
     if _depth_over(value, MAX_JSON_DEPTH):
         raise bound.invalid(f"nests JSON deeper than {MAX_JSON_DEPTH} levels")
-    text = json.dumps(value, indent=2, ensure_ascii=False)
+    text = _storable(json.dumps(value, indent=2, ensure_ascii=False))
     bound.check(len(text))
     return Extracted(text)
 

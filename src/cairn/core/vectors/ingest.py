@@ -4,17 +4,18 @@ embedded in batches of ``EMBED_BATCH`` through the inference router for the stor
 file put into the vector index once, at the end: nothing partial is ever searchable.
 
 - The job names ``(store, file, generation)``; a job whose file row is gone, ended, or of another
-  generation does nothing.
+  generation does nothing; one whose store has expired ends the file ``cancelled``.
 - The end is written once per generation (``VectorStoreRows.finish_file``). Publishing (the index
   write, then the row) is shielded from cancellation, so it always completes as a step; a file that
   was detached, cancelled or attached anew meanwhile finds its row changed and takes its chunks back
   out of the index. Chunks a crash leaves between the two writes stay until the file is detached.
 - A cancel or a detach stops the job (``Lease.stopping``): the thread checks it between chunks, the
   embedding stops at its next batch, and nothing is written.
-- Errors: ``UnsupportedFile`` and ``InvalidFile`` end the file ``failed`` with their code; other
-  errors that trying again may help (``core.jobs.retryable``) leave it in progress while attempts
-  remain; otherwise it fails with ``server_error`` and a message safe to show (a ``CairnError``'s
-  own, or a generic one).
+- Errors: the file stays in progress while its job is retried (``core.jobs``); when the job fails for
+  good (``Ingestion.failed``: the error says trying again cannot help, the last attempt failed, or
+  every attempt stopped before it ended), the file ends ``failed`` with the job's error: its code if
+  it is ``unsupported_file`` or ``invalid_file``, else ``server_error``, and the job's message, which
+  is safe to show (a ``CairnError``'s own, or a generic one).
 - Chunks are counted by ``tokenizer_for(model)``: the model's own tokenizer for the embedded ONNX
   model; for any other, MiniLM's as an estimate (the composer decides, D32). ``window`` is the model's
   context length (``DEFAULT_CONTEXT_LENGTH`` when its provider does not say) less the tokenizer's
@@ -30,10 +31,10 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import CairnError, InvalidFile, UnsupportedFile
+from ..errors import InvalidFile, UnsupportedFile
 from ..inference.catalog import Model
 from ..inference.router import InferenceRouter
-from ..jobs import Lease, retryable
+from ..jobs import Lease
 from ..objects import ObjectEngine
 from ..ports.inference import ModelType
 from ..ports.tokens import TokenOffsets
@@ -48,7 +49,7 @@ log = logging.getLogger("cairn.vectors")
 JOB_KIND = "vector_store.file"
 EMBED_BATCH = 64
 DEFAULT_CONTEXT_LENGTH = 8192
-SERVER_ERROR = "The file could not be processed because of an internal error."
+FILE_ERRORS = (UnsupportedFile.code, InvalidFile.code)
 
 TokenizerFor = Callable[[Model], TokenOffsets]
 
@@ -63,7 +64,7 @@ class Stopped(Exception):
 
 
 class Ingestion:
-    """The job handler; ``JobRunner.register(JOB_KIND, ingestion)``."""
+    """The job handler; ``JobRunner.register(JOB_KIND, ingestion, failed=ingestion.failed)``."""
 
     def __init__(
         self,
@@ -95,26 +96,30 @@ class Ingestion:
             or file.status is not VectorFileStatus.IN_PROGRESS
         ):
             return {"skipped": True}
-        try:
-            model = await self._inference.catalog.get(
-                store.embedding_model, ModelType.EMBEDDING, tenant=tenant
+        if store.expired(self._clock()):  # it can no longer be searched: its chunks would be thrown away
+            await self._rows.finish_file(
+                tenant, file.store_id, file.file_id, file.generation, VectorFileStatus.CANCELLED
             )
-            cut = await self._chunks(file, model, lease)
-            indexed = await self._embedded(tenant, model, cut)
-        except Exception as exc:
-            if not retryable(exc) or job.attempts >= job.max_attempts:
-                await self._rows.finish_file(
-                    tenant,
-                    file.store_id,
-                    file.file_id,
-                    file.generation,
-                    VectorFileStatus.FAILED,
-                    last_error=_last_error(exc),
-                )
-            raise
+            return {"skipped": True}
+        model = await self._inference.catalog.get(store.embedding_model, ModelType.EMBEDDING, tenant=tenant)
+        cut = await self._chunks(file, model, lease)
+        indexed = await self._embedded(tenant, model, cut)
         usage = sum(len(chunk.text.encode()) for chunk in cut)
         await asyncio.shield(self._publish(file, indexed, usage))
         return {"chunks": len(indexed), "usage_bytes": usage}
+
+    async def failed(self, job: JobRecord, error: dict[str, str]) -> None:
+        """The job failed for good: its file, if still in progress in the job's generation, fails."""
+        code = error["code"] if error["code"] in FILE_ERRORS else "server_error"
+        payload = job.payload
+        await self._rows.finish_file(
+            job.tenant,
+            payload["store_id"],
+            payload["file_id"],
+            payload["generation"],
+            VectorFileStatus.FAILED,
+            last_error={"code": code, "message": error["message"]},
+        )
 
     async def _chunks(self, file: VectorStoreFileRecord, model: Model, lease: Lease) -> list[Chunk]:
         record = await self._objects.get(file.tenant, None, file.file_id)
@@ -163,11 +168,3 @@ class Ingestion:
             await self._index.set_attributes(store_id, file_id, done.attributes)
         await self._rows.touch_store(tenant, store_id, int(self._clock()))
         log.info("vectors.ingested store=%s file=%s chunks=%d", store_id, file_id, len(indexed))
-
-
-def _last_error(exc: Exception) -> dict[str, str]:
-    if isinstance(exc, UnsupportedFile | InvalidFile):
-        return {"code": exc.code, "message": exc.message}
-    if isinstance(exc, CairnError):
-        return {"code": "server_error", "message": exc.message}
-    return {"code": "server_error", "message": SERVER_ERROR}

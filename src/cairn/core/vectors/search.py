@@ -5,7 +5,9 @@ model, matched by nearness, by keywords or both, fused, thresholded and paged.
 Scores lie in [0, 1], so ``score_threshold`` means the same in every mode:
 - vector: ``max(cos, 0)`` (a chunk pointing away from the query scores 0);
 - keyword: ``s / (1 + s)`` of the index's keyword score ``s`` (BM25 on SQLite, ``ts_rank_cd`` on
-  PostgreSQL): monotone, so the order is the index's, and independent of the other hits;
+  PostgreSQL): monotone, so the order is the index's, and independent of the other hits. English stop
+  words are no keywords (``ports.vectors``): a query of them alone finds nothing by keywords, and a
+  hybrid search of it ranks by nearness alone;
 - hybrid, ``weighted`` (the default for ``auto`` and ``default-2024-11-15``):
   ``(w_e * vector + w_t * keyword) / (w_e + w_t)`` with ``hybrid_search``'s ``embedding_weight`` and
   ``text_weight`` (1 and 1 unless given), a chunk missing from one list scoring 0 there;

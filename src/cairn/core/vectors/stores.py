@@ -14,6 +14,18 @@
 - ``file_content`` extracts the text again from the object, in a worker thread, bounded as the
   ingestion is (``max_file_bytes``): no second copy of every file's text is kept (D32).
 - Every call names the tenant; another tenant's stores, files and batches are ``NotFound``.
+
+Expiry (``expires_after``, counted from ``last_active_at``) is for good, as on OpenAI, where an expired
+store is recreated rather than revived. A store whose ``expires_at`` has passed is ``expired`` at once;
+activity no longer moves its expiry (``VectorStoreRows.touch_store``) and a new ``expires_after`` is
+refused, so nothing brings back a store whose chunks are gone or about to go. It can still be
+retrieved, listed, renamed, emptied of files and deleted; searching it, or attaching files to it, is
+``VectorStoreExpired`` (400, ``vector_store_expired``), not an empty page or a file that waits for
+nothing. The maintenance loop (``reclaim_expired``) drops each expired store's partition of the vector
+index, once (the row's ``reclaimed_at`` says it is done), so an expired store costs no chunks; its
+rows stay, a record of what it held. An ingestion that starts once its store has expired ends the
+file ``cancelled`` (``core.vectors.ingest``); one that ends after the partition was dropped writes
+into no partition.
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import hashlib
+import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +41,7 @@ from dataclasses import dataclass, replace
 from types import EllipsisType
 from typing import Any, Literal
 
-from ..errors import InvalidFile, InvalidInput, NotFound
+from ..errors import InvalidFile, InvalidInput, NotFound, VectorStoreExpired
 from ..inference.catalog import Model
 from ..inference.router import InferenceRouter
 from ..jobs import JobRunner
@@ -59,6 +72,9 @@ MAX_FILES = 2000  # in one batch, or given to ``create``
 MAX_PAGE = 100
 MAX_EXPIRY_DAYS = 365
 DAY = 86400
+RECLAIM_BATCH = 100
+
+log = logging.getLogger("cairn.vectors")
 
 StoreStatus = Literal["expired", "in_progress", "completed"]
 BatchStatus = Literal["in_progress", "completed", "cancelled", "failed"]
@@ -212,8 +228,10 @@ class VectorStores:
         expires_after: Mapping[str, Any] | EllipsisType | None = ...,
     ) -> VectorStore:
         """Change what is given: ``None`` keeps the name and the metadata; ``expires_after=None``
-        removes the expiry, and leaving it out keeps it."""
+        removes the expiry, and leaving it out keeps it. An expired store takes no new expiry."""
         store = await self._store(tenant, store_id)
+        if not isinstance(expires_after, EllipsisType):
+            self._live(store, param="expires_after")
         if name is not None:
             store = replace(store, name=_name(name))
         if metadata is not None:
@@ -248,8 +266,9 @@ class VectorStores:
         page: str | None = None,
     ) -> SearchPage:
         """A page of the store's chunks best matching ``query`` (``core.vectors.search``)."""
+        store = self._live(await self._store(tenant, store_id))
         return await self._search.search(
-            await self._store(tenant, store_id),
+            store,
             query,
             filters=filters,
             max_num_results=max_num_results,
@@ -270,7 +289,7 @@ class VectorStores:
         attributes: Mapping[str, Any] | None = None,
         chunking_strategy: Mapping[str, Any] | None = None,
     ) -> VectorStoreFileRecord:
-        store = await self._store(tenant, store_id)
+        store = self._live(await self._store(tenant, store_id))
         model = await self._model(store)
         await self._objects.get(tenant, None, file_id)
         sizes = await self._sizes(model, chunking_strategy)
@@ -363,7 +382,7 @@ class VectorStores:
         _bounded(files, param)
         if not files:
             raise InvalidInput(f"'{param}' must name at least one file.", param=param)
-        store = await self._store(tenant, store_id)
+        store = self._live(await self._store(tenant, store_id))
         model = await self._model(store)
         planned = []
         for at, spec in enumerate(files):
@@ -416,6 +435,24 @@ class VectorStores:
             order=order,
         )
 
+    # Maintenance
+
+    async def reclaim_expired(self) -> int:
+        """Drop the chunks of every tenant's stores that expired and were not reclaimed yet (their index
+        partitions; the rows stay). Returns how many stores were reclaimed."""
+        now = int(self._clock())
+        reclaimed = 0
+        while batch := await self.rows.expired_stores(now, RECLAIM_BATCH):
+            for store in batch:
+                await self.index.drop_store(store.id)
+                await self.rows.mark_reclaimed(store.tenant, store.id, now)
+            reclaimed += len(batch)
+            if len(batch) < RECLAIM_BATCH:
+                break
+        if reclaimed:
+            log.info("vectors.reclaimed stores=%d", reclaimed)
+        return reclaimed
+
     # Internals
 
     async def _attach(
@@ -462,6 +499,15 @@ class VectorStores:
             raise _no_store(store_id)
         return store
 
+    def _live(self, store: VectorStoreRecord, param: str = "vector_store_id") -> VectorStoreRecord:
+        if store.expired(self._clock()):
+            raise VectorStoreExpired(
+                f"The vector store '{store.id}' has expired: it can no longer be searched, given files or "
+                "a new expiry. Create a new vector store for its files.",
+                param=param,
+            )
+        return store
+
     async def _batch(self, tenant: str, store_id: str, batch_id: str) -> VectorStoreBatchRecord:
         batch = await self.rows.get_batch(tenant, store_id, batch_id)
         if batch is None:
@@ -502,7 +548,7 @@ class VectorStores:
         return FileBatch(batch, counts, status)
 
     def _status(self, store: VectorStoreRecord, counts: FileCounts) -> StoreStatus:
-        if store.expires_at is not None and store.expires_at <= self._clock():
+        if store.expired(self._clock()):
             return "expired"
         return "in_progress" if counts.in_progress else "completed"
 

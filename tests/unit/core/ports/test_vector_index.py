@@ -154,6 +154,22 @@ async def test_keyword_ranks_by_bm25_over_optional_words(vector_index: VectorInd
     assert both[0].score > both[1].score > 0
 
 
+async def test_stop_words_are_no_keywords(vector_index: VectorIndex) -> None:
+    await vector_index.create_store("vs_a", 4)
+    await vector_index.put_file(
+        "vs_a",
+        "file-1",
+        {},
+        chunks(("The cat sat on the mat.", unit(1)), ("Of mice and men.", unit(1)), ("A dog.", unit(1))),
+    )
+    for query in ("the of and", "The AND of", "it is what it is"):
+        assert await vector_index.keyword("vs_a", query, limit=5) == [], query
+    assert [hit.index for hit in await vector_index.keyword("vs_a", "cat", limit=5)] == [0]
+    assert await vector_index.keyword("vs_a", "the cat and the mice", limit=5) == await vector_index.keyword(
+        "vs_a", "cat mice", limit=5
+    )
+
+
 @pytest.mark.parametrize(
     "query",
     ['"', "*", "NEAR(", "OR", "AND NOT", "", "   ", "_", 'a"b', "^x", "text:cat", "{store}:x", "\x00"],

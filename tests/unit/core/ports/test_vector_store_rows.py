@@ -81,6 +81,28 @@ async def test_a_store_is_its_tenants_and_updates_and_touches_keep_its_expiry(
     assert await rows.get_store("alice", mine.id) == touched
 
 
+async def test_expiry_is_for_good_and_expired_stores_are_listed_until_reclaimed(
+    vector_store_rows: VectorStoreRows,
+) -> None:
+    rows = vector_store_rows
+    day = 86400
+    later = store(n=1, expires_after_days=1, expires_at=NOW + 2 * day)
+    sooner = store("bob", n=2, expires_after_days=1, expires_at=NOW + day)
+    for each in (later, sooner, store(n=3), store(n=4, expires_after_days=5, expires_at=NOW + 5 * day)):
+        await rows.insert_store(each)
+    assert await rows.expired_stores(NOW, 10) == []
+    assert [s.id for s in await rows.expired_stores(NOW + 3 * day, 10)] == [sooner.id, later.id]
+    assert [s.id for s in await rows.expired_stores(NOW + 3 * day, 1)] == [sooner.id]
+    await rows.touch_store("bob", sooner.id, NOW + 3 * day)  # activity does not revive an expired store
+    assert await rows.get_store("bob", sooner.id) == sooner
+    await rows.mark_reclaimed("alice", sooner.id, NOW + 3 * day)  # another tenant's: nothing
+    await rows.mark_reclaimed("bob", sooner.id, NOW + 3 * day)
+    reclaimed = await rows.get_store("bob", sooner.id)
+    assert reclaimed == dataclasses.replace(sooner, reclaimed_at=NOW + 3 * day)
+    assert reclaimed.expired(NOW) and not later.expired(NOW + day) and later.expired(NOW + 2 * day)
+    assert [s.id for s in await rows.expired_stores(NOW + 3 * day, 10)] == [later.id]
+
+
 async def test_stores_page_by_id_both_ways_and_per_tenant(vector_store_rows: VectorStoreRows) -> None:
     rows = vector_store_rows
     made = [store(n=n) for n in range(5)]

@@ -1,4 +1,4 @@
-"""What the vector store tests share: the settings of a composition on SQLite, an uploader of Cairn
+"""What the vector store tests share: the settings of a composition on a database, an uploader of Cairn
 objects, and waiting for an ingestion to end."""
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from cairn.core.vectors.stores import VectorStores
 from cairn.settings import Settings
 
 
-def settings(data: Path, **overrides: object) -> Settings:
-    return Settings(
-        data_dir=data, database_url=f"sqlite:///{data / 'cairn.db'}", rate_limits=False, **overrides
-    )
+def settings(data: Path, database_url: str, **overrides: object) -> Settings:
+    return Settings(data_dir=data, database_url=database_url, rate_limits=False, **overrides)
 
 
 Upload = Callable[..., Awaitable[ObjectRecord]]

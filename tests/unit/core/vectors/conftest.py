@@ -1,5 +1,5 @@
-"""The vector store tests' composition: one per test module, on SQLite with the embedded models, its
-job runner started so that attached files are ingested."""
+"""The vector store tests' composition: one per test module and database (SQLite, then PostgreSQL with
+pgvector), with the embedded models, its job runner started so that attached files are ingested."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="module")
-async def composition(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Composition]:
-    async with composed(settings(tmp_path_factory.mktemp("vectors"))) as built:
+async def composition(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str
+) -> AsyncIterator[Composition]:
+    async with composed(settings(tmp_path_factory.mktemp("vectors"), module_database_url)) as built:
         built.services.jobs.start()
         try:
             yield built

@@ -1,5 +1,5 @@
-"""A file's text from its bytes: each kind read (its fixtures built here: PDFs with pypdf's writer,
-DOCX with python-docx), which reader a name and a type pick, the bound on the text, and hostile files
+"""A file's text from its bytes: each kind read (its fixtures built in the tests: PDFs with pypdf's
+writer, DOCX with python-docx), which reader a name and a type pick, the bound on the text, and hostile files
 (zip bombs, encrypted and truncated PDFs, binary bytes named .txt, deep JSON)."""
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import zipfile
 
 import docx
 import pytest
-from pypdf import PdfWriter
-from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+from _documents import pdf
 
 from cairn.core.errors import InvalidFile, UnsupportedFile
 from cairn.core.vectors.extract import MAX_DOCX_UNPACKED_BYTES, MAX_JSON_DEPTH, Extracted, extract_text
@@ -30,30 +29,6 @@ def invalid(data: bytes, name: str, mime: str | None = None, limit: int = LIMIT)
     assert caught.value.code == "invalid_file"
     assert f"`{name}`" in caught.value.message
     return caught.value.message
-
-
-def pdf(*pages: str, password: str | None = None) -> bytes:
-    """A PDF whose pages show these lines in Helvetica."""
-    writer = PdfWriter()
-    font = DictionaryObject(
-        {
-            NameObject("/Type"): NameObject("/Font"),
-            NameObject("/Subtype"): NameObject("/Type1"),
-            NameObject("/BaseFont"): NameObject("/Helvetica"),
-        }
-    )
-    for text in pages:
-        page = writer.add_blank_page(612, 792)
-        fonts = DictionaryObject({NameObject("/F1"): font})
-        page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): fonts})
-        content = DecodedStreamObject()
-        content.set_data(b"BT /F1 12 Tf 72 720 Td (" + text.encode("latin-1") + b") Tj ET")
-        page[NameObject("/Contents")] = writer._add_object(content)
-    if password is not None:
-        writer.encrypt(user_password=password, algorithm="RC4-128")
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 def word_document() -> bytes:
@@ -116,6 +91,12 @@ def test_json_is_written_back_indented_with_its_characters() -> None:
     assert "not valid JSON" in invalid(b'{"a": }', "data.json")
 
 
+def test_a_lone_surrogate_escape_in_json_becomes_the_replacement_character() -> None:
+    text = text_of(b'{"a": "x\\ud800y", "b": "\\ud83d\\ude00"}', "odd.json")
+    assert text == '{\n  "a": "x\ufffdy",\n  "b": "\U0001f600"\n}'
+    text.encode()
+
+
 def test_json_nested_beyond_the_limit_is_invalid() -> None:
     deep = b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH
     assert text_of(deep, "ok.json").count("[") == MAX_JSON_DEPTH
@@ -138,6 +119,11 @@ def test_pdf_pages_are_read_with_where_each_starts() -> None:
     extracted = extract_text(pdf("First page text", "Second page"), "doc.pdf", None, max_chars=LIMIT)
     assert extracted == Extracted("First page text\n\nSecond page", (0, 17))
     assert extract_text(pdf("by type"), "scan", "application/pdf", max_chars=LIMIT).text == "by type"
+
+
+def test_nul_characters_a_pdf_holds_are_dropped_and_pages_start_where_they_do() -> None:
+    extracted = extract_text(pdf("\x00First\x00 page", "Second"), "doc.pdf", None, max_chars=LIMIT)
+    assert extracted == Extracted("First page\n\nSecond", (0, 12))
 
 
 def test_a_pdf_encrypted_with_an_empty_password_is_read_one_with_a_password_is_invalid() -> None:

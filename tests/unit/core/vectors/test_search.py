@@ -1,7 +1,8 @@
-"""Searching a vector store (``core/vectors/search.py``) through the real composition on SQLite with
-the embedded MiniLM: over a small corpus of distinct topics the right document comes first in every
-mode, filters narrow, ``score_threshold`` drops weak hits, pages walk every result once, tokens and
-inputs are checked, a rewritten query is reported, and another tenant's store is not found."""
+"""Searching a vector store (``core/vectors/search.py``) through the real composition on SQLite and on
+PostgreSQL with the embedded MiniLM: over a small corpus of distinct topics the right document comes
+first in every mode, a query of stop words finds nothing by keywords, filters narrow,
+``score_threshold`` drops weak hits, pages walk every result once, tokens and inputs are checked, a
+rewritten query is reported, and another tenant's store is not found."""
 
 from __future__ import annotations
 
@@ -95,6 +96,15 @@ async def test_rrf_and_weights_rank_too_and_several_queries_merge(
         ALICE, store_id, [QUERIES["violin.txt"], QUERIES["bitcoin.txt"]], max_num_results=2
     )
     assert set(filenames(both)) == {"violin.txt", "bitcoin.txt"}
+
+
+async def test_a_query_of_stop_words_finds_nothing_by_keywords_and_hybrid_ranks_by_nearness(
+    stores: VectorStores, store_id: str
+) -> None:
+    assert (await stores.search(ALICE, store_id, "the of and", search_mode="keyword")).hits == []
+    vector = await stores.search(ALICE, store_id, "the of and")
+    hybrid = await stores.search(ALICE, store_id, "the of and", search_mode="hybrid")
+    assert [(h.filename, h.score / 2) for h in vector.hits] == [(h.filename, h.score) for h in hybrid.hits]
 
 
 async def test_filters_narrow_and_the_threshold_drops_weak_hits(stores: VectorStores, store_id: str) -> None:

@@ -1,23 +1,30 @@
 """The vector store service (``core/vectors/stores.py``) and its ingestion job, through the real
-composition on SQLite with the embedded MiniLM: files of every face are ingested and found, a file of an
-unreadable kind fails alone, attributes reach the filters, detaching, deleting and cancelling leave no
-chunks, a deleted Cairn object is detached everywhere, tenants stay apart, and an ingestion that a
-closed runner left half done completes in the next process."""
+composition on SQLite and on PostgreSQL with the embedded MiniLM: files of every face are ingested and
+found, a file of an unreadable kind fails alone, attributes reach the filters, detaching, deleting and
+cancelling leave no chunks, a deleted Cairn object is detached everywhere, tenants stay apart, an
+ingestion that a closed runner left half done completes in the next process and one out of attempts
+fails, a PDF whose text holds NULs is ingested, and an expired store is read but not used, its chunks
+reclaimed."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from _composition import Upload, settings, settled, uploader
+from _documents import pdf
 
+from cairn.adapters.packaged_models import packaged_embedding_model
+from cairn.adapters.tokenizer_hf import HuggingFaceTokenOffsets
 from cairn.compose import Composition, composed
-from cairn.core.errors import InvalidInput, ModelNotFound, NotFound
+from cairn.core.errors import InvalidInput, ModelNotFound, NotFound, VectorStoreExpired
 from cairn.core.ports.vectors import Comparison
 from cairn.core.records import JobStatus, VectorFileStatus
-from cairn.core.vectors.stores import FileSpec, VectorStores, ingestion_job_id
+from cairn.core.vectors.ingest import JOB_KIND
+from cairn.core.vectors.stores import DAY, FileSpec, VectorStores, ingestion_job_id
 
 pytestmark = pytest.mark.anyio
 
@@ -203,9 +210,11 @@ async def test_tenants_stay_apart_and_inputs_are_checked(stores: VectorStores, u
     assert (await stores.update(ALICE, store.record.id, expires_after=None)).record.expires_at is None
 
 
-async def test_an_ingestion_a_closed_runner_left_completes_in_the_next_process(tmp_path: Path) -> None:
+async def test_an_ingestion_a_closed_runner_left_completes_in_the_next_process(
+    tmp_path: Path, fresh_database_url: str
+) -> None:
     text = ((TEXT + "\n\n") * 40).encode()
-    short_leases = settings(tmp_path, job_lease_seconds=1)
+    short_leases = settings(tmp_path, fresh_database_url, job_lease_seconds=1)
     async with composed(short_leases) as first:
         first_stores = first.services.vector_stores
         assert first_stores is not None
@@ -236,3 +245,115 @@ async def test_an_ingestion_a_closed_runner_left_completes_in_the_next_process(t
             ] == [record.id]
         finally:
             await second.services.jobs.close()
+
+
+async def test_an_ingestion_out_of_attempts_fails_with_the_reason(
+    tmp_path: Path, fresh_database_url: str
+) -> None:
+    """A worker took the last attempt and vanished: the next claim abandons the job, and its file ends
+    failed, not in progress for ever."""
+    async with composed(settings(tmp_path, fresh_database_url, job_max_attempts=1)) as built:
+        stores = built.services.vector_stores
+        assert stores is not None
+        record = await uploader(built)(ALICE, "granite.txt", TEXT.encode())
+        store = await stores.create(ALICE, file_ids=[record.id])
+        file = await stores.get_file(ALICE, store.record.id, record.id)
+        crashed = await built.job_rows.claim([JOB_KIND], "a worker that crashed", 0, time.time())
+        assert crashed is not None and crashed.attempts == crashed.max_attempts == 1
+        built.services.jobs.start()
+        try:
+            deadline = time.monotonic() + 30
+            while (job := await built.job_rows.get(ALICE, ingestion_job_id(file))) is not None and (
+                job.status is JobStatus.RUNNING
+            ):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+        finally:
+            await built.services.jobs.close()
+        assert job is not None and job.status is JobStatus.FAILED
+        failed = await stores.get_file(ALICE, store.record.id, record.id)
+    assert failed.status is VectorFileStatus.FAILED
+    assert failed.last_error == {"code": "server_error", "message": job.error["message"]}
+    assert "abandoned" in failed.last_error["message"]
+
+
+async def test_a_pdf_whose_text_holds_nul_characters_is_ingested(
+    stores: VectorStores, upload: Upload
+) -> None:
+    record = await upload(ALICE, "nul.pdf", pdf("Basalt\x00 is a volcanic\x00\x00 rock."))
+    store = await stores.create(ALICE, file_ids=[record.id])
+    done = await settled(stores, ALICE, store.record.id, record.id)
+    assert done.status is VectorFileStatus.COMPLETED, done.last_error
+    hits = await stores.index.keyword(store.record.id, "basalt", limit=1)
+    assert [h.text for h in hits] == ["Basalt is a volcanic rock."]
+
+
+def clocked(composition: Composition, clock: Callable[[], float]) -> VectorStores:
+    """The composition's vector stores on ``clock`` (its ingestion keeps the real one)."""
+    services, options = composition.services, composition.services.settings.vector_stores
+    packaged = packaged_embedding_model()
+    assert packaged is not None
+    tokenizer = HuggingFaceTokenOffsets(packaged.tokenizer)
+    return VectorStores(
+        composition.vector_store_rows,
+        composition.vector_index,
+        services.objects,
+        services.inference,
+        services.jobs,
+        lambda model: tokenizer,
+        default_embedding_model=options.default_embedding_model,
+        max_file_bytes=options.max_file_bytes,
+        rewrite_model=options.rewrite_model,
+        clock=clock,
+    )
+
+
+async def test_an_expired_store_is_read_not_used_and_the_maintenance_reclaims_its_chunks(
+    composition: Composition, upload: Upload, clock
+) -> None:
+    clock.now = time.time()
+    stores = clocked(composition, clock)
+    granite = await upload(ALICE, "granite.txt", TEXT.encode())
+    one_day = {"anchor": "last_active_at", "days": 1}
+    store = await stores.create(ALICE, expires_after=one_day, file_ids=[granite.id])
+    store_id = store.record.id
+    await settled(stores, ALICE, store_id, granite.id)
+    assert await stores.reclaim_expired() == 0
+    clock.now = time.time() + DAY  # a day after the ingestion's last touch
+    expired = await stores.get(ALICE, store_id)
+    assert expired.status == "expired" and expired.file_counts.completed == 1
+    refused = {
+        "vector_store_id": [
+            stores.search(ALICE, store_id, "granite"),
+            stores.attach_file(ALICE, store_id, granite.id),
+            stores.create_batch(ALICE, store_id, file_ids=[granite.id]),
+        ],
+        "expires_after": [stores.update(ALICE, store_id, expires_after=None)],
+    }
+    for param, calls in refused.items():
+        for call in calls:
+            with pytest.raises(VectorStoreExpired) as raised:
+                await call
+            assert (raised.value.code, raised.value.param) == ("vector_store_expired", param)
+    await stores.rows.touch_store(ALICE, store_id, int(clock()))  # activity does not revive it
+    renamed = await stores.update(ALICE, store_id, name="old notes")
+    assert (renamed.record.name, renamed.record.expires_at) == ("old notes", expired.record.expires_at)
+    assert renamed.status == "expired"
+    assert await stores.index.keyword(store_id, "granite", limit=1) != []  # until the maintenance runs
+
+    assert await stores.reclaim_expired() == 1
+    assert await stores.index.keyword(store_id, "granite", limit=1) == []
+    assert await stores.reclaim_expired() == 0  # once
+    listed = {s.record.id: s.status for s in (await stores.list(ALICE, limit=100)).items}
+    assert listed[store_id] == "expired"
+    assert [f.file_id for f in (await stores.list_files(ALICE, store_id)).items] == [granite.id]
+    await stores.delete(ALICE, store_id)
+    with pytest.raises(NotFound):
+        await stores.get(ALICE, store_id)
+
+    # an ingestion that starts once its store has expired does nothing but end the file cancelled
+    clock.now = time.time() - 2 * DAY
+    late = await stores.create(ALICE, expires_after=one_day, file_ids=[granite.id])
+    ended = await settled(stores, ALICE, late.record.id, granite.id)
+    assert ended.status is VectorFileStatus.CANCELLED
+    assert await stores.index.keyword(late.record.id, "granite", limit=1) == []
