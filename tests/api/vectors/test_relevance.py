@@ -1,10 +1,6 @@
 """Search finds the document that answers: ten short documents on unrelated topics, attached as one
 batch through the ``openai`` client, and for each a question asked in other words than its text, whose
-answer must be the best hit, in vector mode and in hybrid mode, on the embedded MiniLM model.
-
-A known miss is marked ``xfail`` (strict: it fails the run once it passes, so the mark goes with the
-cause): keyword scores count function words, and ``from``, in one document alone, carries the most
-weight of any word of the question, so it outweighs the meaning a hybrid search shares with vector mode."""
+answer must be the best hit, in vector mode and in hybrid mode, on the embedded MiniLM model."""
 
 from __future__ import annotations
 
@@ -49,21 +45,7 @@ QUESTIONS = {
     "How fast do savings grow if I leave the earnings in the account?": "compound_interest.txt",
 }
 MODES = ("vector", "hybrid")
-KNOWN_MISSES = {
-    ("How does a jab protect you from getting sick?", "hybrid"): "keyword search weighs 'from' over meaning",
-}
-CASES = [
-    pytest.param(
-        question,
-        answer,
-        mode,
-        marks=[pytest.mark.xfail(strict=True, reason=KNOWN_MISSES[question, mode])]
-        if (question, mode) in KNOWN_MISSES
-        else [],
-    )
-    for question, answer in QUESTIONS.items()
-    for mode in MODES
-]
+CASES = [(question, answer, mode) for question, answer in QUESTIONS.items() for mode in MODES]
 
 
 @pytest.fixture(scope="module")
