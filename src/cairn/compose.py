@@ -66,7 +66,8 @@ from .core.ports.tokens import TokenOffsets
 from .core.ports.vector_stores import VectorStoreRows
 from .core.ports.vectors import VectorIndex
 from .core.ratelimit import RouteClass
-from .core.responses.service import Responses
+from .core.responses.background import BackgroundResponses
+from .core.responses.service import BACKGROUND_JOB, Responses
 from .core.uploads import UploadEngine
 from .core.vectors.ingest import JOB_KIND as INGESTION_JOB
 from .core.vectors.ingest import Ingestion, TokenizerFor
@@ -158,6 +159,11 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             settings, vector_store_rows, vector_index, objects, inference, jobs, _chunk_tokenizer()
         )
         conversations = Conversations(conversation_rows)
+        responses = Responses(
+            response_rows, AgentLoop(inference), inference, objects, vector_stores, conversations, jobs
+        )
+        background = BackgroundResponses(responses)
+        jobs.register(BACKGROUND_JOB, background, failed=background.failed)
         services = Services(
             settings=settings,
             objects=objects,
@@ -167,14 +173,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             vector_stores=vector_stores,
             vector_io=RawChunks(vector_stores, inference),
             conversations=conversations,
-            responses=Responses(
-                response_rows,
-                AgentLoop(inference),
-                inference,
-                objects,
-                vector_stores,
-                conversations,
-            ),
+            responses=responses,
             jobs=jobs,
             inference_limits=InferenceLimits(limiter, streams_per_tenant=limits.inference_streams_per_tenant),
             rate_limiter=limiter,

@@ -61,6 +61,12 @@ async def create_response(body: CreateResponseRequest, services: ServicesDep, me
     await meter.admit()
     responses = services.responses
     run = await responses.start(meter.tenant, body.for_service())
+    if body.background:
+        queued = await responses.submit(run)
+        if not body.stream:
+            return json_response(queued)
+        replay = responses.log.replay(meter.tenant, queued["id"], after=-1)
+        return EventStreamResponse(replay, _event, render_error=_stream_error)
     if body.stream:
         return EventStreamResponse(responses.events(run), _event, render_error=_stream_error)
     answer = await responses.finish(run)
@@ -96,11 +102,19 @@ async def retrieve_response(
     response_id: ResponseId,
     services: ServicesDep,
     principal: PrincipalDep,
-    stream: bool = False,
+    stream: Annotated[bool, Query(description="Stream a background response's events again.")] = False,
+    starting_after: Annotated[
+        int | None, Query(ge=-1, description="With stream: the events after this sequence number.")
+    ] = None,
 ) -> Response:
-    if stream:
+    row = await services.responses.get(principal.tenant, response_id)
+    if not stream:
+        return json_response(row.response)
+    if not row.response.get("background"):
         raise InvalidInput("Only a background response can be streamed again.", param="stream")
-    return json_response((await services.responses.get(principal.tenant, response_id)).response)
+    after = -1 if starting_after is None else starting_after
+    replay = services.responses.log.replay(principal.tenant, response_id, after=after)
+    return EventStreamResponse(replay, _event, render_error=_stream_error)
 
 
 @router.delete("/{response_id}", summary="Delete a response")

@@ -13,9 +13,17 @@ from agents import Agent, ModelSettings, OpenAIResponsesModel, RunConfig, Runner
 CHAT = "llama-cpp/SmolLM2-135M-Instruct"
 
 
-def sdk_model(server, tenant) -> OpenAIResponsesModel:
-    client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=tenant.key, max_retries=0, timeout=120)
-    return OpenAIResponsesModel(model=CHAT, openai_client=client)
+def run_with_client(server, tenant, go):
+    """``go(model)`` in a loop of its own, with a client made and closed inside that loop: a client left
+    open would be closed by the garbage collector on some later test's loop."""
+
+    async def main():
+        async with openai.AsyncOpenAI(
+            base_url=server.url + "/v1", api_key=tenant.key, max_retries=0, timeout=120
+        ) as client:
+            return await go(OpenAIResponsesModel(model=CHAT, openai_client=client))
+
+    return asyncio.run(main())
 
 
 def test_runner_calls_the_function_tool_and_finishes(model_server, model_tenant):
@@ -27,19 +35,19 @@ def test_runner_calls_the_function_tool_and_finishes(model_server, model_tenant)
         asked.append(city)
         return f"It is sunny in {city}."
 
-    agent = Agent(
-        name="weather",
-        instructions="Answer questions about the weather.",
-        model=sdk_model(model_server, model_tenant),
-        tools=[get_weather],
-        model_settings=ModelSettings(temperature=0, tool_choice="get_weather", max_tokens=48),
-        tool_use_behavior="stop_on_first_tool",  # the small model, left to choose, would call it again
-    )
-    result = asyncio.run(
-        Runner.run(
-            agent, "What is the weather in Paris?", run_config=RunConfig(tracing_disabled=True), max_turns=3
+    async def go(model):
+        agent = Agent(
+            name="weather",
+            instructions="Answer questions about the weather.",
+            model=model,
+            tools=[get_weather],
+            model_settings=ModelSettings(temperature=0, tool_choice="get_weather", max_tokens=48),
+            tool_use_behavior="stop_on_first_tool",  # the small model, left to choose, would call it again
         )
-    )
+        config = RunConfig(tracing_disabled=True)
+        return await Runner.run(agent, "What is the weather in Paris?", run_config=config, max_turns=3)
+
+    result = run_with_client(model_server, model_tenant, go)
     assert asked, "the SDK ran the tool the model called"
     kinds = [item.type for item in result.new_items]
     assert kinds == ["tool_call_item", "tool_call_output_item"]
@@ -47,14 +55,13 @@ def test_runner_calls_the_function_tool_and_finishes(model_server, model_tenant)
 
 
 def test_a_streamed_run_yields_text_deltas(model_server, model_tenant):
-    agent = Agent(
-        name="plain",
-        instructions="Answer in one short sentence.",
-        model=sdk_model(model_server, model_tenant),
-        model_settings=ModelSettings(temperature=0, max_tokens=12),
-    )
-
-    async def go() -> tuple[list[str], str]:
+    async def go(model) -> tuple[list[str], str]:
+        agent = Agent(
+            name="plain",
+            instructions="Answer in one short sentence.",
+            model=model,
+            model_settings=ModelSettings(temperature=0, max_tokens=12),
+        )
         streamed = Runner.run_streamed(agent, "Name a colour.", run_config=RunConfig(tracing_disabled=True))
         deltas = [
             event.data.delta
@@ -63,7 +70,7 @@ def test_a_streamed_run_yields_text_deltas(model_server, model_tenant):
         ]
         return deltas, str(streamed.final_output)
 
-    deltas, final = asyncio.run(go())
+    deltas, final = run_with_client(model_server, model_tenant, go)
     assert deltas and "".join(deltas) == final
 
 

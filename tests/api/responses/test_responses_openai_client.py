@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Iterator
 
 import openai
@@ -195,3 +196,51 @@ def test_another_tenant_sees_no_response(oai, model_server):
             theirs.responses.retrieve(made.id)
         with pytest.raises(openai.BadRequestError):
             theirs.responses.create(model=CHAT, input="hi", previous_response_id=made.id, max_output_tokens=4)
+
+
+def wait_until_done(oai, response_id: str):
+    for _ in range(600):
+        shown = oai.responses.retrieve(response_id)
+        if shown.status not in ("queued", "in_progress"):
+            return shown
+        time.sleep(0.05)
+    raise AssertionError("the background response did not end")
+
+
+def test_a_background_response_is_queued_then_polled_to_its_end(oai):
+    queued = respond(oai, background=True)
+    assert queued.status == "queued" and queued.background is True and queued.output == []
+    done = wait_until_done(oai, queued.id)
+    assert done.status == "incomplete" and done.output_text
+    assert done.output_text == respond(oai).output_text  # the same answer as in the foreground
+
+
+def test_a_background_stream_is_read_again_from_any_event(oai):
+    events = list(respond(oai, background=True, stream=True, max_output_tokens=6))
+    kinds = [event.type for event in events]
+    assert kinds[:3] == ["response.created", "response.queued", "response.in_progress"]
+    assert kinds[-1] == "response.incomplete" and events[0].response.status == "queued"
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    response_id = events[0].response.id
+    again = list(oai.responses.retrieve(response_id, stream=True, starting_after=3))
+    assert [e.model_dump() for e in again] == [e.model_dump() for e in events[4:]]
+    whole = list(oai.responses.retrieve(response_id, stream=True))
+    assert [e.sequence_number for e in whole] == list(range(len(events)))
+
+
+def test_a_background_response_is_cancelled(oai):
+    queued = respond(
+        oai, input="Write a very long story about a dragon.", background=True, max_output_tokens=400
+    )
+    cancelled = oai.responses.cancel(queued.id)
+    assert cancelled.status == "cancelled"
+    time.sleep(0.3)
+    assert oai.responses.retrieve(queued.id).status == "cancelled"
+    assert oai.responses.cancel(queued.id).status == "cancelled"  # once ended, it stays as it ended
+    done = wait_until_done(oai, respond(oai, background=True, max_output_tokens=2).id)
+    assert oai.responses.cancel(done.id).status == done.status
+    foreground = respond(oai)
+    with pytest.raises(openai.BadRequestError):
+        oai.responses.cancel(foreground.id)
+    with pytest.raises(openai.BadRequestError):
+        respond(oai, background=True, store=False)

@@ -3,24 +3,30 @@ milliseconds, so lists are keyset pages by id alone, on ``(tenant, id)`` or, of 
 ``(tenant, model, id)``; a cursor that is not one of the tenant's responses empties the page within the
 same statement. The response object and its input items are JSON as text. An update and a finish are
 each one ``UPDATE`` whose WHERE clause decides whether it writes: of two racing, the database orders
-them."""
+them. A background response's events are rows of ``response_events`` keyed by ``(response_id, seq)``,
+deleted with the response in one transaction."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
+from ...core.ports.inference import Json
 from ...core.ports.objects import Order
 from ...core.records import Page, StoredResponse
 from .engine import SqlDatabase
+from .schema import response_events as events
 from .schema import responses as table
 
 _mine = sa.and_(table.c.tenant == sa.bindparam("tenant"), table.c.id == sa.bindparam("response_id"))
 GET_RESPONSE = table.select().where(_mine)
 DELETE_RESPONSE = table.delete().where(_mine)
+DELETE_EVENTS = events.delete().where(
+    events.c.tenant == sa.bindparam("tenant"), events.c.response_id == sa.bindparam("response_id")
+)
 CURSOR = table.alias("cursor")  # the row ``after`` names, looked up apart from the rows listed
 
 
@@ -63,7 +69,35 @@ class SqlResponseRows:
 
     async def delete_response(self, tenant: str, response_id: str) -> bool:
         key = {"tenant": tenant, "response_id": response_id}
-        return await self._db.write(lambda conn: conn.execute(DELETE_RESPONSE, key).rowcount == 1)
+
+        def delete(conn: sa.Connection) -> bool:
+            conn.execute(DELETE_EVENTS, key)
+            return conn.execute(DELETE_RESPONSE, key).rowcount == 1
+
+        return await self._db.write(delete)
+
+    async def append_events(self, tenant: str, response_id: str, kept: Sequence[Json]) -> None:
+        rows = [
+            {
+                "response_id": response_id,
+                "seq": event["sequence_number"],
+                "tenant": tenant,
+                "event": json.dumps(event),
+            }
+            for event in kept
+        ]
+        if rows:
+            await self._db.write(lambda conn: conn.execute(events.insert(), rows))
+
+    async def events_after(self, tenant: str, response_id: str, after: int, limit: int) -> list[Json]:
+        query = (
+            sa.select(events.c.event)
+            .where(events.c.response_id == response_id, events.c.tenant == tenant, events.c.seq > after)
+            .order_by(events.c.seq)
+            .limit(limit)
+        )
+        texts = await self._db.read(lambda conn: list(conn.execute(query).scalars()))
+        return [json.loads(text) for text in texts]
 
     async def list_responses(
         self,

@@ -167,6 +167,16 @@ responses = sa.Table(
     sa.Index("ix_responses_tenant_model_id", "tenant", "model", "id"),
 )
 
+# The stream events of background responses, for streams read again (``GET …?stream=true``)
+response_events = sa.Table(
+    "response_events",
+    metadata,
+    sa.Column("response_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("event", sa.Text, nullable=False),  # a JSON object
+)
+
 
 # OpenAI's Conversations API: a conversation's items are JSON text in append order (``seq``)
 conversations = sa.Table(

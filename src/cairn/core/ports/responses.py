@@ -9,14 +9,17 @@ Invariants:
   of a cancel and a completion racing, the first one to land is the one kept.
 - Lists are keyset pages in id order (ids sort by creation time); ``after`` names a response of the
   listing (an unknown cursor lists nothing).
+- A background response's stream events are kept in order of their ``sequence_number``, from 0, so a
+  client on any replica can read them again from any point; they go with their response.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from ..records import Page, StoredResponse
+from .inference import Json
 from .objects import Order
 
 
@@ -33,7 +36,13 @@ class ResponseRows(Protocol):
         if it is not (or there is no such row)."""
 
     async def delete_response(self, tenant: str, response_id: str) -> bool:
-        """False if the tenant has no response by this id."""
+        """False if the tenant has no response by this id; its events go with it."""
+
+    async def append_events(self, tenant: str, response_id: str, events: Sequence[Json]) -> None:
+        """Keep stream events, each with its ``sequence_number``, after those kept already."""
+
+    async def events_after(self, tenant: str, response_id: str, after: int, limit: int) -> list[Json]:
+        """Up to ``limit`` of the response's events whose ``sequence_number`` is over ``after``, in order."""
 
     async def list_responses(
         self,

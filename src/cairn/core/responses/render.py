@@ -68,13 +68,15 @@ class ResponseRenderer:
         return event
 
     def opening(self) -> list[Json]:
+        """``response.created``, then ``response.in_progress`` (or, queued, ``response.queued``)."""
         opened = [self.event("response.created", response=self._snapshot())]
-        if self.response["status"] == "in_progress":
-            opened.append(self.event("response.in_progress", response=self._snapshot()))
+        after = "response.queued" if self.response["status"] == "queued" else "response.in_progress"
+        opened.append(self.event(after, response=self._snapshot()))
         return opened
 
     def started(self) -> list[Json]:
-        """A queued (background) response begins to run."""
+        """A queued (background) response begins to run, after the two events of its ``opening``."""
+        self._sequence = max(self._sequence, 2)
         self.response["status"] = "in_progress"
         return [self.event("response.in_progress", response=self._snapshot())]
 

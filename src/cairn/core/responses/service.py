@@ -25,19 +25,21 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..agents.loop import DEFAULT_MAX_STEPS, AgentLoop, LoopRequest, ServerTool
 from ..conversations import Conversations
 from ..errors import CairnError, InvalidInput, NotFound, Unavailable
 from ..inference.router import InferenceRouter
+from ..jobs import JobRunner
 from ..objects import ObjectEngine
 from ..ports.inference import Json, ModelType
 from ..ports.objects import Order
 from ..ports.responses import ResponseRows
 from ..records import ObjectRecord, Page, StoredResponse
 from ..vectors.stores import VectorStores
+from .events import EventLog
 from .file_search import file_search_face, file_search_tool
 from .items import input_items
 from .render import ResponseRenderer, ToolFace
@@ -48,6 +50,7 @@ log = logging.getLogger("cairn.responses")
 MAX_CHAIN = 1000  # responses in one previous_response_id chain
 MAX_PAGE = 100
 UNFINISHED = ("queued", "in_progress")
+BACKGROUND_JOB = "response.background"
 HOSTED_TOOLS = (
     "web_search",
     "web_search_preview",
@@ -62,6 +65,10 @@ HOSTED_TOOLS = (
 
 def response_id(now: float) -> str:
     return f"resp_{int(now * 1000):012x}{secrets.token_hex(18)}"
+
+
+def background_job_id(response_id: str) -> str:
+    return "bg-" + response_id
 
 
 def not_found(response_id: str) -> NotFound:
@@ -80,6 +87,8 @@ class Run:
     input_items: list[Json]
     store: bool
     conversation_id: str | None
+    background: bool
+    body: Json
     finished: bool = False
     failure: CairnError | None = None
     output_started: bool = field(default=False)
@@ -98,9 +107,12 @@ class Responses:
         objects: ObjectEngine,
         vector_stores: VectorStores,
         conversations: Conversations,
+        jobs: JobRunner,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.rows = rows
+        self.jobs = jobs
+        self.log = EventLog(rows)
         self._loop = loop
         self._inference = inference
         self._objects = objects
@@ -110,12 +122,12 @@ class Responses:
 
     # Create
 
-    async def start(self, tenant: str, body: Json) -> Run:
-        """Everything checked, nothing run or written yet."""
-        if body.get("background"):
-            raise InvalidInput(
-                "Background responses are not available on this server yet.", param="background"
-            )
+    async def start(self, tenant: str, body: Json, *, identity: tuple[str, int] | None = None) -> Run:
+        """Everything checked, nothing run or written yet. ``identity``: the id and creation time of a
+        background response that was queued with them."""
+        background = bool(body.get("background"))
+        if background and body.get("store") is False:
+            raise InvalidInput("A background response is stored: it cannot have store false.", param="store")
         previous = body.get("previous_response_id")
         conversation = body.get("conversation")
         conversation_id = conversation.get("id") if isinstance(conversation, dict) else conversation
@@ -137,7 +149,8 @@ class Responses:
             history + _resolved(new_items, history), body.get("instructions"), self._file_reader(tenant)
         )
         now = self._clock()
-        response = _response_object(body, response_id(now), int(now), model.identifier, conversation_id)
+        rid, created = identity or (response_id(now), int(now))
+        response = _response_object(body, rid, created, model.identifier, conversation_id)
         loop_request = LoopRequest(
             tenant=tenant,
             model=model.identifier,
@@ -158,15 +171,22 @@ class Responses:
             input_items=new_items,
             store=_given(body.get("store"), True),
             conversation_id=conversation_id,
+            background=background,
+            body=body,
         )
 
     async def events(self, run: Run) -> AsyncGenerator[Json, None]:
-        """The stream events of the run, from ``response.created`` to its end; closing the iterator
-        stops the run (``cancelled``)."""
-        for event in run.renderer.opening():
-            yield event
-        if run.store:
-            await self.rows.insert_response(self._row(run))
+        """The stream events of the run, from ``response.created`` to its end (a background run: from
+        ``response.in_progress``, ``submit`` having sent the first ones); closing the iterator stops the
+        run (``cancelled``)."""
+        if run.background:
+            for event in run.renderer.started():
+                yield event
+        else:
+            for event in run.renderer.opening():
+                yield event
+            if run.store:
+                await self.rows.insert_response(self._row(run))
         try:
             events = self._loop.run(run.loop_request)
             async with contextlib.aclosing(events):
@@ -196,6 +216,22 @@ class Responses:
             pass
         if run.failure is not None and not run.output_started:
             raise run.failure
+        return run.response
+
+    async def submit(self, run: Run) -> Json:
+        """Queue a background run: its row and its first events (``response.created``,
+        ``response.queued``) are kept, and its job is enqueued; any replica runs it."""
+        opening = run.renderer.opening()
+        await self.rows.insert_response(self._row(run))
+        await self.rows.append_events(run.tenant, run.response["id"], opening)
+        payload = {
+            "body": run.body,
+            "response_id": run.response["id"],
+            "created_at": run.response["created_at"],
+        }
+        await self.jobs.enqueue(
+            run.tenant, BACKGROUND_JOB, payload, job_id=background_job_id(run.response["id"])
+        )
         return run.response
 
     # Read, list, delete
@@ -228,10 +264,19 @@ class Responses:
             raise not_found(response_id)
 
     async def cancel(self, tenant: str, response_id: str) -> StoredResponse:
+        """Stop a background response that has not ended: it is ``cancelled`` at once, and its run stops
+        wherever it runs. One that has ended is returned as it is."""
         row = await self.get(tenant, response_id)
         if not row.response.get("background"):
             raise InvalidInput("Only a background response can be cancelled.", param="response_id")
-        return row
+        if row.status not in UNFINISHED:
+            return row
+        cancelled = replace(row, status="cancelled", response={**row.response, "status": "cancelled"})
+        if not await self.rows.finish_response(cancelled, UNFINISHED):
+            return await self.get(tenant, response_id)
+        await self.jobs.cancel(tenant, background_job_id(response_id))
+        self.log.ring(response_id)
+        return cancelled
 
     # Internals
 
@@ -378,7 +423,7 @@ def _response_object(body: Json, rid: str, now: int, model: str, conversation_id
         "id": rid,
         "object": "response",
         "created_at": now,
-        "status": "in_progress",
+        "status": "queued" if body.get("background") else "in_progress",
         "background": bool(body.get("background")),
         "completed_at": None,
         "error": None,
