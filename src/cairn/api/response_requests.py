@@ -57,7 +57,9 @@ class StreamOptions(_Closed):
     include_obfuscation: bool | None = None
 
 
-class CreateResponseRequest(_Closed):
+class ResponseContext(_Closed):
+    """What the model reads: ``POST /v1/responses/input_tokens`` takes this much."""
+
     model: Annotated[str, Field(min_length=1, max_length=256)]
     input: (
         Annotated[str, Field(max_length=MAX_TEXT)]
@@ -69,29 +71,12 @@ class CreateResponseRequest(_Closed):
     tools: Annotated[list[dict[str, Any]], Field(max_length=MAX_TOOLS)] | None = None
     tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
-    max_tool_calls: Annotated[int, Field(ge=1, le=1000)] | None = None
-    max_output_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
-    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     text: Text | None = None
     truncation: Literal["auto", "disabled"] | None = None
-    store: bool | None = None
-    metadata: Metadata | None = None
-    background: bool | None = None
-    stream: bool | None = None
-    stream_options: StreamOptions | None = None
-    include: Annotated[list[Include], Field(max_length=16)] | None = None
-    user: Annotated[str, Field(max_length=256)] | None = None
-    safety_identifier: Annotated[str, Field(max_length=256)] | None = None
-    prompt_cache_key: Annotated[str, Field(max_length=256)] | None = None
-    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
     reasoning: dict[str, Any] | None = None
-    max_infer_iters: Annotated[int, Field(ge=1, le=100)] | None = None
-    """Llama Stack's: at most this many inference steps (default 10)."""
 
     @model_validator(mode="after")
-    def _tools(self) -> CreateResponseRequest:
+    def _tools(self) -> ResponseContext:
         for tool in self.tools or ():
             if not isinstance(tool.get("type"), str):
                 raise ValueError("every tool needs a type")
@@ -104,3 +89,23 @@ class CreateResponseRequest(_Closed):
         if isinstance(self.conversation, ConversationRef):
             body["conversation"] = self.conversation.id
         return body
+
+
+class CreateResponseRequest(ResponseContext):
+    max_tool_calls: Annotated[int, Field(ge=1, le=1000)] | None = None
+    max_output_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    store: bool | None = None
+    metadata: Metadata | None = None
+    background: bool | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    include: Annotated[list[Include], Field(max_length=16)] | None = None
+    user: Annotated[str, Field(max_length=256)] | None = None
+    safety_identifier: Annotated[str, Field(max_length=256)] | None = None
+    prompt_cache_key: Annotated[str, Field(max_length=256)] | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
+    max_infer_iters: Annotated[int, Field(ge=1, le=100)] | None = None
+    """Llama Stack's: at most this many inference steps (default 10)."""

@@ -22,7 +22,7 @@ from .faces import Face
 from .front_door import LLAMA_STACK_PREFIX, FrontDoorRoute
 from .ratelimit import MeterDep, charged_as
 from .render import json_response
-from .response_requests import CreateResponseRequest
+from .response_requests import CreateResponseRequest, ResponseContext
 from .sse import EventStreamResponse, frame
 
 router = APIRouter(
@@ -73,6 +73,17 @@ async def create_response(body: CreateResponseRequest, services: ServicesDep, me
     usage = answer.get("usage") or {}
     await meter.spend(usage.get("total_tokens") or 0)
     return json_response(answer)
+
+
+@router.post("/input_tokens", summary="Count a response's input tokens")
+@charged_as(RouteClass.INFERENCE)
+async def count_input_tokens(body: ResponseContext, services: ServicesDep, meter: MeterDep) -> Response:
+    """The tokens the model would read for this input, counted by the model itself (it reads the input
+    and writes one token); nothing is kept."""
+    await meter.admit()
+    tokens = await services.responses.input_tokens(meter.tenant, body.for_service())
+    await meter.spend(tokens + 1)
+    return json_response({"object": "response.input_tokens", "input_tokens": tokens})
 
 
 @router.get("", summary="List responses (Llama Stack)")

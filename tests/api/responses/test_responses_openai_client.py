@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Iterator
 
+import httpx
 import openai
 import pytest
 
@@ -244,3 +245,51 @@ def test_a_background_response_is_cancelled(oai):
         oai.responses.cancel(foreground.id)
     with pytest.raises(openai.BadRequestError):
         respond(oai, background=True, store=False)
+
+
+LONG = "Paris is the capital of France and its largest city, on the river Seine. " * 60  # ~1,050 tokens
+
+
+def test_truncation_auto_drops_the_oldest_items_and_disabled_refuses(oai):
+    history = [{"role": "user", "content": LONG}, {"role": "assistant", "content": LONG}]
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        respond(oai, input=history + question)
+    assert caught.value.body["code"] == "context_length_exceeded"
+    made = respond(oai, input=history + question, truncation="auto")
+    assert made.truncation == "auto" and made.output_text
+    assert made.usage.input_tokens < 1200  # the oldest long item went; the other and the question stayed
+
+
+def test_input_tokens_are_counted_by_the_model(oai):
+    short = oai.responses.input_tokens.count(model=CHAT, input="Hi")
+    longer = oai.responses.input_tokens.count(model=CHAT, input="Hi " * 50, instructions="Be brief.")
+    assert short.object == "response.input_tokens" and 0 < short.input_tokens < longer.input_tokens
+    assert longer.input_tokens == respond(oai, input="Hi " * 50, instructions="Be brief.").usage.input_tokens
+
+
+def test_a_client_that_leaves_a_stream_stops_it_and_it_is_cancelled(oai, model_server, model_tenant):
+    body = {
+        "model": CHAT,
+        "input": "Write a very long story about a dragon.",
+        "stream": True,
+        "temperature": 0,
+    }
+    headers = {"Authorization": f"Bearer {model_tenant.key}"}
+    with (
+        httpx.Client(base_url=model_server.url, headers=headers, timeout=60) as http,
+        http.stream("POST", "/v1/responses", json=body) as streamed,
+    ):
+        lines = streamed.iter_lines()
+        created = json.loads(next(line for line in lines if line.startswith("data:"))[5:])
+        response_id = created["response"]["id"]
+        for line in lines:
+            if "output_text.delta" in line:
+                break
+    for _ in range(100):
+        status = oai.responses.retrieve(response_id).status
+        if status != "in_progress":
+            break
+        time.sleep(0.05)
+    assert status == "cancelled"
+    assert respond(oai, max_output_tokens=2).status == "incomplete"  # the model is free again

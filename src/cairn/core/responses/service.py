@@ -7,6 +7,11 @@ events, and ``finish`` runs it whole and returns the response object.
 
 - Context: the instructions of this request only, then the items of the ``previous_response_id`` chain
   (each response's input, then its output, oldest first) or of the ``conversation``, then the input.
+- ``truncation: auto``: a context the model cannot hold loses its oldest items, before any output,
+  until it fits (the instructions and the last item stay); ``disabled`` (the default) is a 400
+  ``context_length_exceeded``.
+- Background (``background: true``): ``submit`` queues the run as a durable job
+  (``core.responses.background``), whose events are kept for streams read again (``events``).
 - Tools: ``function`` tools are the client's (the response ends with their ``function_call`` items, and
   the next request answers them with ``function_call_output``); ``file_search`` runs here. A tool this
   server does not run is a 400 naming it.
@@ -28,9 +33,9 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..agents.loop import DEFAULT_MAX_STEPS, AgentLoop, LoopRequest, ServerTool
+from ..agents.loop import DEFAULT_MAX_STEPS, AgentLoop, LoopDone, LoopEvent, LoopRequest, ServerTool
 from ..conversations import Conversations
-from ..errors import CairnError, InvalidInput, NotFound, Unavailable
+from ..errors import CairnError, ContextLengthExceeded, InvalidInput, NotFound, Unavailable
 from ..inference.router import InferenceRouter
 from ..jobs import JobRunner
 from ..objects import ObjectEngine
@@ -89,6 +94,7 @@ class Run:
     conversation_id: str | None
     background: bool
     body: Json
+    truncate: bool = False
     finished: bool = False
     failure: CairnError | None = None
     output_started: bool = field(default=False)
@@ -173,6 +179,7 @@ class Responses:
             conversation_id=conversation_id,
             background=background,
             body=body,
+            truncate=body.get("truncation") == "auto",
         )
 
     async def events(self, run: Run) -> AsyncGenerator[Json, None]:
@@ -188,7 +195,7 @@ class Responses:
             if run.store:
                 await self.rows.insert_response(self._row(run))
         try:
-            events = self._loop.run(run.loop_request)
+            events = self._loop_events(run)
             async with contextlib.aclosing(events):
                 async for loop_event in events:
                     for event in run.renderer.on(loop_event):
@@ -209,6 +216,23 @@ class Responses:
                 run.renderer.cancelled()
             await asyncio.shield(self._settle(run))
 
+    async def _loop_events(self, run: Run) -> AsyncGenerator[LoopEvent, None]:
+        """The loop's events; with ``truncation: auto``, a context the model cannot hold loses its oldest
+        messages (the instructions stay) until it fits, before any output."""
+        request = run.loop_request
+        while True:
+            events = self._loop.run(request)
+            try:
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        yield event
+                return
+            except ContextLengthExceeded:
+                shorter = _truncated(request.messages) if run.truncate and not run.output_started else None
+                if shorter is None:
+                    raise
+                request = replace(request, messages=shorter)
+
     async def finish(self, run: Run) -> Json:
         """Run it whole: the response object. A failure before any output is raised (a request the
         model refused is the request's error); a later one is the response's ``failed`` status."""
@@ -217,6 +241,18 @@ class Responses:
         if run.failure is not None and not run.output_started:
             raise run.failure
         return run.response
+
+    async def input_tokens(self, tenant: str, body: Json) -> int:
+        """The tokens the model would read for ``body``, counted by the model itself: it reads the
+        context (tools and instructions included) and writes one token. Nothing is kept."""
+        run = await self.start(tenant, {**body, "store": False})
+        request = replace(run.loop_request, max_output_tokens=1, max_steps=1)
+        events = self._loop.run(request)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                if isinstance(event, LoopDone):
+                    return int(event.usage["input_tokens"])
+        raise Unavailable("The model did not say how many tokens it read.")
 
     async def submit(self, run: Run) -> Json:
         """Queue a background run: its row and its first events (``response.created``,
@@ -364,6 +400,19 @@ class Responses:
             await self._conversations.append(
                 run.tenant, run.conversation_id, [*run.input_items, *run.response["output"]]
             )
+
+
+def _truncated(messages: list[Json]) -> list[Json] | None:
+    """The messages without their oldest exchange (a message, or an assistant's tool calls with the
+    tool messages that answer them); the instructions and the last message stay. None: nothing to drop."""
+    head = messages[:1] if messages and messages[0]["role"] == "system" else []
+    rest = messages[len(head) :]
+    if len(rest) <= 1:
+        return None
+    drop = 1
+    while drop < len(rest) - 1 and rest[drop]["role"] == "tool":
+        drop += 1
+    return head + rest[drop:]
 
 
 def _limit(limit: int) -> None:
