@@ -174,7 +174,8 @@ def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Conf
             "http": functools.partial(
                 BoundedHttpToolsProtocol, head_limits=HeadLimits(timeout=settings.limits.idle_timeout)
             ),
-            "ws": "none",
+            "ws": "websockets-sansio",  # the Responses API's WebSocket mode
+            "ws_max_size": settings.limits.max_json_bytes,
             "lifespan": "on",
             "proxy_headers": False,  # forwarded headers are the app's to judge (server.trusted_proxies)
             "server_header": False,

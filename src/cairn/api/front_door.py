@@ -17,7 +17,7 @@ import orjson
 from fastapi import params
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -67,18 +67,18 @@ def _depends_on(dependant: Dependant, call: Callable[..., Any]) -> bool:
     return any(dep.call is call or _depends_on(dep, call) for dep in dependant.dependencies)
 
 
-def refuse_browser_attacks(request: Request) -> None:
+def refuse_browser_attacks(request: HTTPConnection) -> None:
     """Open mode trusts whoever can reach the loopback address, and a browser can reach it on behalf of
     any web page. So a Host that is not a loopback name (DNS rebinding: a page's own name pointed at
     127.0.0.1) and a state-changing request that the browser marks as coming from another site (a form
-    post or a no-cors fetch) are refused."""
+    post, a no-cors fetch, a WebSocket, which has no method and may change anything) are refused."""
     host = request.headers.get("host")
     if host is not None and not is_loopback_host(_hostname(host)):
         raise HostNotAllowed(
             f"Host '{host}' is not a loopback name. Without API keys Cairn answers only requests addressed "
             "to localhost or a loopback address; create a key with 'cairn keys create' to serve others."
         )
-    if request.method in SAFE_METHODS:
+    if request.scope.get("method") in SAFE_METHODS:
         return
     origin = request.headers.get("origin")
     cross_site = request.headers.get("sec-fetch-site", "").strip().lower() == "cross-site"

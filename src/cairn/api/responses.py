@@ -4,22 +4,36 @@ and Llama Stack's list of responses, under ``/v1`` and ``/v1/openai/v1``, on the
 
 A streamed response is server-sent events as OpenAI sends them: ``event: <type>`` and ``data: <json>``
 per event, each with its ``sequence_number``, no ``[DONE]``. A failure after the first event is the
-``response.failed`` event the service writes, or, for one it did not foresee, an ``error`` event."""
+``response.failed`` event the service writes, or, for one it did not foresee, an ``error`` event.
+
+WebSocket mode (``client.responses.connect()``): on one socket, ``response.create`` messages (the body of
+``POST /v1/responses`` with ``"type": "response.create"``) run one after another, each answered with its
+stream events as JSON messages; a bad message is answered with an ``error`` message and the socket stays
+open. The socket holds its last response, so the next may continue it by ``previous_response_id`` even
+with ``store: false``. The key is the handshake's ``Authorization`` header; without keys, only a loopback
+page may open a socket (a browser lets any page try)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+import orjson
+from fastapi import APIRouter, Path, Query, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
 from starlette.responses import Response
 
-from ..core.errors import CairnError, InvalidInput
+from ..core.errors import CairnError, InvalidInput, RateLimited
+from ..core.inference.limits import Meter
+from ..core.ports.inference import Json
 from ..core.ratelimit import RouteClass
-from ..core.responses.service import MAX_PAGE
-from .deps import PrincipalDep, ServicesDep
-from .errors import error_responses
+from ..core.records import StoredResponse
+from ..core.responses.service import MAX_PAGE, Run
+from .deps import PrincipalDep, Services, ServicesDep
+from .errors import error_responses, status_for
 from .faces import Face
-from .front_door import LLAMA_STACK_PREFIX, FrontDoorRoute
+from .front_door import LLAMA_STACK_PREFIX, FrontDoorRoute, refuse_browser_attacks
 from .ratelimit import MeterDep, charged_as
 from .render import json_response
 from .response_requests import CreateResponseRequest, ResponseContext
@@ -32,6 +46,7 @@ router = APIRouter(
     responses=error_responses(400, 401, 404, 503),
 )
 
+POLICY_VIOLATION = 1008  # the WebSocket close code for a refused key or origin
 ResponseId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
 Cursor = Annotated[
     str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,256}$", description="An id from the previous page.")
@@ -57,8 +72,7 @@ def _stream_error(exc: Exception) -> bytes:
 async def create_response(body: CreateResponseRequest, services: ServicesDep, meter: MeterDep) -> Response:
     """Runs the model (and the tools this server runs) to the response's end; with ``stream: true`` the
     events go out as they happen, and a client that leaves stops the model (the response is
-    ``cancelled``)."""
-    await meter.admit()
+    ``cancelled``). A background response's tokens count against the budget of no request."""
     responses = services.responses
     run = await responses.start(meter.tenant, body.for_service())
     if body.background:
@@ -68,11 +82,28 @@ async def create_response(body: CreateResponseRequest, services: ServicesDep, me
         replay = responses.log.replay(meter.tenant, queued["id"], after=-1)
         return EventStreamResponse(replay, _event, render_error=_stream_error)
     if body.stream:
-        return EventStreamResponse(responses.events(run), _event, render_error=_stream_error)
+        return EventStreamResponse(
+            _metered(responses.events(run), run, meter), _event, render_error=_stream_error
+        )
     answer = await responses.finish(run)
-    usage = answer.get("usage") or {}
-    await meter.spend(usage.get("total_tokens") or 0)
+    await meter.spend(_tokens(run))
     return json_response(answer)
+
+
+async def _metered(events: AsyncGenerator[Json, None], run: Run, meter: Meter) -> AsyncGenerator[Json, None]:
+    """A streamed response in one of the tenant's places for open streams, its tokens spent at its end."""
+    with meter.limits.stream_place(meter.tenant):
+        try:
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield event
+        finally:
+            await meter.spend(_tokens(run))
+
+
+def _tokens(run: Run) -> int:
+    usage = run.response.get("usage") or {}
+    return int(usage.get("total_tokens") or 0)
 
 
 @router.post("/input_tokens", summary="Count a response's input tokens")
@@ -80,10 +111,80 @@ async def create_response(body: CreateResponseRequest, services: ServicesDep, me
 async def count_input_tokens(body: ResponseContext, services: ServicesDep, meter: MeterDep) -> Response:
     """The tokens the model would read for this input, counted by the model itself (it reads the input
     and writes one token); nothing is kept."""
-    await meter.admit()
     tokens = await services.responses.input_tokens(meter.tenant, body.for_service())
     await meter.spend(tokens + 1)
     return json_response({"object": "response.input_tokens", "input_tokens": tokens})
+
+
+@router.websocket("")
+async def responses_socket(socket: WebSocket) -> None:
+    services: Services = socket.app.state.services
+    try:
+        if await services.api_keys.open_mode():
+            refuse_browser_attacks(socket)
+        tenant = (await services.api_keys.authenticate(socket.headers.get("authorization"))).tenant
+    except CairnError:
+        await socket.close(code=POLICY_VIOLATION)
+        return
+    await socket.accept()
+    held: StoredResponse | None = None
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            message = await socket.receive_text()
+            try:
+                body = _create_message(message, services.settings.limits.max_json_bytes)
+                meter = await _socket_meter(services, tenant)
+                run = await services.responses.start(tenant, body.for_service(), kept=held)
+            except CairnError as exc:
+                await socket.send_text(_error_message(exc))
+                continue
+            events = _metered(services.responses.events(run), run, meter)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    await socket.send_bytes(orjson.dumps(event))
+            held = services.responses.row_of(run)
+
+
+async def _socket_meter(services: Services, tenant: str) -> Meter:
+    """Each response.create on a socket is charged as ``POST /v1/responses`` is: one inference request,
+    and its tokens."""
+    if services.rate_limiter is not None:
+        decision = await services.rate_limiter.charge(tenant, RouteClass.INFERENCE)
+        if decision is not None and not decision.allowed:
+            raise RateLimited(
+                f"Too many inference requests: this tenant may make {decision.limit} per minute.",
+                retry_after=decision.retry_after,
+            )
+    meter = services.inference_limits.meter(tenant, lambda decision: None)
+    await meter.admit()
+    return meter
+
+
+def _create_message(message: str, limit: int) -> CreateResponseRequest:
+    if len(message) > limit:
+        raise InvalidInput(f"A message may be at most {limit} bytes.")
+    try:
+        fields = orjson.loads(message)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"The message is not valid JSON: {exc}.") from None
+    if not isinstance(fields, dict) or fields.pop("type", None) != "response.create":
+        raise InvalidInput("Send response.create messages.", param="type")
+    if fields.get("background") or fields.get("stream") is False:
+        raise InvalidInput("On a socket a response streams, in the foreground.", param="background")
+    fields.pop("stream", None)
+    try:
+        return CreateResponseRequest.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidInput(first["msg"], param=".".join(str(part) for part in first["loc"])) from None
+
+
+def _error_message(exc: CairnError) -> str:
+    """OpenAI's WebSocket error: the envelope's fields under ``error``, with the HTTP status they mean."""
+    status = status_for(exc)
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    error = {"type": kind, "code": exc.code, "message": exc.message, "param": exc.param}
+    return orjson.dumps({"type": "error", "error": error, "status": status}).decode()
 
 
 @router.get("", summary="List responses (Llama Stack)")

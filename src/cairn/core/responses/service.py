@@ -128,9 +128,17 @@ class Responses:
 
     # Create
 
-    async def start(self, tenant: str, body: Json, *, identity: tuple[str, int] | None = None) -> Run:
+    async def start(
+        self,
+        tenant: str,
+        body: Json,
+        *,
+        identity: tuple[str, int] | None = None,
+        kept: StoredResponse | None = None,
+    ) -> Run:
         """Everything checked, nothing run or written yet. ``identity``: the id and creation time of a
-        background response that was queued with them."""
+        background response that was queued with them. ``kept``: a response held in memory (a WebSocket's
+        last one, stored or not), which ``previous_response_id`` may name."""
         background = bool(body.get("background"))
         if background and body.get("store") is False:
             raise InvalidInput("A background response is stored: it cannot have store false.", param="store")
@@ -144,7 +152,7 @@ class Responses:
         model = await self._inference.catalog.get(body["model"], ModelType.LLM, tenant=tenant)
         new_items = input_items(body.get("input", []))
         if previous:
-            history = await self._chain(tenant, previous)
+            history = await self._chain(tenant, previous, kept)
         elif conversation_id:
             history = await self._conversations.history(tenant, conversation_id)
         else:
@@ -193,7 +201,7 @@ class Responses:
             for event in run.renderer.opening():
                 yield event
             if run.store:
-                await self.rows.insert_response(self._row(run))
+                await self.rows.insert_response(self.row_of(run))
         try:
             events = self._loop_events(run)
             async with contextlib.aclosing(events):
@@ -258,7 +266,7 @@ class Responses:
         """Queue a background run: its row and its first events (``response.created``,
         ``response.queued``) are kept, and its job is enqueued; any replica runs it."""
         opening = run.renderer.opening()
-        await self.rows.insert_response(self._row(run))
+        await self.rows.insert_response(self.row_of(run))
         await self.rows.append_events(run.tenant, run.response["id"], opening)
         payload = {
             "body": run.body,
@@ -316,9 +324,9 @@ class Responses:
 
     # Internals
 
-    async def _chain(self, tenant: str, previous: str) -> builtins.list[Json]:
+    async def _chain(self, tenant: str, previous: str, kept: StoredResponse | None) -> builtins.list[Json]:
         """The items of the chain that ends with ``previous``: oldest response first, each its input
-        then its output."""
+        then its output; ``kept`` stands for its row."""
         chain: builtins.list[StoredResponse] = []
         next_id: str | None = previous
         while next_id is not None:
@@ -326,7 +334,11 @@ class Responses:
                 raise InvalidInput(
                     f"A chain of responses may be at most {MAX_CHAIN} long.", param="previous_response_id"
                 )
-            row = await self.rows.get_response(tenant, next_id)
+            row = (
+                kept
+                if kept is not None and kept.id == next_id
+                else await self.rows.get_response(tenant, next_id)
+            )
             if row is None:
                 error = InvalidInput(
                     f"Previous response with id '{next_id[:80]}' not found.", param="previous_response_id"
@@ -377,7 +389,8 @@ class Responses:
 
         return read
 
-    def _row(self, run: Run) -> StoredResponse:
+    def row_of(self, run: Run) -> StoredResponse:
+        """The run as its row shows it (and as a later ``start`` continues it: ``kept``)."""
         response = run.response
         previous = response.get("previous_response_id")
         return StoredResponse(
@@ -395,7 +408,7 @@ class Responses:
     async def _settle(self, run: Run) -> None:
         """Write the response as it ended, and append it to its conversation."""
         if run.store:
-            await self.rows.finish_response(self._row(run), UNFINISHED)
+            await self.rows.finish_response(self.row_of(run), UNFINISHED)
         if run.conversation_id and run.response["status"] in ("completed", "incomplete"):
             await self._conversations.append(
                 run.tenant, run.conversation_id, [*run.input_items, *run.response["output"]]
