@@ -185,6 +185,9 @@ def test_errors_before_any_event_are_statuses(oai):
     assert caught.value.body["code"] == "previous_response_not_found"
     with pytest.raises(openai.BadRequestError):
         respond(oai, previous_response_id="resp_a", conversation="conv_b")
+    with pytest.raises(openai.BadRequestError) as caught:
+        respond(oai, input=[{"type": "function_call_output", "call_id": "call_nowhere", "output": "42"}])
+    assert caught.value.body["param"] == "input[0].call_id"
     with pytest.raises(openai.BadRequestError):
         respond(oai, temperature=3)
 

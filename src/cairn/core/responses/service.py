@@ -157,6 +157,7 @@ class Responses:
             history = await self._conversations.history(tenant, conversation_id)
         else:
             history = []
+        _answers_known_calls(history, new_items)
         include = set(body.get("include") or ())
         functions, server_tools, faces = self._tools(tenant, body.get("tools") or [], include)
         messages = await messages_for(
@@ -412,6 +413,17 @@ class Responses:
         if run.conversation_id and run.response["status"] in ("completed", "incomplete"):
             await self._conversations.append(
                 run.tenant, run.conversation_id, [*run.input_items, *run.response["output"]]
+            )
+
+
+def _answers_known_calls(history: list[Json], items: list[Json]) -> None:
+    """Every ``function_call_output`` answers a ``function_call`` of the context or of the input."""
+    calls = {item.get("call_id") for item in (*history, *items) if item.get("type") == "function_call"}
+    for at, item in enumerate(items):
+        if item.get("type") == "function_call_output" and item["call_id"] not in calls:
+            raise InvalidInput(
+                f"No tool call found for function call output with call_id {item['call_id'][:80]}.",
+                param=f"input[{at}].call_id",
             )
 
 
