@@ -70,7 +70,8 @@ class RssPeak(threading.Thread):
 
 class Server:
     """``cairn serve`` in its own process group on a free port, logging to ``log_path``. Its environment
-    is the caller's without any ``CAIRN_*`` variable, plus ``settings`` (``CAIRN_*`` names and values)."""
+    is the caller's without any ``CAIRN_*`` variable, plus ``settings`` (``CAIRN_*`` names and values).
+    A subclass runs another server by its ``command``, one that answers ``GET /health`` too."""
 
     def __init__(
         self, data_dir: Path, log_path: Path, settings: dict[str, str] | None = None, workers: int = 1
@@ -84,18 +85,13 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        cmd = [*cairn_command(), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        return cmd + (["--workers", str(self.workers)] if self.workers > 1 else [])
+
     def start(self) -> None:
         self.port = free_port()
-        cmd = [
-            *cairn_command(),
-            "serve",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.data_dir),
-        ]
-        if self.workers > 1:
-            cmd += ["--workers", str(self.workers)]
+        cmd = self.command()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(

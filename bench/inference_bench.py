@@ -140,52 +140,64 @@ class PhaseCpu:
     wall: float = 0.0
     bench: float = 0.0  # this process and the /health poller: the direct runtimes, every client
     server: float = 0.0
+    upstream: float = 0.0
     others: float = 0.0
 
 
 class CpuMeter:
     """Where the CPU went in each named phase, summed over its occurrences: this process (the direct
-    runtimes and every client), the server, and everything else on the machine. This process's CPU is
-    read to the nanosecond, the server's in clock ticks (10 ms): the phases add up to seconds."""
+    runtimes and every client), the server, the server's upstream when there is one (``upstream_pid``),
+    and everything else on the machine. This process's CPU is read to the nanosecond, the servers' in
+    clock ticks (10 ms): the phases add up to seconds."""
 
     def __init__(self) -> None:
         self.cores = len(os.sched_getaffinity(0))
         self.server_pid: int | None = None
+        self.upstream_pid: int | None = None
         self.phases: dict[str, PhaseCpu] = {}
 
-    def _sample(self) -> tuple[float, float, float, float]:
+    def _sample(self) -> tuple[float, float, float, float, float]:
         server = _proc_cpu(self.server_pid) if self.server_pid else 0.0
-        return time.monotonic(), time.process_time(), server, _machine_busy()
+        upstream = _proc_cpu(self.upstream_pid) if self.upstream_pid else 0.0
+        return time.monotonic(), time.process_time(), server, upstream, _machine_busy()
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[PhaseCpu]:
         """Yields a record the caller may add a helper process's CPU to (``bench``)."""
-        t0, b0, s0, m0 = self._sample()
+        t0, b0, s0, u0, m0 = self._sample()
         extra = PhaseCpu()
         try:
             yield extra
         finally:
-            t1, b1, s1, m1 = self._sample()
+            t1, b1, s1, u1, m1 = self._sample()
             acc = self.phases.setdefault(name, PhaseCpu())
             acc.wall += t1 - t0
             acc.bench += b1 - b0 + extra.bench
             acc.server += s1 - s0
-            acc.others += max(0.0, (m1 - m0) - (b1 - b0) - extra.bench - (s1 - s0))
+            acc.upstream += u1 - u0
+            acc.others += max(0.0, (m1 - m0) - (b1 - b0) - extra.bench - (s1 - s0) - (u1 - u0))
 
-    def report(self) -> str:
+    def report(self, server: str = "server") -> str:
+        """The table of phases, the server's column headed by ``server``."""
+        columns: list[tuple[str, Callable[[PhaseCpu], float]]] = [
+            ("bench", lambda p: p.bench),
+            (server, lambda p: p.server),
+        ]
+        if self.upstream_pid:
+            columns.append(("upstream", lambda p: p.upstream))
+        columns.append(("other", lambda p: p.others))
         rows = [
             [
                 name,
                 f"{p.wall:.1f}",
-                f"{p.bench / p.wall:.2f}",
-                f"{p.server / p.wall:.2f}",
-                f"{p.others / p.wall:.2f}",
+                *(f"{spent(p) / p.wall:.2f}" for _, spent in columns),
                 f"{p.others / (p.wall * self.cores):.0%}",
             ]
             for name, p in self.phases.items()
             if p.wall > 0
         ]
-        return table(["phase", "wall s", "bench cores", "server cores", "other cores", "others' share"], rows)
+        headers = ["phase", "wall s", *(f"{who} cores" for who, _ in columns), "others' share"]
+        return table(headers, rows)
 
 
 # ----------------------------------------------------------------------------------------------- chat
