@@ -1,7 +1,7 @@
 """What the documents tell a new user to run, run as written: docs/deploy.md's one-machine recipe (its
 shell block, with only the data directory and port swapped for a test's), the README's advice for
-keeping the files uploaded in open mode, and its vector store tour (its Python block, with only the
-server's URL swapped). If a document changes, these fail until they agree again."""
+keeping the files uploaded in open mode, and its vector store and Responses tours (their Python blocks,
+with only the server's URL swapped). If a document changes, these fail until they agree again."""
 
 from __future__ import annotations
 
@@ -139,3 +139,23 @@ def test_the_readme_vector_store_tour_finds_by_meaning_and_attributes(module_ser
     assert [hit.filename for hit in names["hits"].data] == ["leave.md"]  # the filter keeps the rest out
     assert lines[3].startswith("Everyone gets 25 days of paid leave")
     assert lines[4] == "deploys.md"
+
+
+def test_the_readme_responses_tour_streams_calls_and_remembers(module_server, tmp_path: Path) -> None:
+    """On the embedded SmolLM2 at temperature 0, as the tour runs it."""
+    tour = code_block(ROOT / "README.md", "### Responses", "python")
+    assert DOCUMENTED_URL in tour, "the tour changed: update this test's substitution"
+    names: dict[str, Any] = {}
+    with contextlib.chdir(tmp_path), contextlib.redirect_stdout(io.StringIO()) as printed:
+        exec(tour.replace(DOCUMENTED_URL, module_server.url), names)
+    names["client"].close()
+    last = names["event"]  # the stream's last event
+    assert last.type == "response.completed"
+    streamed = last.response.output_text
+    assert streamed and printed.getvalue().startswith(streamed + "\n")  # the deltas add up to the answer
+    lines = printed.getvalue()[len(streamed) + 1 :].splitlines()
+    assert lines[0] == 'get_weather {"city": "Paris"}'  # the forced call, constrained to the tool's schema
+    assert names["answered"].previous_response_id == names["asked"].id
+    assert "24" in lines[1]  # the chain brought the tool's output to the model
+    assert "pineapple" in lines[2].lower()  # the second response read the first one's items
+    assert lines[3] == "['user', 'assistant', 'user', 'assistant']"
