@@ -186,6 +186,11 @@ def test_errors_before_any_event_are_statuses(oai):
     with pytest.raises(openai.BadRequestError):
         respond(oai, previous_response_id="resp_a", conversation="conv_b")
     with pytest.raises(openai.BadRequestError) as caught:
+        respond(oai, tools=[WEATHER], tool_choice={"type": "function", "name": "get_time"})
+    assert caught.value.body["param"] == "tool_choice.name"
+    with pytest.raises(openai.NotFoundError):
+        respond(oai, tools=[{"type": "file_search", "vector_store_ids": ["vs_missing"]}])
+    with pytest.raises(openai.BadRequestError) as caught:
         respond(oai, input=[{"type": "function_call_output", "call_id": "call_nowhere", "output": "42"}])
     assert caught.value.body["param"] == "input[0].call_id"
     with pytest.raises(openai.BadRequestError):

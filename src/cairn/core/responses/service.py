@@ -56,16 +56,6 @@ MAX_CHAIN = 1000  # responses in one previous_response_id chain
 MAX_PAGE = 100
 UNFINISHED = ("queued", "in_progress")
 BACKGROUND_JOB = "response.background"
-HOSTED_TOOLS = (
-    "web_search",
-    "web_search_preview",
-    "computer_use_preview",
-    "image_generation",
-    "code_interpreter",
-    "local_shell",
-    "shell",
-    "apply_patch",
-)
 
 
 def response_id(now: float) -> str:
@@ -160,6 +150,9 @@ class Responses:
         _answers_known_calls(history, new_items)
         include = set(body.get("include") or ())
         functions, server_tools, faces = self._tools(tenant, body.get("tools") or [], include)
+        for tool in body.get("tools") or ():  # the stores file_search reads are the tenant's, now
+            for store_id in tool.get("vector_store_ids") or () if tool["type"] == "file_search" else ():
+                await self._vector_stores.get(tenant, store_id)
         messages = await messages_for(
             history + _resolved(new_items, history), body.get("instructions"), self._file_reader(tenant)
         )
@@ -464,7 +457,13 @@ def _tool_choice(choice: Any, functions: list[Json], server: Mapping[str, Server
         return choice or "auto"
     kind = choice.get("type")
     if kind == "function":
-        return {"type": "function", "function": {"name": choice["name"]}}
+        name = choice.get("name")
+        if not any(function["function"]["name"] == name for function in functions):
+            raise InvalidInput(
+                f"tool_choice names `{name}`, which is no function tool of this request.",
+                param="tool_choice.name",
+            )
+        return {"type": "function", "function": {"name": name}}
     if kind in server:  # {"type": "file_search"}: that tool, forced
         return {"type": "function", "function": {"name": kind}}
     raise InvalidInput(f"tool_choice `{kind}` names no tool of this request.", param="tool_choice")
