@@ -15,14 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from ..core.conversations import MAX_ITEMS_PER_CALL, MAX_PAGE
-from ..core.ports.inference import Json
 from ..core.records import ConversationRecord
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
 from .faces import Face
 from .front_door import LLAMA_STACK_PREFIX, FrontDoorRoute
 from .inference_requests import Metadata
-from .render import json_response
+from .render import cursor_page, json_response
 
 router = APIRouter(
     route_class=FrontDoorRoute,
@@ -79,18 +78,6 @@ def conversation_object(conversation: ConversationRecord) -> dict[str, Any]:
     }
 
 
-def _list(data: list[Json], has_more: bool) -> Response:
-    return json_response(
-        {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": has_more,
-        }
-    )
-
-
 @router.post("", summary="Create a conversation")
 async def create_conversation(
     body: CreateConversationRequest, services: ServicesDep, principal: PrincipalDep
@@ -141,7 +128,7 @@ async def create_items(
 ) -> Response:
     """Up to 20 items, appended after the last in order, all or none; the list of them as stored."""
     added = await services.conversations.add_items(principal.tenant, conversation_id, body.items)
-    return _list(added, has_more=False)
+    return cursor_page(added, has_more=False)
 
 
 @router.get("/{conversation_id}/items", summary="List a conversation's items")
@@ -159,7 +146,7 @@ async def list_items(
     page = await services.conversations.list_items(
         principal.tenant, conversation_id, after=after, limit=limit, order=order
     )
-    return _list(page.items, page.has_more)
+    return cursor_page(page.items, page.has_more)
 
 
 @router.get("/{conversation_id}/items/{item_id}", summary="Retrieve a conversation item")

@@ -21,7 +21,7 @@ from .front_door import LLAMA_STACK_PREFIX, FrontDoorRoute
 from .http import DOWNLOAD_HEADERS_READ, object_download
 from .multipart import FilePart, upload_form
 from .openai_objects import FileObject, file_object
-from .render import json_response
+from .render import cursor_page, json_response
 
 LISTED_PURPOSES = (*UPLOAD_PURPOSES, "assistants_output", "batch_output", "fine-tune-results")
 MAX_LIMIT = 10_000
@@ -146,15 +146,7 @@ async def list_files(
         principal.tenant, BUCKET, purpose=purpose, after=after, limit=limit, order=order
     )
     data = [file_object(record) for record in page.items]
-    return json_response(
-        {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": page.has_more,
-        }
-    )
+    return cursor_page(data, page.has_more)
 
 
 @router.get("/files/{file_id}", response_model=FileObject, summary="Retrieve a file")

@@ -21,6 +21,19 @@ def json_response(
     )
 
 
+def cursor_page(data: list[dict[str, Any]], has_more: bool) -> Response:
+    """OpenAI's cursor page: ``{object: "list", data, first_id, last_id, has_more}``."""
+    return json_response(
+        {
+            "object": "list",
+            "data": data,
+            "first_id": data[0].get("id") if data else None,
+            "last_id": data[-1].get("id") if data else None,
+            "has_more": has_more,
+        }
+    )
+
+
 def key_listing_response(
     listing: KeyListing,
     render: Callable[[ObjectRecord], dict[str, Any]],

@@ -35,7 +35,7 @@ from .errors import error_responses, status_for
 from .faces import Face
 from .front_door import LLAMA_STACK_PREFIX, FrontDoorRoute, refuse_browser_attacks
 from .ratelimit import MeterDep, charged_as
-from .render import json_response
+from .render import cursor_page, json_response
 from .response_requests import CreateResponseRequest, ResponseContext
 from .sse import EventStreamResponse, frame
 
@@ -198,15 +198,7 @@ async def list_responses(
 ) -> Response:
     page = await services.responses.list(principal.tenant, after=after, limit=limit, order=order, model=model)
     data = [row.response for row in page.items]
-    return json_response(
-        {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": page.has_more,
-        }
-    )
+    return cursor_page(data, page.has_more)
 
 
 @router.get("/{response_id}", summary="Retrieve a response")
@@ -258,15 +250,7 @@ async def list_input_items(
         principal.tenant, response_id, after=after, limit=limit, order=order
     )
     data = page.items
-    return json_response(
-        {
-            "object": "list",
-            "data": data,
-            "first_id": data[0].get("id") if data else None,
-            "last_id": data[-1].get("id") if data else None,
-            "has_more": page.has_more,
-        }
-    )
+    return cursor_page(data, page.has_more)
 
 
 FACE = Face(router, prefixes=("/v1", LLAMA_STACK_PREFIX))

@@ -27,7 +27,7 @@ from .faces import Face
 from .front_door import LLAMA_STACK_PREFIX, FrontDoorRoute
 from .inference_requests import UpdateChatCompletionRequest
 from .ratelimit import charged_as
-from .render import json_response
+from .render import cursor_page, json_response
 
 router = APIRouter(
     route_class=FrontDoorRoute,
@@ -71,18 +71,6 @@ def message_object(message: Json) -> Json:
     return {**message, "content": text or None, "content_parts": content}
 
 
-def _page(data: list[Json], has_more: bool) -> Response:
-    return json_response(
-        {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": has_more,
-        }
-    )
-
-
 def _order(request: Request, order: Order | None) -> Order:
     if order is not None:
         return order
@@ -121,7 +109,7 @@ async def list_chat_completions(
         model=model,
         metadata=_metadata_filter(request),
     )
-    return _page([completion_object(item) for item in page.items], page.has_more)
+    return cursor_page([completion_object(item) for item in page.items], page.has_more)
 
 
 @router.get("/chat/completions/{completion_id}", summary="Retrieve a stored chat completion")
@@ -146,7 +134,7 @@ async def list_chat_completion_messages(
     page = await services.inference.stored.messages(
         principal.tenant, completion_id, after=after, limit=limit, order=_order(request, order)
     )
-    return _page([message_object(message) for message in page.items], page.has_more)
+    return cursor_page([message_object(message) for message in page.items], page.has_more)
 
 
 @router.post("/chat/completions/{completion_id}", summary="Update a stored chat completion's metadata")

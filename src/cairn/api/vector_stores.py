@@ -8,9 +8,10 @@ query for the page after."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from starlette.responses import Response
 
 from ..core.errors import InvalidInput
@@ -23,7 +24,7 @@ from .errors import error_responses
 from .faces import Face
 from .front_door import LLAMA_STACK_PREFIX, FrontDoorRoute
 from .ratelimit import charged_as
-from .render import json_response
+from .render import cursor_page, json_response
 from .vector_store_requests import (
     AttachFileRequest,
     CreateFileBatchRequest,
@@ -51,6 +52,30 @@ StatusFilter = Annotated[
     Literal["in_progress", "completed", "failed", "cancelled"] | None,
     Query(description="Only the files in this state."),
 ]
+
+
+@dataclass(frozen=True)
+class FileListing:
+    """The query of a list of files, as the service takes it."""
+
+    status: VectorFileStatus | None
+    after: str | None
+    before: str | None
+    limit: int
+    order: Literal["asc", "desc"]
+
+
+def file_listing(
+    after: Cursor = None,
+    before: Cursor = None,
+    limit: Limit = 20,
+    order: OrderQuery = "desc",
+    filter: StatusFilter = None,
+) -> FileListing:
+    return FileListing(None if filter is None else VectorFileStatus(filter), after, before, limit, order)
+
+
+FileListingDep = Annotated[FileListing, Depends(file_listing)]
 
 
 def _counts(counts: FileCounts) -> dict[str, int]:
@@ -127,24 +152,8 @@ def search_page_object(page: SearchPage) -> dict[str, Any]:
     }
 
 
-def _list(data: list[dict[str, Any]], has_more: bool) -> Response:
-    return json_response(
-        {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": has_more,
-        }
-    )
-
-
 def _files(page: Page[VectorStoreFileRecord]) -> Response:
-    return _list([file_object(file) for file in page.items], page.has_more)
-
-
-def _status(status: str | None) -> VectorFileStatus | None:
-    return None if status is None else VectorFileStatus(status)
+    return cursor_page([file_object(file) for file in page.items], page.has_more)
 
 
 # Stores
@@ -187,7 +196,7 @@ async def list_vector_stores(
     page = await services.vector_stores.list(
         principal.tenant, after=after, before=before, limit=limit, order=order
     )
-    return _list([store_object(store) for store in page.items], page.has_more)
+    return cursor_page([store_object(store) for store in page.items], page.has_more)
 
 
 @router.get("/{vector_store_id}", summary="Retrieve a vector store")
@@ -265,24 +274,9 @@ async def attach_file(
 
 @router.get("/{vector_store_id}/files", summary="List a vector store's files")
 async def list_files(
-    vector_store_id: StoreId,
-    services: ServicesDep,
-    principal: PrincipalDep,
-    after: Cursor = None,
-    before: Cursor = None,
-    limit: Limit = 20,
-    order: OrderQuery = "desc",
-    filter: StatusFilter = None,
+    vector_store_id: StoreId, listing: FileListingDep, services: ServicesDep, principal: PrincipalDep
 ) -> Response:
-    page = await services.vector_stores.list_files(
-        principal.tenant,
-        vector_store_id,
-        status=_status(filter),
-        after=after,
-        before=before,
-        limit=limit,
-        order=order,
-    )
+    page = await services.vector_stores.list_files(principal.tenant, vector_store_id, **asdict(listing))
     return _files(page)
 
 
@@ -383,23 +377,12 @@ async def cancel_file_batch(
 async def list_batch_files(
     vector_store_id: StoreId,
     batch_id: BatchId,
+    listing: FileListingDep,
     services: ServicesDep,
     principal: PrincipalDep,
-    after: Cursor = None,
-    before: Cursor = None,
-    limit: Limit = 20,
-    order: OrderQuery = "desc",
-    filter: StatusFilter = None,
 ) -> Response:
     page = await services.vector_stores.list_batch_files(
-        principal.tenant,
-        vector_store_id,
-        batch_id,
-        status=_status(filter),
-        after=after,
-        before=before,
-        limit=limit,
-        order=order,
+        principal.tenant, vector_store_id, batch_id, **asdict(listing)
     )
     return _files(page)
 
