@@ -279,12 +279,12 @@ async def cairn_chat(client: httpx.AsyncClient, model: str, max_tokens: int) -> 
     async with client.stream("POST", "/v1/chat/completions", json=body) as response:
         if response.status_code != 200:
             raise RuntimeError(f"HTTP {response.status_code}: {(await response.aread())[:300]!r}")
-        async for line in response.aiter_lines():
-            if not line.startswith("data: "):
+        async for line in response.aiter_lines():  # to the body's end, as the openai client reads it,
+            if done or not line.startswith("data: "):  # so that the connection is kept for the next
                 continue
             if line == "data: [DONE]":
                 done = True
-                break
+                continue
             collector.feed(orjson.loads(line[6:]))
     if not done:
         raise RuntimeError("the stream ended without [DONE]")
