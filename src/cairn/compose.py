@@ -21,6 +21,7 @@ from .adapters.embed_onnx import OnnxEmbeddingRuntime
 from .adapters.inference_llamacpp import LlamaCppRuntime
 from .adapters.inference_openai import OpenAICompatibleProvider
 from .adapters.locks_pg import PgSessionLocks
+from .adapters.mcp_http import StreamableHttpMcp
 from .adapters.packaged_models import packaged_chat_model, packaged_embedding_model
 from .adapters.ratelimit_memory import InProcessRateLimiter
 from .adapters.ratelimit_redis import RedisRateLimiter
@@ -160,7 +161,14 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
         )
         conversations = Conversations(conversation_rows)
         responses = Responses(
-            response_rows, AgentLoop(inference), inference, objects, vector_stores, conversations, jobs
+            response_rows,
+            AgentLoop(inference),
+            inference,
+            objects,
+            vector_stores,
+            conversations,
+            jobs,
+            StreamableHttpMcp(),
         )
         background = BackgroundResponses(responses)
         jobs.register(BACKGROUND_JOB, background, failed=background.failed)

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from ..core.errors import (
     CairnError,
     Conflict,
+    FailedDependency,
     Forbidden,
     InsufficientStorage,
     InvalidInput,
@@ -49,6 +50,7 @@ STATUS: dict[type[CairnError], int] = {
     Conflict: 409,
     Locked: 423,
     TooLarge: 413,
+    FailedDependency: 424,
     RateLimited: 429,
     Unavailable: 503,
     UpstreamFailed: 502,
@@ -79,6 +81,7 @@ ERROR_MEANINGS = {
     409: "The request contradicts the upload's state (wrong offset, already complete).",
     413: "Larger than the configured maximum.",
     423: "Another request holds the upload and did not let go in time; retry.",
+    424: "A server the request names (a remote MCP server) failed: it could not list its tools.",
     429: "The tenant's budget for this kind of request is spent; retry after Retry-After seconds.",
     503: "A dependency (the metadata database, the object store, Redis) is unavailable; retry.",
     507: "Not enough free storage.",

@@ -67,7 +67,7 @@ def _stream_error(exc: Exception) -> bytes:
     return frame({"type": "error", "code": code, "message": message, "param": param}, event="error")
 
 
-@router.post("", summary="Create a response")
+@router.post("", summary="Create a response", responses=error_responses(424))
 @charged_as(RouteClass.INFERENCE)
 async def create_response(body: CreateResponseRequest, services: ServicesDep, meter: MeterDep) -> Response:
     """Runs the model (and the tools this server runs) to the response's end; with ``stream: true`` the
@@ -106,7 +106,7 @@ def _tokens(run: Run) -> int:
     return int(usage.get("total_tokens") or 0)
 
 
-@router.post("/input_tokens", summary="Count a response's input tokens")
+@router.post("/input_tokens", summary="Count a response's input tokens", responses=error_responses(424))
 @charged_as(RouteClass.INFERENCE)
 async def count_input_tokens(body: ResponseContext, services: ServicesDep, meter: MeterDep) -> Response:
     """The tokens the model would read for this input, counted by the model itself (it reads the input

@@ -21,6 +21,8 @@
     │   ├── HostNotAllowed    a Host that is not a loopback name, without API keys
     │   └── CrossSiteRequest  a state-changing request from another site's page, without API keys
     ├── RequestTimeout        the client stopped sending the body
+    ├── FailedDependency      a server the request names failed it (an MCP server that cannot list its tools)
+    │   └── McpServerError    an MCP server unreachable, refusing, or silent too long (carries the error)
     ├── RateLimited           the tenant spent its budget for this kind of request (carries the retry delay)
     │   └── Busy              every slot of the model is taken and its queue is full
     └── Unavailable           a dependency (database, storage, Redis, a model runtime) cannot serve now
@@ -131,6 +133,22 @@ class CrossSiteRequest(Forbidden):
 
 class RequestTimeout(CairnError):
     code = "request_timeout"
+
+
+class FailedDependency(CairnError):
+    code = "failed_dependency"
+
+
+class McpServerError(FailedDependency):
+    """``error``: the failure as an ``mcp_call`` item shows it: ``{"type": "http_error", "code": <HTTP
+    status>, "message"}`` (the server, or the way to it, failed), or ``{"type": "mcp_protocol_error",
+    "code": <JSON-RPC code>, "message"}`` (the server answered with an error)."""
+
+    code = "mcp_server_error"
+
+    def __init__(self, message: str, *, kind: str, status: int) -> None:
+        super().__init__(message)
+        self.error = {"type": kind, "code": status, "message": message}
 
 
 class RateLimited(CairnError):

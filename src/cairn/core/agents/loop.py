@@ -15,6 +15,10 @@ One run:
    conversation, and the next step begins, with ``tool_choice`` back to ``auto`` (a forced choice is
    for the first step: forcing again would never end).
 
+A call of one of Cairn's tools that must wait for the client's approval (an MCP tool) is offered as one
+of the client's functions, so the run stops at it; once approved, the next run gets it in ``approved``
+(the messages ending with the assistant's call) and runs it before its first step, as step 0's.
+
 Bounds: ``max_steps`` inference steps (then ``incomplete``, ``max_steps``), ``max_tool_calls`` calls of
 Cairn's tools in all (once they are spent, the next steps offer the model only the client's tools; calls
 beyond the bound in one step are answered with an error the model reads), and ``max_output_tokens``
@@ -27,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -83,6 +87,7 @@ class LoopRequest:
     max_output_tokens: int | None = None
     max_steps: int = DEFAULT_MAX_STEPS
     sampling: Json = field(default_factory=dict)  # temperature, top_p, response_format, logprobs, …
+    approved: Sequence[tuple[ToolCall, ServerTool]] = ()  # held calls approved since: they run first
 
 
 # Events
@@ -158,7 +163,11 @@ class AgentLoop:
         tools = [*request.functions, *(tool.definition for tool in request.server_tools.values())]
         choice = request.tool_choice
         usage = {"input_tokens": 0, "output_tokens": 0}
-        server_calls = 0
+        approved = self._server_calls(0, request.approved, 0, request, messages)
+        async with contextlib.aclosing(approved):
+            async for event in approved:
+                yield event
+        server_calls = len(request.approved)
         for step in range(request.max_steps):
             budget = None
             if request.max_output_tokens is not None:
@@ -211,24 +220,42 @@ class AgentLoop:
             if not made:
                 yield self._done("completed", None, [], usage, messages)
                 return
-            for call in (call for call in made if call.name in request.server_tools):
-                started = self._clock()
-                yield ToolStarted(step, call)
-                server_calls += 1
-                if request.max_tool_calls is not None and server_calls > request.max_tool_calls:
-                    output = ToolOutput("", error=f"No more tool calls: at most {request.max_tool_calls}.")
-                else:
-                    output = await _run(request.server_tools[call.name], call)
-                yield ToolDone(step, call, output, started, self._clock())
-                messages.append(
-                    {"role": "tool", "tool_call_id": call.call_id, "content": output.error or output.text}
-                )
+            ours = [
+                (call, request.server_tools[call.name]) for call in made if call.name in request.server_tools
+            ]
+            running = self._server_calls(step, ours, server_calls, request, messages)
+            async with contextlib.aclosing(running):
+                async for event in running:
+                    yield event
+            server_calls += len(ours)
             pending = [call for call in made if call.name not in request.server_tools]
             if pending:
                 yield self._done("requires_action", None, pending, usage, messages)
                 return
             choice = "auto"
         yield self._done("incomplete", "max_steps", [], usage, messages)
+
+    async def _server_calls(
+        self,
+        step: int,
+        calls: Sequence[tuple[ToolCall, ServerTool]],
+        made_before: int,
+        request: LoopRequest,
+        messages: list[Json],
+    ) -> AsyncGenerator[LoopEvent, None]:
+        """Run calls of Cairn's tools, their outputs joining ``messages``; the calls beyond
+        ``max_tool_calls`` (``made_before`` were made) are answered with an error."""
+        for made, (call, tool) in enumerate(calls, made_before + 1):
+            started = self._clock()
+            yield ToolStarted(step, call)
+            if request.max_tool_calls is not None and made > request.max_tool_calls:
+                output = ToolOutput("", error=f"No more tool calls: at most {request.max_tool_calls}.")
+            else:
+                output = await _run(tool, call)
+            yield ToolDone(step, call, output, started, self._clock())
+            messages.append(
+                {"role": "tool", "tool_call_id": call.call_id, "content": output.error or output.text}
+            )
 
     @staticmethod
     def _done(

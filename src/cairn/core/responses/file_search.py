@@ -5,8 +5,6 @@ call as a ``file_search_call`` item, with its results when ``include`` asks for
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..agents.loop import ServerTool, ToolCall, ToolOutput
 from ..errors import InvalidInput
 from ..ports.inference import Json
@@ -84,7 +82,7 @@ def file_search_face(include_results: bool) -> ToolFace:
             query = None
         return {"queries": [query] if isinstance(query, str) else [], "results": None}
 
-    def result(call: ToolCall, details: Any) -> Json:
-        return {"results": details if include_results else None}
+    def result(call: ToolCall, output: ToolOutput) -> Json:
+        return {"results": output.details if include_results else None}
 
     return ToolFace("file_search_call", "fs_", fields, result, progress=("searching",))

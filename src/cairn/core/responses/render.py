@@ -7,14 +7,18 @@ A text answer streams ``response.output_item.added`` (a message, ``in_progress``
 function call streams ``output_item.added`` (arguments empty), ``function_call_arguments.delta`` for
 each piece, ``function_call_arguments.done`` and ``output_item.done``. A call of one of Cairn's own
 tools shows as that tool's item (``file_search_call``: ``in_progress``, ``searching``, ``completed``),
-never as a function call. Every event carries the next ``sequence_number``, from 0; the response object
+never as a function call; an ``mcp_call`` shows as the model writes it, as a function call does
+(``mcp_call_arguments.delta``, ``.done``), then runs (``mcp_call.in_progress``, ``.completed`` or
+``.failed``), and one that waits for the client's approval is an ``mcp_approval_request`` item alone.
+The MCP listings made for the response (``mcp_list_tools``) open its output, right after
+``response.in_progress``. Every event carries the next ``sequence_number``, from 0; the response object
 that ``response.completed`` (or ``incomplete``, ``failed``) carries holds the whole output.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +31,7 @@ from ..agents.loop import (
     ToolCall,
     ToolCallDelta,
     ToolDone,
+    ToolOutput,
     ToolStarted,
 )
 from ..ports.inference import Json
@@ -41,22 +46,32 @@ class ToolFace:
     item_type: str
     id_prefix: str
     fields: Callable[[ToolCall], Json]
-    result: Callable[[ToolCall, Any], Json]
+    result: Callable[[ToolCall, ToolOutput], Json]
     progress: tuple[str, ...] = ()  # events between ``in_progress`` and ``completed``, e.g. ``searching``
+    streams_arguments: bool = False  # shown as it is written: ``<item_type>_arguments.delta``, ``.done``
+    failed_event: bool = False  # a call that fails ends with ``<item_type>.failed``, not ``.completed``
+    held: ToolFace | None = None  # the model's calls wait for the client's approval, shown as this item
 
 
 class ResponseRenderer:
     """The response object, kept up to date event by event, and the stream events that say so."""
 
-    def __init__(self, response: Json, tools: Mapping[str, ToolFace], clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        response: Json,
+        tools: Mapping[str, ToolFace],
+        clock: Callable[[], float] = time.time,
+        listings: Sequence[Json] = (),
+    ):
         self.response = response
         self._tools = tools
+        self._listings = listings  # the mcp_list_tools items made for this response
         self._clock = clock
         self._sequence = 0
         self._message: Json | None = None  # the message item being written
         self._calls: dict[int, Json] = {}  # the step's function call items, by call index
-        self._hidden: set[int] = set()  # the step's call indexes that are Cairn's tools
-        self._tool_items: dict[str, Json] = {}  # Cairn's tool items, by call id
+        self._hidden: set[int] = set()  # the step's call indexes that are Cairn's tools, not yet shown
+        self._tool_items: dict[str, Json] = {}  # Cairn's tool items not yet done, by call id
 
     @property
     def output(self) -> list[Json]:
@@ -68,17 +83,36 @@ class ResponseRenderer:
         return event
 
     def opening(self) -> list[Json]:
-        """``response.created``, then ``response.in_progress`` (or, queued, ``response.queued``)."""
+        """``response.created``, then ``response.in_progress`` and the MCP listings (or, queued,
+        ``response.queued``)."""
         opened = [self.event("response.created", response=self._snapshot())]
-        after = "response.queued" if self.response["status"] == "queued" else "response.in_progress"
-        opened.append(self.event(after, response=self._snapshot()))
-        return opened
+        if self.response["status"] == "queued":
+            return [*opened, self.event("response.queued", response=self._snapshot())]
+        return [*opened, self.event("response.in_progress", response=self._snapshot()), *self._listed()]
 
     def started(self) -> list[Json]:
-        """A queued (background) response begins to run, after the two events of its ``opening``."""
+        """A queued (background) response begins to run, after the two events of its ``opening``: its
+        ``response.in_progress`` and the MCP listings."""
         self._sequence = max(self._sequence, 2)
         self.response["status"] = "in_progress"
-        return [self.event("response.in_progress", response=self._snapshot())]
+        return [self.event("response.in_progress", response=self._snapshot()), *self._listed()]
+
+    def _listed(self) -> list[Json]:
+        events = []
+        for listing in self._listings:
+            self.output.append(_copy(listing))
+            at = {"item_id": listing["id"], "output_index": len(self.output) - 1}
+            events += [
+                self.event(
+                    "response.output_item.added",
+                    output_index=at["output_index"],
+                    item={**listing, "tools": []},
+                ),
+                self.event("response.mcp_list_tools.in_progress", **at),
+                self.event("response.mcp_list_tools.completed", **at),
+                self.event("response.output_item.done", output_index=at["output_index"], item=_copy(listing)),
+            ]
+        return events
 
     def on(self, event: LoopEvent) -> list[Json]:
         if isinstance(event, TextDelta):
@@ -161,24 +195,18 @@ class ResponseRenderer:
         events = self._close_message()
         item = self._calls.get(event.index)
         if item is None:
-            if event.name in self._tools:
+            face = self._tools.get(event.name or "")
+            if face is not None and (face.held is not None or not face.streams_arguments):
                 self._hidden.add(event.index)
                 return events
-            item = self._calls[event.index] = {
-                "id": new_id("fc_"),
-                "type": "function_call",
-                "status": "in_progress",
-                "call_id": event.call_id or "",
-                "name": event.name or "",
-                "arguments": "",
-            }
+            item = self._calls[event.index] = _call_item(event, face)
             self.output.append(item)
             events.append(self._added(item))
         if event.arguments:
             item["arguments"] += event.arguments
             events.append(
                 self.event(
-                    "response.function_call_arguments.delta",
+                    f"response.{item['type']}_arguments.delta",
                     item_id=item["id"],
                     output_index=self.output.index(item),
                     delta=event.arguments,
@@ -189,45 +217,66 @@ class ResponseRenderer:
     def _step_done(self, event: InferenceDone) -> list[Json]:
         events = self._close_message("incomplete" if event.finish_reason == "length" else "completed")
         for index, call in enumerate(event.calls):
-            if call.name in self._tools:
+            face = self._tools.get(call.name)
+            if face is not None and face.held is not None:
+                events += self._held(call, face.held)
+                continue
+            if face is not None and not face.streams_arguments:
                 continue
             item = self._calls.get(index)
             if item is None:  # a call that came whole, with no piece before
                 events += self._call_piece(ToolCallDelta(event.step, index, call.call_id, call.name, ""))
                 item = self._calls[index]
-            item.update(call_id=call.call_id, name=call.name, arguments=call.arguments, status="completed")
-            at = self.output.index(item)
+            item["arguments"] = call.arguments
+            at = {"item_id": item["id"], "output_index": self.output.index(item)}
+            if face is not None:  # it runs next
+                self._tool_items[call.call_id] = item
+                events.append(
+                    self.event(f"response.{face.item_type}_arguments.done", **at, arguments=call.arguments)
+                )
+                continue
+            item.update(call_id=call.call_id, name=call.name, status="completed")
             events.append(
                 self.event(
-                    "response.function_call_arguments.done",
-                    item_id=item["id"],
-                    output_index=at,
-                    name=call.name,
-                    arguments=call.arguments,
+                    "response.function_call_arguments.done", **at, name=call.name, arguments=call.arguments
                 )
             )
-            events.append(self.event("response.output_item.done", output_index=at, item=_copy(item)))
+            events.append(
+                self.event("response.output_item.done", output_index=at["output_index"], item=_copy(item))
+            )
         return events
+
+    def _held(self, call: ToolCall, face: ToolFace) -> list[Json]:
+        """A call that waits for the client's approval: its item, whole."""
+        item = {"id": new_id(face.id_prefix), "type": face.item_type, **face.fields(call)}
+        self.output.append(item)
+        done = self.event("response.output_item.done", output_index=len(self.output) - 1, item=_copy(item))
+        return [self._added(item), done]
 
     def _tool_started(self, call: ToolCall) -> list[Json]:
         face = self._tools[call.name]
-        item = {"id": new_id(face.id_prefix), "type": face.item_type, "status": "in_progress"}
-        item.update(face.fields(call))
-        self._tool_items[call.call_id] = item
-        self.output.append(item)
-        at = {"item_id": item["id"], "output_index": len(self.output) - 1}
-        events = [self._added(item), self.event(f"response.{face.item_type}.in_progress", **at)]
+        events = []
+        item = self._tool_items.get(call.call_id)
+        if item is None:
+            item = {"id": new_id(face.id_prefix), "type": face.item_type, "status": "in_progress"}
+            item.update(face.fields(call))
+            self._tool_items[call.call_id] = item
+            self.output.append(item)
+            events.append(self._added(item))
+        at = {"item_id": item["id"], "output_index": self.output.index(item)}
+        events.append(self.event(f"response.{face.item_type}.in_progress", **at))
         events += [self.event(f"response.{face.item_type}.{step}", **at) for step in face.progress]
         return events
 
     def _tool_done(self, event: ToolDone) -> list[Json]:
         face = self._tools[event.call.name]
         item = self._tool_items.pop(event.call.call_id)
-        item.update(face.result(event.call, event.output.details))
+        item.update(face.result(event.call, event.output))
         item["status"] = "failed" if event.output.error else "completed"
+        ending = "failed" if event.output.error and face.failed_event else "completed"
         at = self.output.index(item)
         return [
-            self.event(f"response.{face.item_type}.completed", item_id=item["id"], output_index=at),
+            self.event(f"response.{face.item_type}.{ending}", item_id=item["id"], output_index=at),
             self.event("response.output_item.done", output_index=at, item=_copy(item)),
         ]
 
@@ -235,6 +284,14 @@ class ResponseRenderer:
 
     def _finished(self, done: LoopDone) -> list[Json]:
         events = self._close_message()
+        for item in self._tool_items.values():  # written, never run: the model's output was cut
+            item["status"] = "incomplete"
+            events.append(
+                self.event(
+                    "response.output_item.done", output_index=self.output.index(item), item=_copy(item)
+                )
+            )
+        self._tool_items.clear()
         usage = done.usage
         self.response["usage"] = {
             "input_tokens": usage["input_tokens"],
@@ -265,6 +322,22 @@ class ResponseRenderer:
     def _snapshot(self) -> Json:
         snapshot: Json = _copy(self.response)
         return snapshot
+
+
+def _call_item(first: ToolCallDelta, face: ToolFace | None) -> Json:
+    """The item of a call the model begins to write: the client's function call, or a call of one of
+    Cairn's tools that shows as it is written."""
+    if face is None:
+        return {
+            "id": new_id("fc_"),
+            "type": "function_call",
+            "status": "in_progress",
+            "call_id": first.call_id or "",
+            "name": first.name or "",
+            "arguments": "",
+        }
+    fields = face.fields(ToolCall(first.call_id or "", first.name or "", ""))
+    return {"id": new_id(face.id_prefix), "type": face.item_type, "status": "in_progress", **fields}
 
 
 def _copy(value: Any) -> Any:

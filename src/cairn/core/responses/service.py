@@ -13,8 +13,9 @@ events, and ``finish`` runs it whole and returns the response object.
 - Background (``background: true``): ``submit`` queues the run as a durable job
   (``core.responses.background``), whose events are kept for streams read again (``events``).
 - Tools: ``function`` tools are the client's (the response ends with their ``function_call`` items, and
-  the next request answers them with ``function_call_output``); ``file_search`` runs here. A tool this
-  server does not run is a 400 naming it.
+  the next request answers them with ``function_call_output``); ``file_search`` runs here, and ``mcp``
+  on a remote MCP server (``core.responses.mcp``: listed in ``start``, approvals answered there too). A
+  tool this server does not run is a 400 naming it.
 - Storage (``store``, true by default): the row is written when the response starts (``in_progress``)
   and replaced when it ends; a run that is stopped (its client left) ends ``cancelled``, one that fails
   ``failed``. ``store: false`` writes nothing. A response in a conversation appends its input and
@@ -40,6 +41,7 @@ from ..inference.router import InferenceRouter
 from ..jobs import JobRunner
 from ..objects import ObjectEngine
 from ..ports.inference import Json, ModelType
+from ..ports.mcp import McpClient
 from ..ports.objects import Order
 from ..ports.responses import ResponseRows
 from ..records import ObjectRecord, Page, StoredResponse
@@ -47,6 +49,7 @@ from ..vectors.stores import VectorStores
 from .events import EventLog
 from .file_search import file_search_face, file_search_tool
 from .items import input_items
+from .mcp import McpTools, mcp_tool_choice, mcp_tools, shown_tools
 from .render import ResponseRenderer, ToolFace
 from .transcript import MAX_ATTACHMENT_BYTES, messages_for
 
@@ -104,6 +107,7 @@ class Responses:
         vector_stores: VectorStores,
         conversations: Conversations,
         jobs: JobRunner,
+        mcp: McpClient,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.rows = rows
@@ -114,6 +118,7 @@ class Responses:
         self._objects = objects
         self._vector_stores = vector_stores
         self._conversations = conversations
+        self._mcp = mcp
         self._clock = clock
 
     # Create
@@ -149,7 +154,9 @@ class Responses:
             history = []
         _answers_known_calls(history, new_items)
         include = set(body.get("include") or ())
-        functions, server_tools, faces = self._tools(tenant, body.get("tools") or [], include)
+        functions, server_tools, faces, mcp = await self._tools(
+            tenant, body.get("tools") or [], include, history, new_items
+        )
         for tool in body.get("tools") or ():  # the stores file_search reads are the tenant's, now
             for store_id in tool.get("vector_store_ids") or () if tool["type"] == "file_search" else ():
                 await self._vector_stores.get(tenant, store_id)
@@ -165,16 +172,17 @@ class Responses:
             messages=messages,
             functions=functions,
             server_tools=server_tools,
-            tool_choice=_tool_choice(body.get("tool_choice"), functions, server_tools),
+            tool_choice=_tool_choice(body.get("tool_choice"), functions, server_tools, mcp),
             parallel_tool_calls=_given(body.get("parallel_tool_calls"), True),
             max_tool_calls=body.get("max_tool_calls"),
             max_output_tokens=body.get("max_output_tokens"),
             max_steps=body.get("max_infer_iters") or DEFAULT_MAX_STEPS,
             sampling=_sampling(body, include),
+            approved=mcp.approved,
         )
         return Run(
             tenant=tenant,
-            renderer=ResponseRenderer(response, faces, clock=self._clock),
+            renderer=ResponseRenderer(response, faces, clock=self._clock, listings=mcp.listings),
             loop_request=loop_request,
             input_items=new_items,
             store=_given(body.get("store"), True),
@@ -248,7 +256,7 @@ class Responses:
         """The tokens the model would read for ``body``, counted by the model itself: it reads the
         context (tools and instructions included) and writes one token. Nothing is kept."""
         run = await self.start(tenant, {**body, "store": False})
-        request = replace(run.loop_request, max_output_tokens=1, max_steps=1)
+        request = replace(run.loop_request, max_output_tokens=1, max_steps=1, approved=())
         events = self._loop.run(request)
         async with contextlib.aclosing(events):
             async for event in events:
@@ -343,9 +351,14 @@ class Responses:
             next_id = row.previous_response_id
         return [item for row in reversed(chain) for item in (*row.input_items, *row.response["output"])]
 
-    def _tools(
-        self, tenant: str, tools: builtins.list[Json], include: set[str]
-    ) -> tuple[builtins.list[Json], dict[str, ServerTool], dict[str, ToolFace]]:
+    async def _tools(
+        self,
+        tenant: str,
+        tools: builtins.list[Json],
+        include: set[str],
+        history: builtins.list[Json],
+        new_items: builtins.list[Json],
+    ) -> tuple[builtins.list[Json], dict[str, ServerTool], dict[str, ToolFace], McpTools]:
         functions: builtins.list[Json] = []
         server: dict[str, ServerTool] = {}
         faces: dict[str, ToolFace] = {}
@@ -362,15 +375,17 @@ class Responses:
                 built = file_search_tool(tool, self._vector_stores, tenant)
                 server[built.name] = built
                 faces[built.name] = file_search_face("file_search_call.results" in include)
-            else:
+            elif kind != "mcp":  # the mcp tools are read together, below
                 raise InvalidInput(
                     f"The tool `{kind}` is not available on this server.", param=f"tools[{at}].type"
                 )
-        names = [f["function"]["name"] for f in functions]
-        clash = next((name for name in names if name in server or names.count(name) > 1), None)
+        mcp = await mcp_tools(self._mcp, tools, history, new_items)
+        functions += mcp.functions
+        names = [f["function"]["name"] for f in functions] + [*server, *mcp.server_tools]
+        clash = next((name for name in names if names.count(name) > 1), None)
         if clash is not None:
             raise InvalidInput(f"Two tools are named `{clash}`.", param="tools")
-        return functions, server, faces
+        return functions, {**server, **mcp.server_tools}, {**faces, **mcp.faces}, mcp
 
     def _file_reader(self, tenant: str) -> Callable[[str], Any]:
         async def read(file_id: str) -> tuple[ObjectRecord, bytes]:
@@ -452,7 +467,9 @@ def _resolved(items: list[Json], history: list[Json]) -> list[Json]:
     return resolved
 
 
-def _tool_choice(choice: Any, functions: list[Json], server: Mapping[str, ServerTool]) -> str | Json:
+def _tool_choice(
+    choice: Any, functions: list[Json], server: Mapping[str, ServerTool], mcp: McpTools
+) -> str | Json:
     if choice is None or choice in ("auto", "none", "required"):
         return choice or "auto"
     kind = choice.get("type")
@@ -464,6 +481,8 @@ def _tool_choice(choice: Any, functions: list[Json], server: Mapping[str, Server
                 param="tool_choice.name",
             )
         return {"type": "function", "function": {"name": name}}
+    if kind == "mcp":
+        return mcp_tool_choice(choice, mcp)
     if kind in server:  # {"type": "file_search"}: that tool, forced
         return {"type": "function", "function": {"name": kind}}
     raise InvalidInput(f"tool_choice `{kind}` names no tool of this request.", param="tool_choice")
@@ -517,7 +536,7 @@ def _response_object(body: Json, rid: str, now: int, model: str, conversation_id
         "temperature": _given(body.get("temperature"), 1.0),
         "text": {"format": (body.get("text") or {}).get("format") or {"type": "text"}, "verbosity": "medium"},
         "tool_choice": body.get("tool_choice") or "auto",
-        "tools": body.get("tools") or [],
+        "tools": shown_tools(body.get("tools") or []),
         "top_logprobs": body.get("top_logprobs") or 0,
         "top_p": _given(body.get("top_p"), 1.0),
         "presence_penalty": 0.0,

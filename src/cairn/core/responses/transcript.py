@@ -8,8 +8,11 @@ conversation's, then the new input) turned into chat-completions messages for th
   extracted as file search extracts it (a PDF's text, a DOCX's, …), under a line naming the file.
 - ``function_call`` items join the assistant message before them as its tool calls;
   ``function_call_output`` items become ``tool`` messages. A call of one of Cairn's tools
-  (``file_search_call``) becomes such a pair too, its results the tool message's text.
-- Items a model cannot read (``reasoning``, MCP listings, approvals) are left out.
+  (``file_search_call``, ``mcp_call``) becomes such a pair too, its results (or its error) the tool
+  message's text.
+- An ``mcp_approval_request`` that the items answer is the assistant's call; its answer is the
+  ``mcp_call`` that ran once approved (``approval_request_id``), or, refused, a tool message saying so.
+  One not answered (yet) is left out, as are the items a model cannot read (``reasoning``, MCP listings).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ..errors import InvalidInput
 from ..ports.inference import Json
 from ..records import ObjectRecord
 from ..vectors.extract import extract_text
+from .mcp import mcp_call_answer
 
 MAX_ATTACHMENT_BYTES = 32 << 20
 FileBytes = Callable[[str], Awaitable[tuple[ObjectRecord, bytes]]]
@@ -31,6 +35,7 @@ FileBytes = Callable[[str], Awaitable[tuple[ObjectRecord, bytes]]]
 
 async def messages_for(items: list[Json], instructions: str | None, read_file: FileBytes) -> list[Json]:
     messages: list[Json] = [{"role": "system", "content": instructions}] if instructions else []
+    answered = {item["approval_request_id"] for item in items if item.get("type") == "mcp_approval_response"}
     for item in items:
         kind = item.get("type", "message")
         if kind == "message":
@@ -47,6 +52,17 @@ async def messages_for(items: list[Json], instructions: str | None, read_file: F
             messages.append(
                 {"role": "tool", "tool_call_id": call_id, "content": json.dumps(item.get("results"))}
             )
+        elif kind == "mcp_call":
+            call_id = item.get("approval_request_id") or item["id"]
+            if call_id == item["id"]:  # an approved call's call is its approval request
+                _call(messages, call_id, item["name"], item["arguments"] or "{}")
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": mcp_call_answer(item)})
+        elif kind == "mcp_approval_request" and item["id"] in answered:
+            _call(messages, item["id"], item["name"], item["arguments"] or "{}")
+        elif kind == "mcp_approval_response" and not item["approve"]:
+            reason = f" The reason given: {item['reason']}" if item.get("reason") else ""
+            refusal = f"The user did not approve this call: it did not run.{reason}"
+            messages.append({"role": "tool", "tool_call_id": item["approval_request_id"], "content": refusal})
     return messages
 
 
