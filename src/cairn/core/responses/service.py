@@ -490,7 +490,7 @@ def _tool_choice(
 
 def _sampling(body: Json, include: set[str]) -> Json:
     sampling: Json = {}
-    for name in ("temperature", "top_p", "user"):
+    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty", "user"):
         if body.get(name) is not None:
             sampling[name] = body[name]
     text_format = (body.get("text") or {}).get("format") or {"type": "text"}
@@ -539,8 +539,8 @@ def _response_object(body: Json, rid: str, now: int, model: str, conversation_id
         "tools": shown_tools(body.get("tools") or []),
         "top_logprobs": body.get("top_logprobs") or 0,
         "top_p": _given(body.get("top_p"), 1.0),
-        "presence_penalty": 0.0,
-        "frequency_penalty": 0.0,
+        "presence_penalty": _given(body.get("presence_penalty"), 0.0),
+        "frequency_penalty": _given(body.get("frequency_penalty"), 0.0),
         "truncation": body.get("truncation") or "disabled",
         "usage": None,
         "user": body.get("user"),
