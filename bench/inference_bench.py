@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,20 @@ def verdict(ok: bool) -> str:
 
 def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def run_bench(
+    name: str, settings: str, measure: Callable[[Path], Coroutine[Any, Any, None]], report: Callable[[], int]
+) -> int:
+    """The head of a run (revision, CPUs, load average, ``settings``), ``measure`` in a fresh work
+    directory, its ``report`` (which returns the targets it found not met), and the time it all took."""
+    print(f"cairn {git_rev()}; {len(os.sched_getaffinity(0))} CPUs; load average {loadavg()}; {settings}\n")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"cairn-{name}.") as work:
+        asyncio.run(measure(Path(work)))
+    missed = report()
+    print(f"\nelapsed {time.monotonic() - started:.0f} s; {missed} target(s) not met")
+    return 0
 
 
 def git_rev() -> str:
@@ -697,18 +711,14 @@ def main() -> int:
     parser.add_argument("--context", type=int, default=4096, help="CAIRN_CHAT_CONTEXT (default 4096)")
     parser.add_argument("--queue", type=int, default=16, help="CAIRN_CHAT_QUEUE (default 16)")
     args = parser.parse_args()
-    print(
-        f"cairn {git_rev()}; {len(os.sched_getaffinity(0))} CPUs; load average {loadavg()}; "
-        f"threads {args.threads}, slots {args.slots}, context {args.context}, queue {args.queue} "
-        f"(both sides); runs {args.runs}\n"
-    )
-    started = time.monotonic()
     res = Results()
-    with tempfile.TemporaryDirectory(prefix="cairn-inference-bench.") as work:
-        asyncio.run(bench(args, Path(work), res))
-    missed = report(args, res)
-    print(f"\nelapsed {time.monotonic() - started:.0f} s; {missed} target(s) not met")
-    return 0
+    settings = (
+        f"threads {args.threads}, slots {args.slots}, context {args.context}, queue {args.queue} "
+        f"(both sides); runs {args.runs}"
+    )
+    return run_bench(
+        "inference-bench", settings, lambda work: bench(args, work, res), lambda: report(args, res)
+    )
 
 
 if __name__ == "__main__":

@@ -44,9 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -57,7 +55,7 @@ from typing import Any
 import httpx
 import orjson
 from _harness import QUIET, Server
-from inference_bench import CpuMeter, alternate, git_rev, loadavg, log, med, pct, table, verdict
+from inference_bench import CpuMeter, alternate, loadavg, log, med, pct, run_bench, table, verdict
 from vector_batch_bench import vm_bytes
 
 MiB = 1 << 20
@@ -420,17 +418,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of concurrent streams (default 2)")
     parser.add_argument("--no-store", action="store_true", help="responses with store false")
     args = parser.parse_args()
-    print(
-        f"cairn {git_rev()}; {len(os.sched_getaffinity(0))} CPUs; load average {loadavg()}; tokens "
-        f"{args.tokens}, streams {args.streams}, store {not args.no_store}\n"
-    )
-    started = time.monotonic()
     res = Results()
-    with tempfile.TemporaryDirectory(prefix="cairn-responses-bench.") as work:
-        asyncio.run(bench(args, Path(work), res))
-    missed = report(args, res)
-    print(f"\nelapsed {time.monotonic() - started:.0f} s; {missed} target(s) not met")
-    return 0
+    settings = f"tokens {args.tokens}, streams {args.streams}, store {not args.no_store}"
+    return run_bench(
+        "responses-bench", settings, lambda work: bench(args, work, res), lambda: report(args, res)
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -43,7 +42,7 @@ from typing import Any
 
 import httpx
 from _harness import QUIET, REPO, Server
-from inference_bench import CpuMeter, git_rev, loadavg, log, pct, table, verdict
+from inference_bench import CpuMeter, loadavg, log, pct, run_bench, table, verdict
 
 from cairn.adapters.embed_onnx import OnnxEmbeddingRuntime
 from cairn.adapters.packaged_models import packaged_embedding_model
@@ -382,17 +381,11 @@ def main() -> int:
         parser.error(f"--files must be from 1 to {MAX_FILES} (one batch)")
     if not 1 <= args.smallest <= args.largest:
         parser.error("need 1 <= --smallest <= --largest")
-    print(
-        f"cairn {git_rev()}; {len(os.sched_getaffinity(0))} CPUs; load average {loadavg()}; "
-        f"threads {args.threads} (both sides), job workers {args.job_workers}; {args.files} files\n"
-    )
-    started = time.monotonic()
     res = Results()
-    with tempfile.TemporaryDirectory(prefix="cairn-vector-batch-bench.") as work:
-        asyncio.run(bench(args, Path(work), res))
-    missed = report(args, res)
-    print(f"\nelapsed {time.monotonic() - started:.0f} s; {missed} target(s) not met")
-    return 0
+    settings = f"threads {args.threads} (both sides), job workers {args.job_workers}; {args.files} files"
+    return run_bench(
+        "vector-batch-bench", settings, lambda work: bench(args, work, res), lambda: report(args, res)
+    )
 
 
 if __name__ == "__main__":
