@@ -26,6 +26,7 @@ from .adapters.packaged_models import packaged_chat_model, packaged_embedding_mo
 from .adapters.ratelimit_memory import InProcessRateLimiter
 from .adapters.ratelimit_redis import RedisRateLimiter
 from .adapters.sessions_s3 import S3SessionStaging
+from .adapters.sql.agents import SqlAgentRows
 from .adapters.sql.completions import SqlChatCompletionRows
 from .adapters.sql.conversations import SqlConversationRows
 from .adapters.sql.engine import SqlDatabase
@@ -51,6 +52,7 @@ from .core.inference.router import InferenceRouter
 from .core.inference.stored import StoredCompletions
 from .core.jobs import JobRunner
 from .core.objects import ObjectEngine
+from .core.ports.agents import AgentRows
 from .core.ports.blobs import BlobStore, ReportsFreeSpace
 from .core.ports.completions import ChatCompletionRows
 from .core.ports.conversations import ConversationRows
@@ -89,6 +91,7 @@ class Composition:
     completion_rows: ChatCompletionRows
     conversation_rows: ConversationRows
     response_rows: ResponseRows
+    agent_rows: AgentRows
     job_rows: JobRows
     vector_index: VectorIndex
     blobs: BlobStore
@@ -145,6 +148,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
         completion_rows = SqlChatCompletionRows(database)
         conversation_rows = SqlConversationRows(database)
         response_rows = SqlResponseRows(database)
+        agent_rows = SqlAgentRows(database)
         job_rows = SqlJobRows(database)
         vector_index: VectorIndex = (
             SqliteVectorIndex(database) if database.dialect == "sqlite" else PgVectorIndex(database)
@@ -198,6 +202,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             completion_rows=completion_rows,
             conversation_rows=conversation_rows,
             response_rows=response_rows,
+            agent_rows=agent_rows,
             job_rows=job_rows,
             vector_index=vector_index,
             blobs=blobs,

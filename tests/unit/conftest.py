@@ -8,6 +8,7 @@ import pytest
 
 from cairn.compose import Composition, composed
 from cairn.core.objects import ObjectEngine
+from cairn.core.ports.agents import AgentRows
 from cairn.core.ports.blobs import BlobStore
 from cairn.core.ports.completions import ChatCompletionRows
 from cairn.core.ports.conversations import ConversationRows
@@ -94,6 +95,11 @@ def conversation_rows(composition: Composition) -> ConversationRows:
 @pytest.fixture
 def response_rows(composition: Composition) -> ResponseRows:
     return composition.response_rows
+
+
+@pytest.fixture
+def agent_rows(composition: Composition) -> AgentRows:
+    return composition.agent_rows
 
 
 @pytest.fixture

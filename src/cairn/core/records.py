@@ -247,3 +247,40 @@ class ConversationRecord:
     tenant: str
     created_at: int  # seconds since the epoch
     metadata: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecord:
+    """An agent of Llama Stack's Agents API: its configuration, as the service normalised it."""
+
+    id: str  # a UUID, as Llama Stack's
+    tenant: str
+    created_at: float  # seconds since the epoch
+    config: dict[str, Any]  # the ``AgentConfig`` object
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSessionRecord:
+    """A session with an agent; its turns are kept beside it, in order."""
+
+    id: str
+    tenant: str
+    agent_id: str
+    name: str
+    started_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRecord:
+    """A turn of a session as its row keeps it. ``turn`` is the ``Turn`` object as last shown;
+    ``pending``, while the turn awaits the client's tool results (``awaiting_input``), is what its resume
+    needs (the in-progress ``tool_execution`` step, the turn's own tool settings). ``revision`` counts
+    the writes of the row, so that of two resumes of one turn only the first is kept."""
+
+    id: str
+    tenant: str
+    session_id: str
+    status: str  # awaiting_input or completed
+    turn: dict[str, Any]
+    pending: dict[str, Any] | None = None
+    revision: int = 0

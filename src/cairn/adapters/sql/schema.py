@@ -199,3 +199,41 @@ conversation_items = sa.Table(
     sa.Column("item", sa.Text, nullable=False),  # a JSON object
     sa.Index("ix_conversation_items_item_id", "conversation_id", "item_id", unique=True),
 )
+
+
+# Llama Stack's Agents API: agents, their sessions, and each session's turns in append order (``seq``)
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("config", sa.Text, nullable=False),  # the AgentConfig, a JSON object
+    sa.Index("ix_agents_tenant_created_at", "tenant", "created_at", "id"),
+)
+
+agent_sessions = sa.Table(
+    "agent_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("agent_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("started_at", sa.Double, nullable=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),  # the ``seq`` of the last turn appended
+    sa.Index("ix_agent_sessions_agent_started_at", "agent_id", "started_at", "id"),
+)
+
+agent_turns = sa.Table(
+    "agent_turns",
+    metadata,
+    sa.Column("session_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("turn_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("turn", sa.Text, nullable=False),  # the Turn, a JSON object
+    sa.Column("pending", sa.Text, nullable=True),  # what a resume needs, a JSON object
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Index("ix_agent_turns_turn_id", "session_id", "turn_id", unique=True),
+)
