@@ -38,6 +38,8 @@ FACE_MODULES = (
     "vector_io",
     "conversations",
     "responses",
+    "agents",
+    "tool_groups",
     "artifacts",
     "buckets",
     "tus",

@@ -42,6 +42,7 @@ from .adapters.vectors_pg import PgVectorIndex
 from .adapters.vectors_sqlite import SqliteVectorIndex
 from .api.deps import Services
 from .core.agents.loop import AgentLoop
+from .core.agents.service import Agents
 from .core.auth import ApiKeys, is_loopback_host
 from .core.conversations import Conversations
 from .core.errors import Unavailable
@@ -164,9 +165,10 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             settings, vector_store_rows, vector_index, objects, inference, jobs, _chunk_tokenizer()
         )
         conversations = Conversations(conversation_rows)
+        loop = AgentLoop(inference)
         responses = Responses(
             response_rows,
-            AgentLoop(inference),
+            loop,
             inference,
             objects,
             vector_stores,
@@ -186,6 +188,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             vector_io=RawChunks(vector_stores, inference),
             conversations=conversations,
             responses=responses,
+            agents=Agents(agent_rows, loop, inference, vector_stores),
             jobs=jobs,
             inference_limits=InferenceLimits(limiter, streams_per_tenant=limits.inference_streams_per_tenant),
             rate_limiter=limiter,

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from ..core.agents.service import Agents
 from ..core.auth import ApiKeys, Principal
 from ..core.conversations import Conversations
 from ..core.health import Probe
@@ -37,6 +38,8 @@ class Services:
     """Llama Stack's vector-io: chunks inserted into and queried from the vector stores."""
     conversations: Conversations
     responses: Responses
+    agents: Agents
+    """Llama Stack's Agents API, on the same agent loop as the Responses API."""
     jobs: JobRunner
     """Background work; the app starts it and closes it before the database."""
     inference_limits: InferenceLimits

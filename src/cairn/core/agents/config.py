@@ -1,0 +1,126 @@
+"""An agent's configuration (Llama Stack's ``AgentConfig``, as the face checked and completed it) as the
+agent loop takes it: its sampling, its client tools as functions, its ``tool_choice``; and the settings
+this server cannot honour, refused by name.
+
+- ``sampling_params``: ``greedy`` is temperature 0; ``top_p`` its temperature and ``top_p``; ``top_k``
+  its ``top_k``; ``max_tokens`` (0: none) bounds each inference step, as in Llama Stack;
+  ``repetition_penalty`` is llama.cpp's ``repeat_penalty``; ``stop`` as given.
+- ``response_format``: ``json_schema`` constrains every answer to the schema; ``grammar`` is refused.
+- ``client_tools``: each a function whose parameters are the tool's (Llama Stack's list of parameters,
+  or a JSON schema as ``input_schema``); a call of one ends the turn's run for the client to answer.
+- ``tool_config.tool_choice``: ``auto``, ``none``, ``required``, or the name of one tool, which the first
+  inference step of the turn must call; ``system_message_behavior`` ``replace`` is refused (tools are
+  described to the model by the model's own chat template, not in a system prompt Cairn writes).
+  ``tool_prompt_format`` is accepted and changes nothing, for the same reason.
+- ``input_shields`` and ``output_shields``: this server has no shields, so any is refused by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..errors import InvalidInput
+from ..ports.inference import Json
+
+PARAMETER_TYPES = {
+    "str": "string",
+    "string": "string",
+    "int": "integer",
+    "integer": "integer",
+    "float": "number",
+    "number": "number",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "list": "array",
+    "array": "array",
+    "dict": "object",
+    "object": "object",
+}
+"""Llama Stack's ``parameter_type`` (a Python type's name, from ``@client_tool``, or a JSON type) as a
+JSON schema type; any other leaves the parameter's type open."""
+
+
+def refuse_unsupported(config: Json, param: str) -> None:
+    for kind in ("input_shields", "output_shields"):
+        if config.get(kind):
+            raise InvalidInput(
+                f"There are no shields on this server: `{config[kind][0]}` cannot be used.",
+                param=f"{param}.{kind}",
+            )
+    if (config.get("response_format") or {}).get("type") == "grammar":
+        raise InvalidInput(
+            "A grammar response_format is not supported here; use json_schema.",
+            param=f"{param}.response_format",
+        )
+    check_tool_config(config.get("tool_config") or {}, f"{param}.tool_config")
+
+
+def check_tool_config(tool_config: Json, param: str) -> None:
+    if tool_config.get("system_message_behavior") == "replace":
+        raise InvalidInput(
+            "system_message_behavior `replace` is not supported here: tools are described to the model "
+            "by its chat template.",
+            param=f"{param}.system_message_behavior",
+        )
+
+
+def sampling(config: Json) -> Json:
+    params = config.get("sampling_params") or {}
+    strategy = params.get("strategy") or {"type": "greedy"}
+    chosen: Json = {}
+    if strategy["type"] == "greedy":
+        chosen["temperature"] = 0.0
+    elif strategy["type"] == "top_p":
+        chosen.update(
+            {key: strategy[key] for key in ("temperature", "top_p") if strategy.get(key) is not None}
+        )
+    else:
+        chosen["top_k"] = strategy["top_k"]
+    if params.get("max_tokens"):
+        chosen["max_tokens"] = params["max_tokens"]
+    if params.get("repetition_penalty") not in (None, 1.0):
+        chosen["repeat_penalty"] = params["repetition_penalty"]
+    if params.get("stop"):
+        chosen["stop"] = params["stop"]
+    response_format = config.get("response_format")
+    if response_format is not None:
+        schema = {"name": "response", "schema": response_format["json_schema"]}
+        chosen["response_format"] = {"type": "json_schema", "json_schema": schema}
+    return chosen
+
+
+def client_functions(tools: Iterable[Json], param: str) -> list[Json]:
+    functions = []
+    for at, tool in enumerate(tools):
+        function: Json = {"name": tool["name"], "parameters": _parameters(tool, f"{param}[{at}]")}
+        if tool.get("description"):
+            function["description"] = tool["description"]
+        functions.append({"type": "function", "function": function})
+    return functions
+
+
+def _parameters(tool: Json, param: str) -> Json:
+    if tool.get("input_schema") is not None:
+        if tool.get("parameters"):
+            raise InvalidInput("Give a tool's parameters or its input_schema, not both.", param=param)
+        return dict(tool["input_schema"])
+    properties: Json = {}
+    for parameter in tool.get("parameters") or ():
+        schema: Json = {"description": parameter["description"]}
+        kind = PARAMETER_TYPES.get(parameter["parameter_type"].lower())
+        if kind is not None:
+            schema["type"] = kind
+        for key in ("default", "items", "title"):
+            if parameter.get(key) is not None:
+                schema[key] = parameter[key]
+        properties[parameter["name"]] = schema
+    required = [p["name"] for p in tool.get("parameters") or () if p.get("required", True)]
+    return {"type": "object", "properties": properties, "required": required}
+
+
+def tool_choice(choice: str | None, names: Iterable[str], param: str) -> str | Json:
+    if choice in (None, "auto", "none", "required"):
+        return choice or "auto"
+    if choice not in set(names):
+        raise InvalidInput(f"tool_choice `{choice}` names no tool of this agent.", param=param)
+    return {"type": "function", "function": {"name": choice}}

@@ -1,0 +1,184 @@
+"""The tool groups an agent may name (Llama Stack's ``toolgroups``), and the tools Cairn runs for them.
+
+One group is served: ``builtin::rag``, whose one tool ``knowledge_search`` searches the vector stores
+the group's ``args`` name (``vector_db_ids``: ``vs_…`` stores of the Vector Stores API) and answers as
+Llama Stack's RAG tool does (the chunks found, between a header and a footer, then a reminder of the
+query). An agent names a group (``builtin::rag``), one of its tools (``builtin::rag/knowledge_search``),
+or either with ``args`` (``{"name": …, "args": {…}}``). A group this server does not have (web search,
+code interpreter, Wolfram Alpha, MCP) is refused by name, never left out in silence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidInput, NotFound
+from ..ports.inference import Json
+from ..vectors.stores import VectorStores
+from .loop import ServerTool, ToolOutput
+
+RAG = "builtin::rag"
+KNOWLEDGE_SEARCH = "knowledge_search"
+PROVIDER = "rag-runtime"
+MAX_STORES = 16
+MAX_CHUNKS = 50
+DEFAULT_CHUNKS = 5  # Llama Stack's ``RAGQueryConfig.max_chunks``
+SEARCH_MODES = ("vector", "keyword", "hybrid")
+
+
+@dataclass(frozen=True)
+class ToolParameter:
+    name: str
+    parameter_type: str
+    description: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool as Llama Stack lists it (``GET /v1/tools``)."""
+
+    name: str
+    description: str
+    parameters: tuple[ToolParameter, ...]
+
+    def definition(self) -> Json:
+        """As the model sees it: a chat-completions function."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        p.name: {"type": p.parameter_type, "description": p.description}
+                        for p in self.parameters
+                    },
+                    "required": [p.name for p in self.parameters if p.required],
+                },
+            },
+        }
+
+
+GROUPS: dict[str, tuple[ToolSpec, ...]] = {
+    RAG: (
+        ToolSpec(
+            KNOWLEDGE_SEARCH,
+            "Search for information in a database.",
+            (
+                ToolParameter(
+                    "query",
+                    "string",
+                    "The query to search for. Can be a natural language sentence or keywords.",
+                ),
+            ),
+        ),
+    ),
+}
+"""Every group this server has, with its tools."""
+
+
+def group_of(name: str) -> str:
+    """The group a toolgroup name or a ``group/tool`` name names."""
+    return name.split("/", 1)[0]
+
+
+async def server_tools(
+    toolgroups: Sequence[str | Json], vector_stores: VectorStores, tenant: str, param: str
+) -> dict[str, ServerTool]:
+    """The tools of ``toolgroups`` (an agent's, then a turn's), checked: ``InvalidInput`` naming the
+    entry (``param[i]``) for a group or tool this server does not have, or arguments it cannot honour."""
+    tools: dict[str, ServerTool] = {}
+    for at, entry in enumerate(toolgroups):
+        where = f"{param}[{at}]"
+        name, args = (entry, {}) if isinstance(entry, str) else (entry["name"], entry.get("args") or {})
+        group = group_of(name)
+        if group not in GROUPS:
+            raise InvalidInput(f"The tool group `{group}` is not available on this server.", param=where)
+        specs = GROUPS[group]
+        if name != group:
+            specs = tuple(spec for spec in specs if f"{group}/{spec.name}" == name)
+            if not specs:
+                raise InvalidInput(f"The tool group `{group}` has no tool `{name}`.", param=where)
+        for spec in specs:
+            if spec.name in tools:
+                raise InvalidInput(f"The tool `{spec.name}` is named twice.", param=where)
+            tools[spec.name] = await _knowledge_search(spec, args, vector_stores, tenant, f"{where}.args")
+    return tools
+
+
+async def _knowledge_search(
+    spec: ToolSpec, args: Json, vector_stores: VectorStores, tenant: str, param: str
+) -> ServerTool:
+    unknown = set(args) - {"vector_db_ids", "query_config"}
+    if unknown:
+        raise InvalidInput(f"`{RAG}` takes no argument `{sorted(unknown)[0]}`.", param=param)
+    store_ids = args.get("vector_db_ids")
+    if (
+        not isinstance(store_ids, list)
+        or not 1 <= len(store_ids) <= MAX_STORES
+        or not all(isinstance(store_id, str) for store_id in store_ids)
+    ):
+        raise InvalidInput(
+            f"`{RAG}` needs args.vector_db_ids: 1 to {MAX_STORES} vector store ids.",
+            param=f"{param}.vector_db_ids",
+        )
+    for store_id in store_ids:
+        try:
+            await vector_stores.get(tenant, store_id)
+        except NotFound:
+            raise InvalidInput(
+                f"No vector store '{store_id[:80]}'.", param=f"{param}.vector_db_ids"
+            ) from None
+    limit, mode = _query_config(args.get("query_config") or {}, f"{param}.query_config")
+
+    async def run(arguments: Json) -> ToolOutput:
+        query = arguments.get("query")
+        if not isinstance(query, str) or not query.strip():
+            return ToolOutput("", error=f"{KNOWLEDGE_SEARCH} needs a query.")
+        hits: list[Any] = []
+        for store_id in store_ids:
+            page = await vector_stores.search(
+                tenant, store_id, query, max_num_results=limit, search_mode=mode
+            )
+            hits += page.hits
+        hits = sorted(hits, key=lambda hit: -hit.score)[:limit]
+        return ToolOutput(
+            _results(query, hits),
+            details={
+                "document_ids": [hit.file_id for hit in hits],
+                "chunks": [hit.text for hit in hits],
+                "scores": [hit.score for hit in hits],
+            },
+        )
+
+    return ServerTool(spec.name, spec.definition(), run)
+
+
+def _query_config(config: Json, param: str) -> tuple[int, str]:
+    unknown = set(config) - {"max_chunks", "mode"}
+    if unknown:
+        raise InvalidInput(f"query_config.{sorted(unknown)[0]} is not supported here.", param=param)
+    limit = config.get("max_chunks", DEFAULT_CHUNKS)
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_CHUNKS:
+        raise InvalidInput(f"max_chunks must be 1 to {MAX_CHUNKS}.", param=f"{param}.max_chunks")
+    mode = config.get("mode") or "vector"
+    if mode not in SEARCH_MODES:
+        raise InvalidInput(f"mode must be one of {', '.join(SEARCH_MODES)}.", param=f"{param}.mode")
+    return limit, mode
+
+
+def _results(query: str, hits: Sequence[Any]) -> str:
+    parts = [f"knowledge_search tool found {len(hits)} chunks:\nBEGIN of knowledge_search tool results.\n"]
+    for index, hit in enumerate(hits, start=1):
+        metadata = {"document_id": hit.file_id, "filename": hit.filename}
+        parts.append(f"Result {index}\nContent: {hit.text}\nMetadata: {metadata}\n")
+    parts.append("END of knowledge_search tool results.\n")
+    parts.append(
+        f'The above results were retrieved to help answer the user\'s query: "{query}". '
+        "Use them as supporting information only in answering this query.\n"
+    )
+    return "".join(parts)
