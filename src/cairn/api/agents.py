@@ -9,6 +9,8 @@ per event, no ``event:`` line and no ``[DONE]``; a failure after the first event
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
@@ -17,6 +19,7 @@ from starlette.responses import Response
 from ..core.agents.service import MAX_PAGE, TurnRun
 from ..core.agents.steps import iso
 from ..core.errors import CairnError, InvalidInput
+from ..core.inference.limits import Meter
 from ..core.ratelimit import RouteClass
 from ..core.records import AgentRecord, AgentSessionRecord
 from .agent_requests import CreateAgentRequest, CreateSessionRequest, CreateTurnRequest, ResumeTurnRequest
@@ -63,10 +66,24 @@ def _stream_error(exc: Exception) -> bytes:
     return frame({"error": {"message": message}})
 
 
-async def _answer(run: TurnRun, stream: bool | None, services: ServicesDep) -> Response:
+async def _answer(run: TurnRun, stream: bool | None, services: ServicesDep, meter: Meter) -> Response:
+    """The turn whole, or its events in one of the tenant's places for open streams; its tokens spent
+    at its end either way."""
     if stream:
-        return EventStreamResponse(services.agents.events(run), _event, render_error=_stream_error)
-    return json_response(await services.agents.finish(run))
+        return EventStreamResponse(_metered(run, services, meter), _event, render_error=_stream_error)
+    turn = await services.agents.finish(run)
+    await meter.spend(run.tokens)
+    return json_response(turn)
+
+
+async def _metered(run: TurnRun, services: ServicesDep, meter: Meter) -> AsyncGenerator[dict[str, Any], None]:
+    with meter.limits.stream_place(meter.tenant):
+        try:
+            async with contextlib.aclosing(services.agents.events(run)) as events:
+                async for payload in events:
+                    yield payload
+        finally:
+            await meter.spend(run.tokens)
 
 
 # Agents
@@ -166,10 +183,9 @@ async def create_turn(
 ) -> Response:
     """The ``Turn``, or with ``stream: true`` its events as they happen (a client that leaves stops the
     model, and the turn is not kept)."""
-    await meter.admit()
     request = body.model_dump(mode="json", exclude={"stream"})
     run = await services.agents.start_turn(meter.tenant, agent_id, session_id, request)
-    return await _answer(run, body.stream, services)
+    return await _answer(run, body.stream, services, meter)
 
 
 @router.get(TURN, summary="Retrieve a turn")
@@ -191,10 +207,9 @@ async def resume_turn(
 ) -> Response:
     """``tool_responses``: one per pending call of a turn that awaits input, no other; the same turn
     runs on, streamed or whole."""
-    await meter.admit()
     responses = [response.model_dump(mode="json") for response in body.tool_responses]
     run = await services.agents.resume(meter.tenant, agent_id, session_id, turn_id, responses)
-    return await _answer(run, body.stream, services)
+    return await _answer(run, body.stream, services, meter)
 
 
 @router.get(TURN + "/step/{step_id}", summary="Retrieve a step")

@@ -1,7 +1,7 @@
 """What the documents tell a new user to run, run as written: docs/deploy.md's one-machine recipe (its
 shell block, with only the data directory and port swapped for a test's), the README's advice for
-keeping the files uploaded in open mode, and its vector store and Responses tours (their Python blocks,
-with only the server's URL swapped). If a document changes, these fail until they agree again."""
+keeping the files uploaded in open mode, and its vector store, Responses and Agents tours (their Python
+blocks, with only the server's URL swapped). If a document changes, these fail until they agree again."""
 
 from __future__ import annotations
 
@@ -159,3 +159,18 @@ def test_the_readme_responses_tour_streams_calls_and_remembers(module_server, tm
     assert "24" in lines[1]  # the chain brought the tool's output to the model
     assert "pineapple" in lines[2].lower()  # the second response read the first one's items
     assert lines[3] == "['user', 'assistant', 'user', 'assistant']"
+
+
+def test_the_readme_agents_tour_pauses_for_its_tool_and_resumes(module_server, tmp_path: Path) -> None:
+    """On the embedded SmolLM2, greedy, through Llama Stack's ``Agent`` helper, as the tour runs it."""
+    tour = code_block(ROOT / "README.md", "### Agents", "python")
+    assert DOCUMENTED_URL in tour, "the tour changed: update this test's substitution"
+    names: dict[str, Any] = {}
+    with contextlib.chdir(tmp_path), contextlib.redirect_stdout(io.StringIO()) as printed:
+        exec(tour.replace(DOCUMENTED_URL, module_server.url), names)
+    names["client"].close()
+    assert printed.getvalue().splitlines() == [
+        "inference tool_execution inference ",
+        '"Sunny, 24 °C in Paris"',  # the forced call's argument, constrained to the tool's schema
+        "True",
+    ]

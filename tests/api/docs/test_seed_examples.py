@@ -9,7 +9,7 @@ The documents, and what they hold to run:
   on one line (the document lost its line breaks), and a Flask sketch of a server, which the same lost
   line breaks put inside a shell comment of the example before it: not a request to run;
 - 001, Artifacts, and 004, Agents and Responses (Llama Stack's ``artifacts.py`` and ``agents.py``):
-  protocols, routes without examples (docs/api.md maps them; 004's Agents routes wait for issue 16);
+  protocols, routes without examples (docs/api.md maps them);
 - 002, the OpenAI-compatible Files API (Llama Stack's ``files.md``): Python and curl examples, and three
   vector-store routes without example code, each sent as its request line says. The document comes as a
   rendered page: its gutter lines are blank lines here, and its code lost its indentation;

@@ -68,6 +68,7 @@ class TurnRun:
     overrides: Json  # the turn's own ``toolgroups`` and ``tool_config``, for its resumes
     revision: int | None = None  # of the row a resume read; None for a new turn
     turn: Json | None = None  # the Turn as it ended
+    tokens: int = 0  # read and written by the model over the run's steps, once it ended
 
 
 class Agents:
@@ -239,6 +240,7 @@ class Agents:
                     yield payload
                 done = event
         assert isinstance(done, LoopDone)  # every run ends with it
+        run.tokens = done.usage["total_tokens"]
         ending = run.steps.ending(done)
         run.turn = {
             "turn_id": run.turn_id,
