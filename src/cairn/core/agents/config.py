@@ -9,9 +9,10 @@ this server cannot honour, refused by name.
 - ``client_tools``: each a function whose parameters are the tool's (Llama Stack's list of parameters,
   or a JSON schema as ``input_schema``); a call of one ends the turn's run for the client to answer.
 - ``tool_config.tool_choice``: ``auto``, ``none``, ``required``, or the name of one tool, which the first
-  inference step of the turn must call; ``system_message_behavior`` ``replace`` is refused (tools are
-  described to the model by the model's own chat template, not in a system prompt Cairn writes).
-  ``tool_prompt_format`` is accepted and changes nothing, for the same reason.
+  inference step of the turn must call; ``system_message_behavior`` ``replace`` is refused: the tools
+  reach the model as chat-completions functions (D24), not in a system prompt of Llama Stack's that
+  the instructions could replace. ``tool_prompt_format`` is accepted and changes nothing, for the same
+  reason.
 - ``input_shields`` and ``output_shields``: this server has no shields, so any is refused by name.
 """
 
@@ -58,8 +59,8 @@ def refuse_unsupported(config: Json, param: str) -> None:
 def check_tool_config(tool_config: Json, param: str) -> None:
     if tool_config.get("system_message_behavior") == "replace":
         raise InvalidInput(
-            "system_message_behavior `replace` is not supported here: tools are described to the model "
-            "by its chat template.",
+            "system_message_behavior `replace` is not supported here: tools reach the model as "
+            "chat-completions functions, not in a system prompt to replace.",
             param=f"{param}.system_message_behavior",
         )
 

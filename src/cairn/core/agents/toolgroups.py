@@ -26,6 +26,7 @@ MAX_STORES = 16
 MAX_CHUNKS = 50
 DEFAULT_CHUNKS = 5  # Llama Stack's ``RAGQueryConfig.max_chunks``
 SEARCH_MODES = ("vector", "keyword", "hybrid")
+MAX_QUERY_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,13 @@ class ToolParameter:
     parameter_type: str
     description: str
     required: bool = True
+    max_length: int | None = None  # of a string: bounds what the model may write
+
+    def schema(self) -> Json:
+        schema: Json = {"type": self.parameter_type, "description": self.description}
+        if self.max_length is not None:
+            schema["maxLength"] = self.max_length
+        return schema
 
 
 @dataclass(frozen=True)
@@ -53,10 +61,7 @@ class ToolSpec:
                 "description": self.description,
                 "parameters": {
                     "type": "object",
-                    "properties": {
-                        p.name: {"type": p.parameter_type, "description": p.description}
-                        for p in self.parameters
-                    },
+                    "properties": {p.name: p.schema() for p in self.parameters},
                     "required": [p.name for p in self.parameters if p.required],
                 },
             },
@@ -73,6 +78,7 @@ GROUPS: dict[str, tuple[ToolSpec, ...]] = {
                     "query",
                     "string",
                     "The query to search for. Can be a natural language sentence or keywords.",
+                    max_length=MAX_QUERY_CHARS,
                 ),
             ),
         ),
