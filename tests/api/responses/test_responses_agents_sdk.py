@@ -1,6 +1,7 @@
 """The OpenAI Agents SDK against Cairn's Responses API: ``Runner.run`` with a function tool that the SDK
-runs itself (the tool call forced on the first turn, so the small embedded model makes it), and a run
-streamed; and Llama Stack's client creating a response."""
+runs itself (the tool call forced on the first turn, so the small embedded model makes it), a run
+streamed, and ``OpenAIConversationsSession`` as a runner's memory; and Llama Stack's client creating a
+response."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import llama_stack_client
 import openai
 from agents import Agent, ModelSettings, OpenAIResponsesModel, RunConfig, Runner, function_tool
+from agents.memory import OpenAIConversationsSession
 
 CHAT = "llama-cpp/SmolLM2-135M-Instruct"
 
@@ -81,3 +83,34 @@ def test_llama_stack_client_creates_a_response(model_server, model_tenant):
         made = llama.responses.create(model=CHAT, input="Say hello.", temperature=0)
         assert made.status in ("completed", "incomplete") and made.output[0].type == "message"
         assert llama.responses.retrieve(made.id).id == made.id
+
+
+def test_conversations_session_is_the_runners_memory(model_server, model_tenant):
+    """``OpenAIConversationsSession`` on Cairn's Conversations API: two runs in one session, the second
+    reading the first's items; then the session's own calls (get, pop, clear)."""
+
+    async def go(model):
+        session = OpenAIConversationsSession(openai_client=model._client)
+        agent = Agent(
+            name="memory",
+            instructions="Reply with one word.",
+            model=model,
+            model_settings=ModelSettings(
+                temperature=0, max_tokens=96
+            ),  # the SDK refuses an incomplete answer
+        )
+        config = RunConfig(tracing_disabled=True)
+        await Runner.run(agent, "My name is Ada.", session=session, run_config=config)
+        await Runner.run(agent, "What is my name?", session=session, run_config=config)
+        items = await session.get_items()
+        latest = await session.get_items(limit=1)
+        popped = await session.pop_item()
+        after_pop = await session.get_items()
+        await session.clear_session()
+        return items, latest, popped, after_pop
+
+    items, latest, popped, after_pop = run_with_client(model_server, model_tenant, go)
+    roles = [item.get("role") for item in items]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert "My name is Ada." in str(items[0]["content"])
+    assert latest == [items[-1]] and popped == items[-1] and after_pop == items[:-1]
