@@ -1,6 +1,6 @@
-"""Responses benchmark: what Cairn's Responses API costs in front of a model server that streams tokens as
-fast as it can, against calling that server directly and against chat completions streamed through
-Cairn, in the same run.
+"""Responses benchmark: what Cairn's Responses API and its Agents API cost in front of a model server that
+streams tokens as fast as it can, against calling that server directly and against chat completions
+streamed through Cairn, in the same run.
 
 The upstream is ``_fast_upstream.py`` (an OpenAI-compatible chat-completions server in a process of its
 own that streams ``--tokens`` one-word chunks per request as fast as it can). The router is a
@@ -8,22 +8,31 @@ own that streams ``--tokens`` one-word chunks per request as fast as it can). Th
 ``remote::openai`` provider, in open mode on loopback with the access log and rate limits off. Cairn's
 other bounds on inference are opened so that ``--streams`` streams may run at once: the open-streams
 limit (``CAIRN_INFERENCE_STREAMS_PER_TENANT``, 4 a tenant by default) is off, and the provider's
-``max_concurrency`` and ``queue_depth`` (16 and 64 by default) are ``--streams`` each. Three paths:
+``max_concurrency`` and ``queue_depth`` (16 and 64 by default) are ``--streams`` each. Four paths:
 
   direct     POST /v1/chat/completions on the upstream;
   chat       the same through Cairn;
-  responses  POST /v1/responses through Cairn (stored, as by default; ``--no-store`` sends store false).
+  responses  POST /v1/responses through Cairn (stored, as by default; ``--no-store`` sends store false);
+  agents     a streamed turn through Cairn, POST /v1/agents/{agent_id}/session/{session_id}/turn with
+             the one user message, in a session of its own.
+
+The agents path runs on two agents made once per run, the chat model through the router with greedy
+sampling, one with ``max_tokens`` 1 (for the one-token requests) and one with none, as the other paths
+send it. A session's turns read every earlier turn of it, so each turn has a fresh session, which keeps
+its context the one user message that the Responses path sends; the sessions are all made before the
+warm-up, so that neither the clocks nor the router's CPU of a phase count them.
 
 Measures:
 
   1. time to first token (the first piece of text: a chunk with content, a
-     ``response.output_text.delta``) of ``--ttft-runs`` one-token streamed requests on each path, taking
-     turns in alternating order: p50 and p99, what Cairn adds (routed minus direct), the median of the
-     paired differences (each routed request minus the direct one of the same turn) and the difference
-     of the minima;
+     ``response.output_text.delta``, a ``step_progress`` with a text delta) of ``--ttft-runs`` one-token
+     streamed requests on each path, taking turns in alternating order: p50 and p99, what Cairn adds
+     (routed minus direct), the median of the paired differences (each routed request minus the direct
+     one of the same turn) and the difference of the minima;
   2. events/s on one worker: one client streams an answer of ``--tokens`` tokens, the events it receives
-     (every SSE ``data`` frame but ``[DONE]``) over the time from the request to the last event, median of
-     ``--runs`` runs on each path in alternating order; the router's CPU per token;
+     (every SSE ``data`` frame but ``[DONE]``; an Agents stream has none) over the time from the request
+     to the last event, median of ``--runs`` runs on each path in alternating order; the router's CPU
+     per token;
   3. ``--streams`` concurrent streams of ``--tokens`` tokens on each path, ``--rounds`` times in
      alternating order: errors (any status but 200, a stream cut short or failed), the p50 and p99 of
      the delay between two pieces of text of a stream at the client, Cairn's added delay (routed minus
@@ -36,7 +45,9 @@ with a connection for each stream.
 Run by hand: .venv/bin/python bench/responses_bench.py [--ttft-runs 200] [--streams 256] [--tokens 256]
 Targets (issue 15): Responses' added time to first token <= 5 ms p50; ``--streams`` concurrent Responses
 streams without error, p99 added inter-event delay <= 20 ms, router RSS flat (<= 32 MiB growth). Chat
-completions through Cairn are quoted beside them.
+completions through Cairn are quoted beside them. Issue 16: the agents path within 10% of the Responses
+path, which runs the same loop: its added time to first token p50 <= 1.1 times Responses', its median
+events/s >= 0.9 times Responses'.
 """
 
 from __future__ import annotations
@@ -50,7 +61,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import orjson
@@ -63,8 +74,13 @@ MODEL = "fast"
 PROVIDER = "upstream"
 PROMPT = "Tell me about the cat."
 WARM_UP = 3  # requests on each path before any measure
-TARGETS = {"ttft_added_ms": 5.0, "gap_p99_added_ms": 20.0, "rss_mib": 32}
-RESPONSE_ENDS = ("response.completed", "response.incomplete")
+TARGETS = {"ttft_added_ms": 5.0, "gap_p99_added_ms": 20.0, "rss_mib": 32, "agents_within": 0.10}
+ENDS = {
+    "chat": ("[DONE]",),
+    "responses": ("response.completed", "response.incomplete"),
+    "agents": ("turn_complete",),
+}
+Face = Literal["chat", "responses", "agents"]
 
 
 class Upstream(Server):
@@ -124,16 +140,46 @@ class Stream:
 
 @dataclass(frozen=True)
 class Route:
-    """A way to a streamed answer: chat completions or a response, on the upstream or through Cairn."""
+    """A way to a streamed answer: chat completions on the upstream or through Cairn, a response or an
+    agent's turn through Cairn."""
 
     name: str
     client: httpx.AsyncClient
     model: str
-    responses: bool = False
+    face: Face = "chat"
     store: bool = True
+    turns: dict[int | None, list[str]] = field(default_factory=dict)
+    """Agents: the turn paths of fresh sessions, by the ``max_tokens`` of their agent (None: none)."""
+
+    async def prepare(self, count: int, limit: int | None = None) -> None:
+        """Agents: a new agent whose ``max_tokens`` is ``limit`` and ``count`` sessions of it, one per turn
+        to come."""
+        if self.face != "agents":
+            return
+        paths = self.turns.setdefault(limit, [])
+        config = {
+            "model": self.model,
+            "instructions": "",
+            "sampling_params": {"strategy": {"type": "greedy"}, "max_tokens": limit or 0},
+        }
+        agent = (await self._post("/v1/agents", {"agent_config": config}))["agent_id"]
+        for _ in range(count):
+            session = await self._post(f"/v1/agents/{agent}/session", {"session_name": "bench"})
+            paths.append(f"/v1/agents/{agent}/session/{session['session_id']}/turn")
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self.client.post(path, json=body)
+        if response.status_code != 200:
+            raise RuntimeError(f"{self.name}: {path}: HTTP {response.status_code}: {response.text[:300]}")
+        return response.json()  # type: ignore[no-any-return]
 
     def request(self, limit: int | None) -> tuple[str, dict[str, Any]]:
-        if self.responses:
+        if self.face == "agents":
+            if not self.turns.get(limit):
+                raise RuntimeError(f"{self.name}: no session left for max_tokens {limit}")
+            turn = {"messages": [{"role": "user", "content": PROMPT}], "stream": True}
+            return self.turns[limit].pop(), turn
+        if self.face == "responses":
             body: dict[str, Any] = {"model": self.model, "input": PROMPT, "stream": True, "store": self.store}
             return "/v1/responses", body | ({"max_output_tokens": limit} if limit else {})
         body = {
@@ -143,6 +189,19 @@ class Route:
             "stream_options": {"include_usage": True},
         }
         return "/v1/chat/completions", body | ({"max_tokens": limit} if limit else {})
+
+    def read(self, line: str) -> tuple[str, bool]:
+        """One ``data`` frame but ``[DONE]``: its kind, and whether it is a piece of text."""
+        event = orjson.loads(line[6:])
+        if "error" in event or event.get("type") in ("error", "response.failed"):
+            raise RuntimeError(f"{self.name}: {line[:300]}")
+        if self.face == "agents":
+            payload = event["event"]["payload"]
+            kind = payload["event_type"]
+            return kind, kind == "step_progress" and payload["delta"]["type"] == "text"
+        if self.face == "responses":
+            return event["type"], event["type"] == "response.output_text.delta"
+        return "chunk", any((choice.get("delta") or {}).get("content") for choice in event["choices"])
 
     async def stream(self, tokens: int, limit: int | None = None) -> Stream:
         """One answer, read to its end and checked: ``limit`` (or ``tokens``) pieces of text, and the
@@ -163,19 +222,11 @@ class Route:
                 if line == "data: [DONE]":
                     last = "[DONE]"
                     continue
-                event = orjson.loads(line[6:])
+                last, text = self.read(line)
                 events, ended = events + 1, now
-                if self.responses:
-                    last = event["type"]
-                    if last == "response.output_text.delta":
-                        texts.append(now)
-                    elif last in ("error", "response.failed"):
-                        raise RuntimeError(f"{self.name}: {line[:300]}")
-                elif "error" in event:
-                    raise RuntimeError(f"{self.name}: {line[:300]}")
-                elif any((choice.get("delta") or {}).get("content") for choice in event["choices"]):
+                if text:
                     texts.append(now)
-        if last not in (RESPONSE_ENDS if self.responses else ("[DONE]",)):
+        if last not in ENDS[self.face]:
             raise RuntimeError(f"{self.name}: the stream ended with {last or 'nothing'}")
         if len(texts) != (limit or tokens):
             raise RuntimeError(f"{self.name}: {len(texts)} pieces of text, not {limit or tokens}")
@@ -242,8 +293,14 @@ async def bench(args: argparse.Namespace, work: Path, res: Results) -> None:
             routes = [
                 Route("direct", direct, MODEL),
                 Route("chat", routed, f"{PROVIDER}/{MODEL}"),
-                Route("responses", routed, f"{PROVIDER}/{MODEL}", responses=True, store=not args.no_store),
+                Route("responses", routed, f"{PROVIDER}/{MODEL}", face="responses", store=not args.no_store),
+                Route("agents", routed, f"{PROVIDER}/{MODEL}", face="agents"),
             ]
+            whole = WARM_UP + args.runs + args.streams * args.rounds
+            log(f"agents: {whole + args.ttft_runs} sessions")
+            for route in routes:
+                await route.prepare(args.ttft_runs, limit=1)
+                await route.prepare(whole)
             log(f"warming up: {WARM_UP} requests on each path")
             with cpu.phase("warm-up"):
                 for route in routes:
@@ -299,7 +356,7 @@ def report(args: argparse.Namespace, res: Results) -> int:
     print(f"1. Time to first token, {len(direct)} one-token streamed requests on each path")
     rows = [["direct", f"{pct(direct, 50):.2f}", f"{pct(direct, 99):.2f}", f"{min(direct):.2f}", *[""] * 5]]
     added = {}
-    for name in ("chat", "responses"):
+    for name in ("chat", "responses", "agents"):
         through = res.ttft[name]
         paired = [r - d for r, d in zip(through, direct, strict=True)]
         added[name] = pct(through, 50) - pct(direct, 50)
@@ -323,7 +380,14 @@ def report(args: argparse.Namespace, res: Results) -> int:
     missed += not ok
     print(
         f"   target responses added p50 <= {TARGETS['ttft_added_ms']:.0f} ms: {added['responses']:.2f} ms "
-        f"{verdict(ok)} (chat completions: {added['chat']:.2f} ms)\n"
+        f"{verdict(ok)} (chat completions: {added['chat']:.2f} ms)"
+    )
+    within = TARGETS["agents_within"]
+    ok = added["agents"] <= added["responses"] * (1 + within)
+    missed += not ok
+    print(
+        f"   target agents added p50 <= {1 + within:.1f}x responses': {added['agents']:.2f} ms against "
+        f"{added['responses']:.2f} ms {verdict(ok)}\n"
     )
 
     print(f"2. One client, one stream of {args.tokens} tokens at a time, {args.runs} runs on each path")
@@ -346,8 +410,15 @@ def report(args: argparse.Namespace, res: Results) -> int:
     headers = ["path", "events", "events/s each run", "median", "tokens/s", "over direct", "router µs/token"]
     print(table(headers, rows))
     print(
-        "   events: SSE data frames but [DONE] (a response has its lifecycle events besides the deltas); "
-        "router µs/token: the router's CPU over the pieces of text it sent\n"
+        "   events: SSE data frames but [DONE] (a response and a turn have their lifecycle events besides "
+        "the deltas); router µs/token: the router's CPU over the pieces of text it sent"
+    )
+    events_s = {name: med([s.events_s for s in res.single[name]]) for name in ("responses", "agents")}
+    ok = events_s["agents"] >= events_s["responses"] * (1 - within)
+    missed += not ok
+    print(
+        f"   target agents events/s >= {1 - within:.1f}x responses': {events_s['agents']:.0f} against "
+        f"{events_s['responses']:.0f} ({events_s['agents'] / events_s['responses']:.2f}x) {verdict(ok)}\n"
     )
 
     print(
