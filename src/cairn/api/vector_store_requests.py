@@ -21,7 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ..core.vectors.search import MAX_QUERIES, MAX_QUERY_CHARS, MAX_TOKEN_CHARS
-from ..core.vectors.stores import MAX_FILES, MAX_NAME_CHARS, MAX_PAIRS
+from ..core.vectors.stores import MAX_DESCRIPTION_CHARS, MAX_FILES, MAX_NAME_CHARS, MAX_PAIRS
 
 FileId = Annotated[str, Field(min_length=1, max_length=128)]
 Pairs = Annotated[dict[Annotated[str, Field(max_length=256)], Any], Field(max_length=MAX_PAIRS)]
@@ -40,6 +40,7 @@ class _Closed(BaseModel):
 
 class CreateVectorStoreRequest(_Closed):
     name: Annotated[str, Field(max_length=MAX_NAME_CHARS)] | None = None
+    description: Annotated[str, Field(max_length=MAX_DESCRIPTION_CHARS)] | None = None
     file_ids: Annotated[list[FileId], Field(max_length=MAX_FILES)] = []
     chunking_strategy: Strategy | None = None
     metadata: Pairs | None = None

@@ -93,6 +93,7 @@ def store_object(store: VectorStore) -> dict[str, Any]:
     expires_after = None
     if record.expires_after_days is not None:
         expires_after = {"anchor": "last_active_at", "days": record.expires_after_days}
+    described = {} if record.description is None else {"description": record.description}
     return {
         "id": record.id,
         "object": "vector_store",
@@ -105,6 +106,7 @@ def store_object(store: VectorStore) -> dict[str, Any]:
         "expires_at": record.expires_at,
         "last_active_at": record.last_active_at,
         "metadata": record.metadata,
+        **described,
     }
 
 
@@ -174,6 +176,7 @@ async def create_vector_store(
     store = await vector_stores.create(
         principal.tenant,
         name=body.name,
+        description=body.description,
         metadata=body.metadata,
         expires_after=body.expires_after,
         file_ids=body.file_ids,

@@ -180,6 +180,8 @@ class VectorStoreRecord:
     embedding_dimension: int
     reclaimed_at: int | None = None
     """When its chunks were dropped, the store having expired."""
+    description: str | None = None
+    """OpenAI's ``description``, given at creation only."""
 
     def expired(self, now: float) -> bool:
         """Whether its expiry has passed, which is for good (``core.vectors.stores``)."""

@@ -185,6 +185,7 @@ def test_malformed_bodies_are_400_naming_the_parameter_and_create_nothing(http) 
     too_many = [f"file-{n}" for n in range(MAX_FILES + 1)]
     cases = [
         ("/v1/vector_stores", {"name": 5}, "name"),
+        ("/v1/vector_stores", {"description": "d" * 513}, "description"),
         ("/v1/vector_stores", {"metadata": "team"}, "metadata"),
         ("/v1/vector_stores", {"metadata": {f"k{n}": "v" for n in range(17)}}, "metadata"),
         ("/v1/vector_stores", {"file_ids": "file-1"}, "file_ids"),

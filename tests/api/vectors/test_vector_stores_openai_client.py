@@ -33,7 +33,9 @@ def named(name: str, text: str) -> tuple[str, io.BytesIO]:
 @pytest.fixture(scope="module")
 def store(oai):
     """A store with the three documents, each with attributes, attached one by one and polled."""
-    created = oai.vector_stores.create(name="kitchen and sky", metadata={"team": "docs"})
+    created = oai.vector_stores.create(
+        name="kitchen and sky", description="Pets and weather", metadata={"team": "docs"}
+    )
     for at, (name, text) in enumerate(DOCS.items()):
         attached = oai.vector_stores.files.upload_and_poll(
             vector_store_id=created.id,
@@ -48,6 +50,7 @@ def store(oai):
 def test_store_counts_its_files_and_their_bytes(store):
     assert store.object == "vector_store" and store.name == "kitchen and sky"
     assert store.status == "completed" and store.metadata == {"team": "docs"}
+    assert store.model_extra == {"description": "Pets and weather"}  # kept, though OpenAI's type lacks it
     counts = store.file_counts
     assert (counts.completed, counts.in_progress, counts.failed, counts.total) == (3, 0, 0, 3)
     assert store.usage_bytes > 0 and store.last_active_at >= store.created_at

@@ -117,6 +117,7 @@ vector_store_objects = sa.Table(
     sa.Column("embedding_model", sa.String(256), nullable=False),
     sa.Column("embedding_dimension", sa.Integer, nullable=False),
     sa.Column("reclaimed_at", sa.BigInteger, nullable=True),
+    sa.Column("description", sa.String(512), nullable=True),
     sa.Index("ix_vector_store_objects_tenant_id", "tenant", "id"),
 )
 

@@ -68,6 +68,7 @@ MAX_PAIRS = 16  # metadata pairs, attribute keys
 MAX_KEY_CHARS = 64
 MAX_VALUE_CHARS = 512
 MAX_NAME_CHARS = 256
+MAX_DESCRIPTION_CHARS = 512
 MAX_FILES = 2000  # in one batch, or given to ``create``
 MAX_PAGE = 100
 MAX_EXPIRY_DAYS = 365
@@ -151,6 +152,7 @@ class VectorStores:
         tenant: str,
         *,
         name: str | None = None,
+        description: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         expires_after: Mapping[str, Any] | None = None,
         file_ids: Sequence[str] = (),
@@ -159,6 +161,7 @@ class VectorStores:
         embedding_dimension: int | None = None,
     ) -> VectorStore:
         _bounded(file_ids, "file_ids")
+        _bounded_text(description, MAX_DESCRIPTION_CHARS, "description")
         model = await self._inference.catalog.get(
             embedding_model or self._default_model, ModelType.EMBEDDING, tenant=tenant
         )
@@ -185,6 +188,7 @@ class VectorStores:
             expires_at=None if days is None else now + days * DAY,
             embedding_model=model.identifier,
             embedding_dimension=dimension,
+            description=description,
         )
         await self.index.create_store(record.id, dimension)
         await self.rows.insert_store(record)
@@ -578,9 +582,13 @@ def _bounded(items: Sequence[Any], param: str) -> None:
 
 
 def _name(name: str | None) -> str:
-    if name is not None and len(name) > MAX_NAME_CHARS:
-        raise InvalidInput(f"name may be at most {MAX_NAME_CHARS} characters.", param="name")
+    _bounded_text(name, MAX_NAME_CHARS, "name")
     return name or ""
+
+
+def _bounded_text(text: str | None, limit: int, param: str) -> None:
+    if text is not None and len(text) > limit:
+        raise InvalidInput(f"{param} may be at most {limit} characters.", param=param)
 
 
 def _keys(pairs: Mapping[str, Any], param: str) -> None:

@@ -36,6 +36,7 @@ def store(tenant: str = "alice", n: int = 0, **changes: object) -> VectorStoreRe
         expires_at=None,
         embedding_model="onnx/all-MiniLM-L6-v2",
         embedding_dimension=384,
+        description=f"the {n}th store",
     )
     return dataclasses.replace(record, **changes)  # type: ignore[arg-type]
 
