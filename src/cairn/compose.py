@@ -42,6 +42,7 @@ from .adapters.vectors_pg import PgVectorIndex
 from .adapters.vectors_sqlite import SqliteVectorIndex
 from .api.deps import Services
 from .core.agents.loop import AgentLoop
+from .core.agents.memory import SessionMemory
 from .core.agents.service import Agents
 from .core.auth import ApiKeys, is_loopback_host
 from .core.conversations import Conversations
@@ -161,8 +162,19 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             max_attempts=settings.jobs.job_max_attempts,
         )
         inference = InferenceRouter(ModelCatalog(providers, model_rows), StoredCompletions(completion_rows))
+        tokenizer_for = _chunk_tokenizer()
         vector_stores = _vector_stores(
-            settings, vector_store_rows, vector_index, objects, inference, jobs, _chunk_tokenizer()
+            settings, vector_store_rows, vector_index, objects, inference, jobs, tokenizer_for
+        )
+        vector_io = RawChunks(vector_stores, inference)
+        memory = SessionMemory(
+            vector_stores,
+            vector_io,
+            objects,
+            inference,
+            tokenizer_for,
+            embedding_model=settings.vector_stores.default_embedding_model,
+            max_document_bytes=settings.vector_stores.max_file_bytes,
         )
         conversations = Conversations(conversation_rows)
         loop = AgentLoop(inference)
@@ -185,10 +197,10 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             api_keys=api_keys,
             inference=inference,
             vector_stores=vector_stores,
-            vector_io=RawChunks(vector_stores, inference),
+            vector_io=vector_io,
             conversations=conversations,
             responses=responses,
-            agents=Agents(agent_rows, loop, inference, vector_stores),
+            agents=Agents(agent_rows, loop, inference, vector_stores, memory),
             jobs=jobs,
             inference_limits=InferenceLimits(limiter, streams_per_tenant=limits.inference_streams_per_tenant),
             rate_limiter=limiter,

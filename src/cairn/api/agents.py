@@ -10,10 +10,12 @@ per event, no ``event:`` line and no ``[DONE]``; a failure after the first event
 from __future__ import annotations
 
 import contextlib
+import re
+import urllib.parse
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from ..core.agents.service import MAX_PAGE, TurnRun
@@ -22,6 +24,7 @@ from ..core.errors import CairnError, InvalidInput
 from ..core.inference.limits import Meter
 from ..core.ratelimit import RouteClass
 from ..core.records import AgentRecord, AgentSessionRecord
+from ..settings import Settings
 from .agent_requests import CreateAgentRequest, CreateSessionRequest, CreateTurnRequest, ResumeTurnRequest
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
@@ -30,6 +33,7 @@ from .front_door import FrontDoorRoute
 from .ratelimit import MeterDep, charged_as
 from .render import json_response
 from .sse import EventStreamResponse, frame
+from .tus import public_base
 
 router = APIRouter(
     route_class=FrontDoorRoute,
@@ -42,6 +46,7 @@ Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 StartIndex = Annotated[int, Query(ge=0, le=1_000_000, description="Rows to skip.")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"1 to {MAX_PAGE}.")]
 TURN = "/{agent_id}/session/{session_id}/turn/{turn_id}"
+FILE_CONTENT = re.compile(r"(?:/v1/openai)?/v1/files/([A-Za-z0-9_-]{1,128})/content")
 
 
 def agent_object(agent: AgentRecord) -> dict[str, Any]:
@@ -55,6 +60,25 @@ def session_object(session: AgentSessionRecord, turns: list[dict[str, Any]]) -> 
         "turns": turns,
         "started_at": iso(session.started_at),
     }
+
+
+def _own_file(content: Any, request: Request, settings: Settings) -> Any:
+    """A document's content, where it is this server's URL of a file (``/v1/files/{id}/content``,
+    relative or at the address the client called or the public one): ``{"uri": id}``, as the service
+    reads a file."""
+    uri = content.get("uri") if isinstance(content, dict) else None
+    if isinstance(content, str) and content.startswith(("http://", "https://")):
+        uri = content
+    if uri is None:
+        return content
+    given = urllib.parse.urlsplit(uri)
+    called = urllib.parse.urlsplit(str(request.base_url))
+    origins = {"", f"{called.scheme}://{called.netloc}", public_base(request, settings)}
+    origin = f"{given.scheme}://{given.netloc}" if given.scheme or given.netloc else ""
+    named = FILE_CONTENT.fullmatch(given.path)
+    if named is None or given.query or given.fragment or origin not in origins:
+        return content
+    return {"uri": named[1]}
 
 
 def _event(payload: dict[str, Any]) -> bytes:
@@ -179,12 +203,19 @@ async def delete_session(
 @router.post("/{agent_id}/session/{session_id}/turn", summary="Create a turn")
 @charged_as(RouteClass.INFERENCE)
 async def create_turn(
-    agent_id: Id, session_id: Id, body: CreateTurnRequest, services: ServicesDep, meter: MeterDep
+    agent_id: Id,
+    session_id: Id,
+    body: CreateTurnRequest,
+    request: Request,
+    services: ServicesDep,
+    meter: MeterDep,
 ) -> Response:
     """The ``Turn``, or with ``stream: true`` its events as they happen (a client that leaves stops the
-    model, and the turn is not kept)."""
-    request = body.model_dump(mode="json", exclude={"stream"})
-    run = await services.agents.start_turn(meter.tenant, agent_id, session_id, request)
+    model, and the turn is not kept). ``documents`` go into the session's memory first."""
+    turn = body.model_dump(mode="json", exclude={"stream"})
+    for document in turn["documents"] or ():
+        document["content"] = _own_file(document["content"], request, services.settings)
+    run = await services.agents.start_turn(meter.tenant, agent_id, session_id, turn)
     return await _answer(run, body.stream, services, meter)
 
 

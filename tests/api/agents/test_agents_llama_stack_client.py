@@ -1,7 +1,7 @@
 """Llama Stack's Agents API through its own client (``llama-stack-client`` 0.2) on the embedded SmolLM2,
 greedy: the ``Agent`` helper with a client tool, streamed through the pause and the resume and whole;
 the turn's steps in order; agents and sessions; a session's turns in order; knowledge search over a
-vector store; the errors the client maps; and tenants kept apart."""
+vector store; turn documents in the session's memory; the errors the client maps; and tenants kept apart."""
 
 from __future__ import annotations
 
@@ -261,6 +261,77 @@ def test_knowledge_search_runs_here_as_a_tool_execution_step(llama, model_server
     assert response.metadata["document_ids"] == [attached.id]  # the model's query found the one file
 
 
+def test_turn_documents_are_remembered_and_retrieved_in_every_turn(llama, http, model_server, model_tenant):
+    with openai.OpenAI(base_url=model_server.url + "/v1", api_key=model_tenant.key, max_retries=0) as oai:
+        notes = oai.files.create(
+            file=("notes.md", io.BytesIO(b"The office cat is named Biscuit.")), purpose="assistants"
+        )
+    agent_id = plain_agent(http)
+    session_id = llama.agents.session.create(agent_id, session_name="docs").session_id
+    documents = [
+        {"content": "The Zanzibar project codename is BLUE HERON.", "mime_type": "text/plain"},
+        {"content": {"uri": f"{model_server.url}/v1/files/{notes.id}/content"}, "mime_type": "text/markdown"},
+    ]
+    ask = [{"role": "user", "content": "What is the Zanzibar codename?"}]
+    chunks = list(
+        llama.agents.turn.create(
+            session_id, agent_id=agent_id, messages=ask, documents=documents, stream=True
+        )
+    )
+    payloads = [chunk.event.payload for chunk in chunks]
+    assert [(p.event_type, getattr(p, "step_type", None)) for p in payloads[:4]] == [
+        ("turn_start", None),
+        ("step_start", "memory_retrieval"),
+        ("step_complete", "memory_retrieval"),
+        ("step_start", "inference"),
+    ]
+    turn = payloads[-1].turn
+    memory = turn.steps[0]
+    assert memory == payloads[2].step_details and memory.step_type == "memory_retrieval"
+    assert "BLUE HERON" in memory.inserted_context and "Biscuit" in memory.inserted_context
+    assert memory.inserted_context.index("BLUE HERON") < memory.inserted_context.index("Biscuit")
+    assert memory.started_at <= memory.completed_at <= turn.steps[1].started_at
+    assert turn.input_messages[0].context == memory.inserted_context
+    assert http.get(f"/v1/vector_stores/{memory.vector_db_ids}").json()["file_counts"]["completed"] == 2
+    step = llama.agents.steps.retrieve(
+        memory.step_id, agent_id=agent_id, session_id=session_id, turn_id=turn.turn_id
+    )
+    assert step.step == memory
+
+    later = llama.agents.turn.create(
+        session_id, agent_id=agent_id, messages=[{"role": "user", "content": "Name the cat."}], stream=False
+    )
+    again = later.steps[0]
+    assert again.step_type == "memory_retrieval" and again.vector_db_ids == memory.vector_db_ids
+    assert again.inserted_context.index("Biscuit") < again.inserted_context.index("BLUE HERON")
+
+    for uri in ("https://example.com/notes.md", f"https://example.com/v1/files/{notes.id}/content"):
+        with pytest.raises(llama_stack_client.BadRequestError) as caught:
+            llama.agents.turn.create(
+                session_id,
+                agent_id=agent_id,
+                messages=ask,
+                documents=[{"content": uri, "mime_type": "text/plain"}],
+            )
+        assert caught.value.body["error"]["param"] == "documents[0].content" and "fetches no" in str(
+            caught.value
+        )
+    stranger = model_server.new_tenant()
+    with model_server.client(stranger) as theirs:
+        agent = theirs.post("/v1/agents", json={"agent_config": {"model": CHAT, "instructions": ""}}).json()
+        session = theirs.post(f"/v1/agents/{agent['agent_id']}/session", json={"session_name": "x"}).json()
+        stolen = {"content": {"uri": notes.id}, "mime_type": "text/plain"}
+        answer = theirs.post(
+            f"/v1/agents/{agent['agent_id']}/session/{session['session_id']}/turn",
+            json={"messages": ask, "documents": [stolen]},
+        )
+        assert answer.status_code == 404 and "Biscuit" not in answer.text
+        assert theirs.get(f"/v1/vector_stores/{memory.vector_db_ids}").status_code == 404
+    assert len(llama.agents.session.retrieve(session_id, agent_id=agent_id).turns) == 2
+    llama.agents.session.delete(session_id, agent_id=agent_id)
+    assert http.get(f"/v1/vector_stores/{memory.vector_db_ids}").status_code == 404
+
+
 def test_what_the_server_cannot_honour_is_refused_by_name(llama, http):
     refused = {
         "toolgroups": (["builtin::websearch"], "agent_config.toolgroups[0]"),
@@ -286,13 +357,8 @@ def test_what_the_server_cannot_honour_is_refused_by_name(llama, http):
     session_id = llama.agents.session.create(agent_id, session_name="s").session_id
     turn = f"/v1/agents/{agent_id}/session/{session_id}/turn"
     ask = [{"role": "user", "content": "hi"}]
-    document = {"content": "The codename is BLUE HERON.", "mime_type": "text/plain"}
-    for extra, param in (
-        ({"toolgroups": ["mcp::github"]}, "toolgroups[0]"),
-        ({"documents": [document]}, "documents"),
-    ):
-        answer = http.post(turn, json={"messages": ask, **extra})
-        assert answer.status_code == 400 and answer.json()["error"]["param"] == param
+    answer = http.post(turn, json={"messages": ask, "toolgroups": ["mcp::github"]})
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "toolgroups[0]"
 
 
 def test_unknown_ids_are_not_found(llama, http):

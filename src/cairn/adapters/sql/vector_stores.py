@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ...core.errors import Conflict
 from ...core.ports.objects import Order
 from ...core.ports.vector_stores import TallyOf
 from ...core.ports.vectors import Scalar
@@ -76,7 +77,10 @@ class SqlVectorStoreRows:
 
     async def insert_store(self, store: VectorStoreRecord) -> None:
         values = {name: getattr(store, name) for name in VectorStoreRecord.__slots__}
-        await self._db.write(lambda conn: conn.execute(stores.insert(), values))
+        try:
+            await self._db.write(lambda conn: conn.execute(stores.insert(), values))
+        except sa.exc.IntegrityError as exc:
+            raise Conflict(f"The vector store '{store.id}' exists already.") from exc
 
     async def get_store(self, tenant: str, store_id: str) -> VectorStoreRecord | None:
         query = stores.select().where(stores.c.id == store_id, stores.c.tenant == tenant)

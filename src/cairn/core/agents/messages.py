@@ -4,7 +4,8 @@ A session's context is its turns in order, each as Llama Stack rebuilds it (``tu
 turn's input messages (a ``UserMessage`` without its ``context``, which served that turn only; a
 ``ToolResponseMessage`` unless a ``tool_execution`` step of the turn holds the same answer), then per
 step the model's message (``inference``), its tool answers (``tool_execution``), or the refusal of a
-shield that found a violation (``shield_call``).
+shield that found a violation (``shield_call``). A resumed turn reads itself so too, its user messages'
+``context`` kept.
 
 Content is Llama Stack's ``InterleavedContent``: a string, a ``text`` or ``image`` item, or a list of
 them. The model reads a text item as text and an image as an ``image_url`` part (its URL, or its base64
@@ -68,8 +69,9 @@ def input_message(message: Json) -> Json:
     return {"role": "user", "content": content}
 
 
-def turn_messages(turn: Json) -> list[Json]:
-    """The turn as the model reads it in the turns after it (Llama Stack's ``turn_to_messages``)."""
+def turn_messages(turn: Json, *, current: bool = False) -> list[Json]:
+    """The turn as the model reads it in the turns after it (Llama Stack's ``turn_to_messages``), or,
+    ``current``, as it reads it in the turn itself when it is resumed: with its user messages' context."""
     answered = {
         response["call_id"]
         for step in turn["steps"]
@@ -77,7 +79,7 @@ def turn_messages(turn: Json) -> list[Json]:
         for response in step["tool_responses"]
     }
     messages = [
-        input_message({**message, "context": None})
+        input_message(message if current else {**message, "context": None})
         for message in turn["input_messages"]
         if message["role"] != "tool" or message["call_id"] not in answered
     ]

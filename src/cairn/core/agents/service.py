@@ -10,6 +10,9 @@ and yields the stream payloads, ``finish`` runs it whole and returns the turn.
 
 - Context: the agent's ``instructions``, then every earlier turn of the session in order (as
   ``messages.turn_messages`` rebuilds it), then the new messages.
+- Documents: a turn's ``documents`` go into the session's memory (``memory``) when the turn starts;
+  a turn of a session with memory starts with a ``memory_retrieval`` step, whose context its last user
+  message carries (``context``). The memory goes with the session.
 - Tools: the agent's client tools, and the tools of its tool groups and of the turn's
   (``toolgroups``); the turn's ``tool_config`` in place of the agent's.
 - A call of a client tool pauses the turn (``turn_awaiting_input``): it is kept ``awaiting_input`` with
@@ -39,6 +42,7 @@ from ..records import AgentRecord, AgentSessionRecord, Page, TurnRecord
 from ..vectors.stores import VectorStores
 from . import config as agent_config
 from .loop import AgentLoop, LoopDone, LoopRequest, ServerTool
+from .memory import SessionMemory
 from .messages import input_message, turn_messages
 from .steps import TurnSteps, iso, seconds, step_complete
 from .toolgroups import server_tools
@@ -78,12 +82,14 @@ class Agents:
         loop: AgentLoop,
         inference: InferenceRouter,
         vector_stores: VectorStores,
+        memory: SessionMemory,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.rows = rows
         self._loop = loop
         self._inference = inference
         self._vector_stores = vector_stores
+        self._memory = memory
         self._clock = clock
 
     # Agents
@@ -113,9 +119,16 @@ class Agents:
         return await self.rows.list_agents(tenant, start=start_index, limit=limit)
 
     async def delete(self, tenant: str, agent_id: str) -> None:
-        """The agent, its sessions and their turns."""
+        """The agent, its sessions, their turns and their memory."""
+        sessions: builtins.list[AgentSessionRecord] = []
+        while True:
+            page = await self.rows.list_sessions(tenant, agent_id, start=len(sessions), limit=MAX_PAGE)
+            sessions += page.items
+            if not page.has_more:
+                break
         if not await self.rows.delete_agent(tenant, agent_id):
             raise NotFound(f"Agent '{agent_id[:80]}' not found.", param="agent_id")
+        await self._memory.forget(tenant, sessions)
 
     # Sessions
 
@@ -141,10 +154,11 @@ class Agents:
         return session, [turn.turn for turn in turns]
 
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> None:
-        """The session and its turns."""
+        """The session, its turns and its memory."""
+        session = await self._session(tenant, agent_id, session_id)
         if not await self.rows.delete_session(tenant, agent_id, session_id):
-            await self.get(tenant, agent_id)  # no agent: that is the error
-            raise _no_session(session_id)
+            raise _no_session(session_id)  # deleted meanwhile
+        await self._memory.forget(tenant, [session])
 
     # Turns and steps
 
@@ -161,12 +175,11 @@ class Agents:
         return step
 
     async def start_turn(self, tenant: str, agent_id: str, session_id: str, request: Json) -> TurnRun:
-        """``request``: the turn's ``messages`` (user and tool-response messages), and its own
-        ``toolgroups`` and ``tool_config``; everything checked, nothing run or written yet."""
+        """``request``: the turn's ``messages`` (user and tool-response messages), its ``documents``
+        and its own ``toolgroups`` and ``tool_config``; everything checked, nothing run or written yet
+        but the documents, remembered in the session's memory, from which the turn retrieves."""
         agent = await self.get(tenant, agent_id)
-        await self._session(tenant, agent_id, session_id)
-        if request.get("documents"):
-            raise InvalidInput("Turn documents are not supported on this server yet.", param="documents")
+        session = await self._session(tenant, agent_id, session_id)
         overrides = {"toolgroups": request.get("toolgroups") or [], "tool_config": request.get("tool_config")}
         tools = await self._tools(tenant, agent.config, overrides, "agent_config")
         history = [
@@ -174,16 +187,19 @@ class Agents:
             for turn in await self.rows.turns(tenant, session_id)
             for message in turn_messages(turn.turn)
         ]
-        messages = [*history, *(input_message(message) for message in request["messages"])]
-        turn_id = str(uuid.uuid4())
+        turn_id, started_at = str(uuid.uuid4()), self._clock()
+        if request.get("documents"):
+            await self._memory.remember(tenant, session, request["documents"])
+        recalled = await self._memory.recall(tenant, session, turn_id, request["messages"])
+        messages = [*history, *(input_message(message) for message in recalled.input_messages)]
         return TurnRun(
             tenant=tenant,
             session_id=session_id,
             turn_id=turn_id,
-            input_messages=request["messages"],
-            started_at=self._clock(),
-            steps=TurnSteps(turn_id, [], agent.config["max_infer_iters"], self._clock),
-            opening=[{"event_type": "turn_start", "turn_id": turn_id}],
+            input_messages=recalled.input_messages,
+            started_at=started_at,
+            steps=TurnSteps(turn_id, recalled.steps, agent.config["max_infer_iters"], self._clock),
+            opening=[{"event_type": "turn_start", "turn_id": turn_id}, *recalled.payloads],
             loop_request=self._loop_request(tenant, agent.config, tools, messages, tools.choice, 0),
             overrides=overrides,
         )
@@ -210,7 +226,7 @@ class Agents:
             if turn.id == turn_id:
                 break
             earlier += turn_messages(turn.turn)
-        messages = [*earlier, *turn_messages({**row.turn, "steps": steps})]
+        messages = [*earlier, *turn_messages({**row.turn, "steps": steps}, current=True)]
         turn_steps = TurnSteps(turn_id, steps, agent.config["max_infer_iters"], self._clock)
         return TurnRun(
             tenant=tenant,

@@ -49,6 +49,10 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def step_start(step_type: str, step_id: str) -> Json:
+    return {"event_type": "step_start", "step_type": step_type, "step_id": step_id, "metadata": {}}
+
+
 def step_complete(step: Json) -> Json:
     return {
         "event_type": "step_complete",
@@ -83,7 +87,7 @@ class TurnSteps:
     def on(self, event: LoopEvent) -> list[Json]:
         if isinstance(event, StepStarted):
             self._step_id, self._calls_begun = new_id(), set()
-            return [self._start("inference", self._step_id)]
+            return [step_start("inference", self._step_id)]
         if isinstance(event, TextDelta):
             return [self._progress("inference", self._step_id, {"type": "text", "text": event.text})]
         if isinstance(event, ToolCallDelta):
@@ -94,7 +98,7 @@ class TurnSteps:
             step_id = new_id()
             self._tool_steps[event.call.call_id] = step_id
             delta = {"type": "tool_call", "tool_call": tool_call(event.call), "parse_status": "in_progress"}
-            return [self._start("tool_execution", step_id), self._progress("tool_execution", step_id, delta)]
+            return [step_start("tool_execution", step_id), self._progress("tool_execution", step_id, delta)]
         if isinstance(event, ToolDone):
             return [self._tool_done(event)]
         assert isinstance(event, LoopDone)
@@ -198,10 +202,6 @@ class TurnSteps:
         return step_complete(step)
 
     # Payloads
-
-    @staticmethod
-    def _start(step_type: str, step_id: str) -> Json:
-        return {"event_type": "step_start", "step_type": step_type, "step_id": step_id, "metadata": {}}
 
     @staticmethod
     def _progress(step_type: str, step_id: str, delta: Json) -> Json:

@@ -35,7 +35,8 @@ TallyOf = Literal["store", "batch"]
 
 
 class VectorStoreRows(Protocol):
-    async def insert_store(self, store: VectorStoreRecord) -> None: ...
+    async def insert_store(self, store: VectorStoreRecord) -> None:
+        """``Conflict`` if a store has its id already."""
 
     async def get_store(self, tenant: str, store_id: str) -> VectorStoreRecord | None: ...
 

@@ -159,7 +159,10 @@ class VectorStores:
         chunking_strategy: Mapping[str, Any] | None = None,
         embedding_model: str | None = None,
         embedding_dimension: int | None = None,
+        store_id: str | None = None,
     ) -> VectorStore:
+        """``store_id``: the id the caller made (an agent session's memory, ``core.agents.memory``);
+        ``Conflict`` if a store has it already. Else a new one."""
         _bounded(file_ids, "file_ids")
         _bounded_text(description, MAX_DESCRIPTION_CHARS, "description")
         model = await self._inference.catalog.get(
@@ -178,7 +181,7 @@ class VectorStores:
         now = int(self._clock())
         days = _days(expires_after)
         record = VectorStoreRecord(
-            id=new_id("vs_", self._clock()),
+            id=store_id or new_id("vs_", self._clock()),
             tenant=tenant,
             name=_name(name),
             created_at=now,

@@ -8,6 +8,7 @@ import secrets
 import pytest
 from _adapters import on
 
+from cairn.core.errors import Conflict
 from cairn.core.ports.vector_stores import VectorStoreRows
 from cairn.core.records import (
     FileCounts,
@@ -65,6 +66,8 @@ async def test_a_store_is_its_tenants_and_updates_and_touches_keep_its_expiry(
     rows = vector_store_rows
     mine = store()
     await rows.insert_store(mine)
+    with pytest.raises(Conflict):
+        await rows.insert_store(dataclasses.replace(mine, tenant="bob"))
     assert await rows.get_store("alice", mine.id) == mine
     assert await rows.get_store("bob", mine.id) is None
     assert await rows.update_store(dataclasses.replace(mine, tenant="bob", name="x")) is None
