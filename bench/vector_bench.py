@@ -6,7 +6,10 @@ one, ``keyword`` p50, and the process's peak RSS.
 
 Vectors are a normalised Gaussian mixture (``--clusters`` centres, noise 0.6 of a centre's scale per
 dimension), queries fresh draws of the same mixture: real embeddings are clustered, and neighbours among
-the members of one cluster are what a search has to tell apart. Chunks go in as files of 500.
+the members of one cluster are what a search has to tell apart. Chunks go in as files of 500. By default
+a cluster spreads over all 384 directions, the hardest case for a graph index, whose neighbours grow
+alike as a store grows; ``--intrinsic N`` spreads each over N random directions of its own, as real
+embeddings do (their local intrinsic dimension is far below their width: D31 has the figures).
 
 ``--bulk`` (PostgreSQL only) loads the large store's rows by a binary ``COPY`` into the adapter's tables
 instead of ``put_file``, with its HNSW index dropped first and built again after by ``create_store`` of
@@ -15,7 +18,8 @@ the small store (the adapter's own statement; its time is printed): a million ch
 may use is set on the bench's database, as a deployment loading that much would.
 
 Run by hand: .venv/bin/python bench/vector_bench.py [--chunks 10000,100000] [--queries 200]
-[--backends sqlite,postgres] [--bulk] [--ef-search 40,100] [--keyword-queries 20]
+[--backends sqlite,postgres] [--bulk] [--ef-search 40,100] [--keyword-queries 20] [--intrinsic 16]
+[--shared-buffers 4GB]
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.append(str(REPO / "tests"))  # PostgreSQL databases as the test suite makes them
-from _services import postgres_database  # noqa: E402
+from _services import postgres_database, start_embedded_postgres  # noqa: E402
 from cairn.adapters import vectors_pg  # noqa: E402
 from cairn.adapters.sql.engine import SqlDatabase  # noqa: E402
 from cairn.adapters.vectors_pg import PgVectorIndex  # noqa: E402
@@ -49,10 +53,22 @@ FILE_CHUNKS = 500
 VOCABULARY = 20_000  # words drawn by Zipf's law, as in text: a few common, most rare
 
 
-def mixture(count: int, clusters: int, seed: int) -> np.ndarray:
+def mixture(count: int, clusters: int, seed: int, intrinsic: int) -> np.ndarray:
+    """``count`` points of the mixture; each cluster spreads over ``intrinsic`` random directions of its
+    own (all of them at ``DIM``), with the same spread in all: a centre's scale times 0.6 per dimension
+    at ``DIM``, so the same distance from the centre on average."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(clusters, DIM))
-    points = centres[rng.integers(0, clusters, count)] + rng.normal(size=(count, DIM)) * 0.6
+    member = rng.integers(0, clusters, count)
+    points = centres[member]
+    if intrinsic >= DIM:
+        points += rng.normal(size=(count, DIM)) * 0.6
+    else:
+        scale = 0.6 * np.sqrt(DIM / intrinsic)
+        for cluster in range(clusters):
+            rows = np.flatnonzero(member == cluster)
+            directions = np.linalg.qr(rng.normal(size=(DIM, intrinsic)))[0]
+            points[rows] += rng.normal(size=(len(rows), intrinsic)) * scale @ directions.T
     return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -112,22 +128,16 @@ async def bulk_load(url: str, points: np.ndarray, rng: np.random.Generator) -> f
         await conn.close()
 
 
-async def run(
-    chunks: int,
-    queries: int,
-    clusters: int,
-    url: str,
-    *,
-    bulk: bool,
-    ef_searches: list[int],
-    keyword_queries: int,
-) -> None:
+async def run(chunks: int, url: str, args: argparse.Namespace) -> None:
+    queries, bulk, ef_searches = args.queries, args.bulk and url.startswith("postgresql"), args.ef_search
     database = SqlDatabase(url)
     await database.migrate()
     index: VectorIndex = (
         SqliteVectorIndex(database) if database.dialect == "sqlite" else PgVectorIndex(database)
     )
-    points, asked = np.split(mixture(chunks + queries, clusters, seed=chunks), [chunks])
+    points, asked = np.split(
+        mixture(chunks + queries, args.clusters, seed=chunks, intrinsic=args.intrinsic), [chunks]
+    )
     rng = np.random.default_rng(1)
     await index.create_store("vs_large", DIM)
     if bulk:
@@ -175,7 +185,7 @@ async def run(
     times, _ = await measure("vs_small")
     print(f"  small store beside {ms(times)}  (200 chunks)")
     keyword = []
-    for _ in range(keyword_queries):
+    for _ in range(queries if args.keyword_queries is None else args.keyword_queries):
         query = words(rng, 4)
         begun = time.perf_counter()
         await index.keyword("vs_large", query, limit=10)
@@ -186,10 +196,18 @@ async def run(
 
 
 @contextlib.contextmanager
-def database_url(backend: str, maintenance_memory: str) -> Iterator[str]:
-    if backend == "postgres":
+def database_url(backend: str, args: argparse.Namespace) -> Iterator[str]:
+    if backend == "postgres" and args.shared_buffers:
+        server = start_embedded_postgres({"shared_buffers": args.shared_buffers})
+        try:
+            with postgres_database("cairn_bench_", server.url) as url:
+                asyncio.run(_set_maintenance_memory(url, args.maintenance_memory))
+                yield url
+        finally:
+            server.stop()
+    elif backend == "postgres":
         with postgres_database("cairn_bench_") as url:
-            asyncio.run(_set_maintenance_memory(url, maintenance_memory))
+            asyncio.run(_set_maintenance_memory(url, args.maintenance_memory))
             yield url
     else:
         with tempfile.TemporaryDirectory() as directory:
@@ -215,15 +233,16 @@ def main() -> None:
     parser.add_argument("--bulk", action="store_true", help="PostgreSQL: load by COPY, index after")
     parser.add_argument("--maintenance-memory", default="8GB", help="PostgreSQL: for the index build")
     parser.add_argument("--ef-search", default="", help="PostgreSQL: hnsw.ef_search floors to compare")
+    parser.add_argument(
+        "--shared-buffers", help="PostgreSQL: a server of its own with this shared_buffers (e.g. 4GB)"
+    )
+    parser.add_argument("--intrinsic", type=int, default=DIM, help="directions a cluster spreads over")
     args = parser.parse_args()
-    ef_searches = [int(n) for n in args.ef_search.split(",") if n] or [vectors_pg.MIN_EF_SEARCH]
+    args.ef_search = [int(n) for n in args.ef_search.split(",") if n] or [vectors_pg.MIN_EF_SEARCH]
     for backend in args.backends.split(","):
         for chunks in (int(n) for n in args.chunks.split(",")):
-            with database_url(backend, args.maintenance_memory) as url:
-                bulk = args.bulk and backend == "postgres"
-                keyword = args.queries if args.keyword_queries is None else args.keyword_queries
-                options = {"bulk": bulk, "ef_searches": ef_searches, "keyword_queries": keyword}
-                asyncio.run(run(chunks, args.queries, args.clusters, url, **options))
+            with database_url(backend, args) as url:
+                asyncio.run(run(chunks, url, args))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,10 +177,11 @@ def _unprivileged_user() -> dict[str, Any]:
     raise FileNotFoundError("running as root, and neither a postgres nor a nobody user exists")
 
 
-def start_embedded_postgres() -> EmbeddedPostgres:
+def start_embedded_postgres(settings: Mapping[str, str] | None = None) -> EmbeddedPostgres:
     """Starts the PostgreSQL 18 with pgvector of the ``embedded-postgres`` package on a free loopback port,
-    with its data and log in a new temp directory, and returns once it accepts connections. Raises
-    OSError (FileNotFoundError when the package is missing) or RuntimeError when it does not start."""
+    with its data and log in a new temp directory, and returns once it accepts connections; ``settings``
+    over ``POSTGRES_SETTINGS``. Raises OSError (FileNotFoundError when the package is missing) or
+    RuntimeError when it does not start."""
     binaries = _embedded_postgres_bin()
     as_user = _unprivileged_user()
     root = Path(tempfile.mkdtemp(prefix="cairn-postgres."))
@@ -196,7 +197,7 @@ def start_embedded_postgres() -> EmbeddedPostgres:
             subprocess.run(initdb, stdout=log, stderr=subprocess.STDOUT, cwd=root, check=True, **as_user)
         [port] = _free_ports(1)
         command = [str(binaries / "postgres"), "-D", str(root / "data"), "-p", str(port)]
-        for name, value in POSTGRES_SETTINGS.items():
+        for name, value in {**POSTGRES_SETTINGS, **(settings or {})}.items():
             command += ["-c", f"{name}={value}"]
         with log_path.open("ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root, **as_user)
@@ -273,10 +274,10 @@ def _find_postgres_server() -> str | PostgresUnavailable:
 
 
 @contextlib.contextmanager
-def postgres_database(name_prefix: str) -> Iterator[str]:
-    """The URL of a new, empty database on ``postgres_server()``, dropped on exit. Raises
-    PostgresUnavailable when there is no server."""
-    server = postgres_server()
+def postgres_database(name_prefix: str, server: str | None = None) -> Iterator[str]:
+    """The URL of a new, empty database on ``server`` (an admin URL; by default ``postgres_server()``),
+    dropped on exit. Raises PostgresUnavailable when there is no server."""
+    server = server or postgres_server()
     name = f"{name_prefix}{secrets.token_hex(6)}"
     asyncio.run(_postgres_admin(server, f'CREATE DATABASE "{name}"'))
     try:
