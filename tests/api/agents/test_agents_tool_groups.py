@@ -19,6 +19,7 @@ CHAT = "llama-cpp/SmolLM2-135M-Instruct"
 MCP = "model-context-protocol"
 GREEDY = {"strategy": {"type": "greedy"}, "max_tokens": 32}
 ASK = [{"role": "user", "content": "Say hello with the tool."}]
+SHORT = {"sampling_params": GREEDY, "max_infer_iters": 2}  # the small model would call again and again
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,8 @@ def test_an_mcp_group_is_registered_listed_invoked_and_deleted(llama, mcp_url):
         ("b", "integer", True),
     ]
     assert add.metadata == {"endpoint": mcp_url}
+    every = [(t.toolgroup_id, t.identifier) for t in llama.tools.list()]
+    assert every[:2] == [("builtin::rag", "knowledge_search"), ("mcp::calc", "add")] and len(every) == 7
     assert llama.tools.get("echo").toolgroup_id == "mcp::calc"  # the first group that has it
     defs = llama.tool_runtime.list_tools(tool_group_id="mcp::spare")
     assert [d.name for d in defs] == ["add", "echo", "broken"] and defs[1].parameters[0].name == "text"
@@ -110,6 +113,15 @@ def test_what_cannot_be_registered_or_run_is_refused(llama, http, mcp_url):
     assert http.get("/v1/toolgroups/mcp::down").status_code == 404  # nothing was kept
     assert http.delete("/v1/toolgroups/builtin::rag").status_code == 400
     assert http.get("/v1/tool-runtime/list-tools").status_code == 400
+    elsewhere = http.get("/v1/tool-runtime/list-tools", params={"mcp_endpoint[uri]": "file:///etc"})
+    assert elsewhere.status_code == 400 and elsewhere.json()["error"]["param"] == "mcp_endpoint"
+    for toolgroups, param in (
+        (["mcp::calc/nope"], "agent_config.toolgroups[0]"),
+        (["mcp::calc", "mcp::calc/echo"], "agent_config.toolgroups[1]"),  # echo twice
+    ):
+        config = {"model": CHAT, "instructions": "", "toolgroups": toolgroups}
+        made = http.post("/v1/agents", json={"agent_config": config})
+        assert made.status_code == 400 and made.json()["error"]["param"] == param
     with pytest.raises(llama_stack_client.NotFoundError):
         llama.tool_runtime.invoke_tool(tool_name="no_such_tool", kwargs={})
     with pytest.raises(llama_stack_client.BadRequestError):  # no vector_db_ids
@@ -156,7 +168,7 @@ def test_an_agent_runs_an_mcp_tool_on_the_server_as_a_tool_execution_step(llama)
 def test_a_turns_group_args_are_the_calls_and_a_failure_is_read_by_the_model(llama, http):
     made = http.post(
         "/v1/agents",
-        json={"agent_config": {"model": CHAT, "instructions": "Use the tools.", "sampling_params": GREEDY}},
+        json={"agent_config": {"model": CHAT, "instructions": "Use the tools.", **SHORT}},
     )
     agent_id = made.json()["agent_id"]
     session_id = llama.agents.session.create(agent_id, session_name="args").session_id

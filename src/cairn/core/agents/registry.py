@@ -142,8 +142,9 @@ class ToolGroups:
     async def tool(self, tenant: str, name: str) -> GroupTool:
         """The tool of that name that ``invoke`` would run."""
         group = await self._group_of_tool(tenant, name)
-        found = next((tool for tool in await self._group_tools(group) if tool.spec.name == name), None)
-        if found is None:  # the server no longer has it
+        tools = [] if group is None else await self._group_tools(group)
+        found = next((tool for tool in tools if tool.spec.name == name), None)
+        if found is None:  # no group has one, or its server no longer does
             raise _no_tool(name)
         return found
 
@@ -155,6 +156,8 @@ class ToolGroups:
 
     async def invoke(self, tenant: str, name: str, kwargs: Json) -> Invocation:
         group = await self._group_of_tool(tenant, name)
+        if group is None:
+            raise _no_tool(name)
         if group.mcp_uri is None:  # knowledge_search
             search = await knowledge_search(
                 {key: value for key, value in kwargs.items() if key != "query"},
@@ -208,14 +211,13 @@ class ToolGroups:
             raise _no_group(group_id)
         return record
 
-    async def _group_of_tool(self, tenant: str, name: str) -> ToolGroup:
+    async def _group_of_tool(self, tenant: str, name: str) -> ToolGroup | None:
+        """The group whose tool of that name ``invoke`` runs: built in, else the first registered."""
         for group_id, specs in GROUPS.items():
             if any(spec.name == name for spec in specs):
                 return ToolGroup(group_id, PROVIDER)
-        for record in await self.rows.list_groups(tenant):
-            if name in record.tools:
-                return _registered(record)
-        raise _no_tool(name)
+        record = next((r for r in await self.rows.list_groups(tenant) if name in r.tools), None)
+        return None if record is None else _registered(record)
 
     async def _group_tools(self, group: ToolGroup) -> builtins.list[GroupTool]:
         if group.mcp_uri is None:
