@@ -36,6 +36,7 @@ from .adapters.sql.models import SqlModelRows
 from .adapters.sql.objects import SqlObjectRows
 from .adapters.sql.responses import SqlResponseRows
 from .adapters.sql.sessions import SqlUploadSessionRows
+from .adapters.sql.tool_groups import SqlToolGroupRows
 from .adapters.sql.vector_stores import SqlVectorStoreRows
 from .adapters.tokenizer_hf import HuggingFaceTokenOffsets
 from .adapters.vectors_pg import PgVectorIndex
@@ -43,6 +44,7 @@ from .adapters.vectors_sqlite import SqliteVectorIndex
 from .api.deps import Services
 from .core.agents.loop import AgentLoop
 from .core.agents.memory import SessionMemory
+from .core.agents.registry import ToolGroups
 from .core.agents.service import Agents
 from .core.auth import ApiKeys, is_loopback_host
 from .core.conversations import Conversations
@@ -68,6 +70,7 @@ from .core.ports.responses import ResponseRows
 from .core.ports.sessions import UploadSessionRows
 from .core.ports.staging import SessionStaging
 from .core.ports.tokens import TokenOffsets
+from .core.ports.tool_groups import ToolGroupRows
 from .core.ports.vector_stores import VectorStoreRows
 from .core.ports.vectors import VectorIndex
 from .core.ratelimit import RouteClass
@@ -94,6 +97,7 @@ class Composition:
     conversation_rows: ConversationRows
     response_rows: ResponseRows
     agent_rows: AgentRows
+    tool_group_rows: ToolGroupRows
     job_rows: JobRows
     vector_index: VectorIndex
     blobs: BlobStore
@@ -151,6 +155,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
         conversation_rows = SqlConversationRows(database)
         response_rows = SqlResponseRows(database)
         agent_rows = SqlAgentRows(database)
+        tool_group_rows = SqlToolGroupRows(database)
         job_rows = SqlJobRows(database)
         vector_index: VectorIndex = (
             SqliteVectorIndex(database) if database.dialect == "sqlite" else PgVectorIndex(database)
@@ -178,6 +183,8 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
         )
         conversations = Conversations(conversation_rows)
         loop = AgentLoop(inference)
+        mcp = StreamableHttpMcp()
+        tool_groups = ToolGroups(tool_group_rows, vector_stores, mcp)
         responses = Responses(
             response_rows,
             loop,
@@ -186,7 +193,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             vector_stores,
             conversations,
             jobs,
-            StreamableHttpMcp(),
+            mcp,
         )
         background = BackgroundResponses(responses)
         jobs.register(BACKGROUND_JOB, background, failed=background.failed)
@@ -200,7 +207,8 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             vector_io=vector_io,
             conversations=conversations,
             responses=responses,
-            agents=Agents(agent_rows, loop, inference, vector_stores, memory),
+            tool_groups=tool_groups,
+            agents=Agents(agent_rows, loop, inference, memory, tool_groups),
             jobs=jobs,
             inference_limits=InferenceLimits(limiter, streams_per_tenant=limits.inference_streams_per_tenant),
             rate_limiter=limiter,
@@ -218,6 +226,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             conversation_rows=conversation_rows,
             response_rows=response_rows,
             agent_rows=agent_rows,
+            tool_group_rows=tool_group_rows,
             job_rows=job_rows,
             vector_index=vector_index,
             blobs=blobs,

@@ -19,6 +19,7 @@ from cairn.core.ports.objects import ObjectRows
 from cairn.core.ports.responses import ResponseRows
 from cairn.core.ports.sessions import UploadSessionRows
 from cairn.core.ports.staging import SessionStaging
+from cairn.core.ports.tool_groups import ToolGroupRows
 from cairn.core.ports.vector_stores import VectorStoreRows
 from cairn.core.ports.vectors import VectorIndex
 from cairn.settings import Settings
@@ -100,6 +101,11 @@ def response_rows(composition: Composition) -> ResponseRows:
 @pytest.fixture
 def agent_rows(composition: Composition) -> AgentRows:
     return composition.agent_rows
+
+
+@pytest.fixture
+def tool_group_rows(composition: Composition) -> ToolGroupRows:
+    return composition.tool_group_rows
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from ..core.agents.registry import ToolGroups
 from ..core.agents.service import Agents
 from ..core.auth import ApiKeys, Principal
 from ..core.conversations import Conversations
@@ -38,6 +39,8 @@ class Services:
     """Llama Stack's vector-io: chunks inserted into and queried from the vector stores."""
     conversations: Conversations
     responses: Responses
+    tool_groups: ToolGroups
+    """Llama Stack's tool groups and tool-runtime: built in, and the MCP servers tenants registered."""
     agents: Agents
     """Llama Stack's Agents API, on the same agent loop as the Responses API."""
     jobs: JobRunner

@@ -1,95 +1,202 @@
-"""Llama Stack's tool groups and tools as its client reads them around agents (``client.toolgroups``,
-``client.tools``; the ``Agent`` helper lists the tools of each group it is given): the groups this
-server runs for agents (``core.agents.toolgroups``), under ``/v1``. Lists are ``{data}``."""
+"""Llama Stack's tool groups, tools and tool-runtime as its client calls them around agents
+(``client.toolgroups``, ``client.tools``, ``client.tool_runtime``; the ``Agent`` helper lists the tools of
+each group it is given), under ``/v1``: the built-in groups and the MCP servers a tenant registers
+(``core.agents.registry``). Lists are ``{data}``; registering and deleting answer ``null``, as Llama
+Stack does."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from ..core.agents.toolgroups import GROUPS, PROVIDER, ToolSpec, group_of
-from ..core.errors import NotFound
-from .deps import PrincipalDep
+from ..core.agents.mcp_tools import MAX_URL_CHARS
+from ..core.agents.registry import GroupTool, ToolGroup
+from ..core.errors import InvalidInput
+from ..core.ratelimit import RouteClass
+from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
 from .faces import Face
 from .front_door import FrontDoorRoute
+from .ratelimit import charged_as
 from .render import json_response
 
 router = APIRouter(route_class=FrontDoorRoute, tags=["Tools"], responses=error_responses(400, 401, 404))
 
-GroupId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_:.-]{1,128}$")]
+GROUP_ID = r"^[A-Za-z0-9_:.-]{1,128}$"
+GroupId = Annotated[str, Path(pattern=GROUP_ID)]
+ToolName = Annotated[str, Field(min_length=1, max_length=128)]
+Uri = Annotated[str, Field(min_length=1, max_length=MAX_URL_CHARS)]
 
 
-def group_object(group: str) -> dict[str, Any]:
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class McpEndpoint(_Closed):
+    uri: Uri
+
+
+class RegisterToolGroupRequest(_Closed):
+    toolgroup_id: Annotated[str, Field(pattern=GROUP_ID)]
+    provider_id: Annotated[str, Field(min_length=1, max_length=64)]
+    mcp_endpoint: McpEndpoint | None = None
+    args: Annotated[dict[str, Any], Field(max_length=64)] | None = None
+
+
+class InvokeToolRequest(_Closed):
+    tool_name: ToolName
+    kwargs: Annotated[dict[str, Any], Field(max_length=256)]
+
+
+def group_object(group: ToolGroup) -> dict[str, Any]:
     return {
-        "identifier": group,
-        "provider_resource_id": group,
-        "provider_id": PROVIDER,
+        "identifier": group.id,
+        "provider_resource_id": group.id,
+        "provider_id": group.provider_id,
         "type": "tool_group",
-        "args": None,
-        "mcp_endpoint": None,
+        "args": group.args,
+        "mcp_endpoint": None if group.mcp_uri is None else {"uri": group.mcp_uri},
     }
 
 
-def tool_object(group: str, tool: ToolSpec) -> dict[str, Any]:
+def _parameters(tool: GroupTool) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": p.name,
+            "parameter_type": p.parameter_type,
+            "description": p.description,
+            "required": p.required,
+            "default": None,
+        }
+        for p in tool.spec.parameters
+    ]
+
+
+def tool_object(tool: GroupTool) -> dict[str, Any]:
     return {
-        "identifier": tool.name,
-        "provider_resource_id": tool.name,
-        "provider_id": PROVIDER,
+        "identifier": tool.spec.name,
+        "provider_resource_id": tool.spec.name,
+        "provider_id": tool.group.provider_id,
         "type": "tool",
-        "toolgroup_id": group,
-        "description": tool.description,
-        "parameters": [
-            {
-                "name": p.name,
-                "parameter_type": p.parameter_type,
-                "description": p.description,
-                "required": p.required,
-                "default": None,
-            }
-            for p in tool.parameters
-        ],
-        "metadata": {},
+        "toolgroup_id": tool.group.id,
+        "description": tool.spec.description,
+        "parameters": _parameters(tool),
+        "metadata": tool.metadata or {},
     }
 
 
-def _group(name: str) -> str:
-    group = group_of(name)
-    if group not in GROUPS:
-        raise NotFound(f"Tool group '{name[:128]}' not found.", param="toolgroup_id")
-    return group
+def tool_def(tool: GroupTool) -> dict[str, Any]:
+    return {
+        "name": tool.spec.name,
+        "description": tool.spec.description,
+        "parameters": _parameters(tool),
+        "metadata": tool.metadata,
+    }
+
+
+# Tool groups
 
 
 @router.get("/toolgroups", summary="List tool groups")
-async def list_tool_groups(_: PrincipalDep) -> Response:
-    return json_response({"data": [group_object(group) for group in GROUPS]})
+async def list_tool_groups(services: ServicesDep, principal: PrincipalDep) -> Response:
+    """The built-in groups, then the tenant's registered groups in the order they were registered."""
+    groups = await services.tool_groups.list(principal.tenant)
+    return json_response({"data": [group_object(group) for group in groups]})
+
+
+@router.post("/toolgroups", summary="Register a tool group", responses=error_responses(424))
+async def register_tool_group(
+    body: RegisterToolGroupRequest, services: ServicesDep, principal: PrincipalDep
+) -> Response:
+    """An MCP server (``provider_id`` ``model-context-protocol``, ``mcp_endpoint``), whose tools are
+    listed first (424 if it cannot list them); a name registered again is replaced."""
+    await services.tool_groups.register(
+        principal.tenant,
+        body.toolgroup_id,
+        body.provider_id,
+        None if body.mcp_endpoint is None else body.mcp_endpoint.uri,
+        body.args,
+    )
+    return json_response(None)
 
 
 @router.get("/toolgroups/{toolgroup_id}", summary="Retrieve a tool group")
-async def get_tool_group(toolgroup_id: GroupId, _: PrincipalDep) -> Response:
-    return json_response(group_object(_group(toolgroup_id)))
+async def get_tool_group(toolgroup_id: GroupId, services: ServicesDep, principal: PrincipalDep) -> Response:
+    return json_response(group_object(await services.tool_groups.get(principal.tenant, toolgroup_id)))
 
 
-@router.get("/tools", summary="List tools")
+@router.delete("/toolgroups/{toolgroup_id}", summary="Unregister a tool group")
+async def delete_tool_group(
+    toolgroup_id: GroupId, services: ServicesDep, principal: PrincipalDep
+) -> Response:
+    await services.tool_groups.delete(principal.tenant, toolgroup_id)
+    return json_response(None)
+
+
+# Tools
+
+
+@router.get("/tools", summary="List tools", responses=error_responses(424))
 async def list_tools(
-    _: PrincipalDep,
+    services: ServicesDep,
+    principal: PrincipalDep,
     toolgroup_id: Annotated[
         str | None, Query(max_length=256, description="A group, or a ``group/tool`` name: that group's.")
     ] = None,
 ) -> Response:
-    groups = [_group(toolgroup_id)] if toolgroup_id is not None else list(GROUPS)
-    return json_response({"data": [tool_object(group, tool) for group in groups for tool in GROUPS[group]]})
+    """A registered group's tools are asked of its server."""
+    tools = await services.tool_groups.tools(principal.tenant, toolgroup_id)
+    return json_response({"data": [tool_object(tool) for tool in tools]})
 
 
-@router.get("/tools/{tool_name}", summary="Retrieve a tool")
-async def get_tool(tool_name: Annotated[str, Path(max_length=64)], _: PrincipalDep) -> Response:
-    for group, tools in GROUPS.items():
-        for tool in tools:
-            if tool.name == tool_name:
-                return json_response(tool_object(group, tool))
-    raise NotFound(f"Tool '{tool_name}' not found.", param="tool_name")
+@router.get("/tools/{tool_name}", summary="Retrieve a tool", responses=error_responses(424))
+async def get_tool(
+    tool_name: Annotated[str, Path(max_length=128)], services: ServicesDep, principal: PrincipalDep
+) -> Response:
+    return json_response(tool_object(await services.tool_groups.tool(principal.tenant, tool_name)))
+
+
+# The tool runtime
+
+
+@router.get("/tool-runtime/list-tools", summary="List a tool group's tools", responses=error_responses(424))
+async def list_runtime_tools(
+    services: ServicesDep,
+    principal: PrincipalDep,
+    tool_group_id: Annotated[str | None, Query(max_length=256)] = None,
+    mcp_endpoint: Annotated[
+        str | None,
+        Query(alias="mcp_endpoint[uri]", max_length=MAX_URL_CHARS, description="Any MCP server's tools."),
+    ] = None,
+) -> Response:
+    """Those of a group (as ``GET /v1/tools``), or those of any MCP server (``mcp_endpoint``), as tool
+    definitions."""
+    if mcp_endpoint is not None:
+        tools = await services.tool_groups.endpoint_tools(mcp_endpoint)
+    elif tool_group_id is not None:
+        tools = await services.tool_groups.tools(principal.tenant, tool_group_id)
+    else:
+        raise InvalidInput("Give tool_group_id or mcp_endpoint.", param="tool_group_id")
+    return json_response({"data": [tool_def(tool) for tool in tools]})
+
+
+@router.post("/tool-runtime/invoke", summary="Invoke a tool", responses=error_responses(424))
+@charged_as(RouteClass.INFERENCE)  # a search embeds its query; an MCP call runs on another server
+async def invoke_tool(body: InvokeToolRequest, services: ServicesDep, principal: PrincipalDep) -> Response:
+    """``knowledge_search`` (``query``, ``vector_db_ids``, ``query_config``), or a tool of a registered
+    group, by its name → Llama Stack's ``ToolInvocationResult``."""
+    result = await services.tool_groups.invoke(principal.tenant, body.tool_name, body.kwargs)
+    return json_response(
+        {
+            "content": result.content,
+            "error_code": result.error_code,
+            "error_message": result.error_message,
+            "metadata": result.metadata,
+        }
+    )
 
 
 FACE = Face(router, prefixes=("/v1",))

@@ -286,3 +286,17 @@ class TurnRecord:
     turn: dict[str, Any]
     pending: dict[str, Any] | None = None
     revision: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolGroupRecord:
+    """A tool group a tenant registered (Llama Stack's ``ToolGroup``): a remote MCP server, with the names
+    of the tools it listed when it was registered, by which a call of a tool finds its group."""
+
+    id: str  # the name the tenant gave it (``mcp::weather``)
+    tenant: str
+    created_at: float  # seconds since the epoch
+    provider_id: str
+    mcp_uri: str
+    args: dict[str, Any] | None
+    tools: list[str]

@@ -259,6 +259,10 @@ def test_knowledge_search_runs_here_as_a_tool_execution_step(llama, model_server
     response = turn.steps[1].tool_responses[0]
     assert response.tool_name == "knowledge_search" and "BLUE HERON" in response.content
     assert response.metadata["document_ids"] == [attached.id]  # the model's query found the one file
+    searched = llama.tool_runtime.invoke_tool(
+        tool_name="knowledge_search", kwargs={"query": "Zanzibar codename", "vector_db_ids": [store.id]}
+    )
+    assert "BLUE HERON" in searched.content[0].text and searched.metadata["document_ids"] == [attached.id]
 
 
 def test_turn_documents_are_remembered_and_retrieved_in_every_turn(llama, http, model_server, model_tenant):

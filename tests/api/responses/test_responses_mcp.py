@@ -7,71 +7,20 @@ failure, approvals (approved, refused), ``allowed_tools``, and a server that can
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import openai
 import pytest
-import uvicorn
-from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from starlette.responses import PlainTextResponse
+from _mcp import closed_url, serving
 
 CHAT = "llama-cpp/SmolLM2-135M-Instruct"
 TOKEN = "s3cret-token"
 
 
-def tools_server() -> MCPServer:
-    server = MCPServer("calc")
-
-    @server.tool()
-    def add(a: int, b: int) -> int:
-        """Add two integers."""
-        return a + b
-
-    @server.tool()
-    def echo(text: str) -> str:
-        """Say the text back."""
-        return text
-
-    @server.tool()
-    def broken() -> str:
-        """Always fails."""
-        raise ToolError("the gears are stuck")
-
-    return server
-
-
-def bearer_only(app):
-    """The MCP app, answering 401 to a request without the test's bearer token."""
-
-    async def guarded(scope, receive, send):
-        if scope["type"] == "http" and (b"authorization", f"Bearer {TOKEN}".encode()) not in scope["headers"]:
-            await PlainTextResponse("no token", status_code=401)(scope, receive, send)
-            return
-        await app(scope, receive, send)
-
-    return guarded
-
-
 @pytest.fixture(scope="module")
 def mcp_url() -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    app = bearer_only(tools_server().streamable_http_app())
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the MCP server did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serving(TOKEN) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -207,9 +156,7 @@ def test_allowed_tools_are_all_the_model_is_offered(oai, mcp_url):
 
 
 def test_a_server_that_cannot_list_its_tools_fails_the_request_with_424(oai, mcp_url):
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        down = f"http://127.0.0.1:{closed.getsockname()[1]}/mcp"
+    down = closed_url()
     with pytest.raises(openai.APIStatusError) as caught:
         respond(oai, calc(down, server_label="down"))
     assert caught.value.status_code == 424 and caught.value.body["param"] == "tools[0]"

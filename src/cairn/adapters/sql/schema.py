@@ -238,3 +238,17 @@ agent_turns = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False),
     sa.Index("ix_agent_turns_turn_id", "session_id", "turn_id", unique=True),
 )
+
+
+# The tool groups tenants registered (Llama Stack's tool-runtime): remote MCP servers, by name
+tool_groups = sa.Table(
+    "tool_groups",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("provider_id", sa.String(64), nullable=False),
+    sa.Column("mcp_uri", sa.Text, nullable=False),
+    sa.Column("args", sa.Text, nullable=True),  # a JSON object
+    sa.Column("tools", sa.Text, nullable=False),  # the names of the tools listed, a JSON array
+)

@@ -39,13 +39,12 @@ from ..inference.router import InferenceRouter
 from ..ports.agents import AgentRows
 from ..ports.inference import Json, ModelType
 from ..records import AgentRecord, AgentSessionRecord, Page, TurnRecord
-from ..vectors.stores import VectorStores
 from . import config as agent_config
 from .loop import AgentLoop, LoopDone, LoopRequest, ServerTool
 from .memory import SessionMemory
 from .messages import input_message, turn_messages
+from .registry import ToolGroups
 from .steps import TurnSteps, iso, seconds, step_complete
-from .toolgroups import server_tools
 
 MAX_PAGE = 100
 
@@ -81,15 +80,15 @@ class Agents:
         rows: AgentRows,
         loop: AgentLoop,
         inference: InferenceRouter,
-        vector_stores: VectorStores,
         memory: SessionMemory,
+        tool_groups: ToolGroups,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.rows = rows
         self._loop = loop
         self._inference = inference
-        self._vector_stores = vector_stores
         self._memory = memory
+        self._tool_groups = tool_groups
         self._clock = clock
 
     # Agents
@@ -304,11 +303,10 @@ class Agents:
         """The turn's tools, checked: the agent's, and the turn's own ``toolgroups`` and
         ``tool_config``."""
         agent_config.refuse_unsupported(config, param)
-        server = await server_tools(
-            config.get("toolgroups") or [], self._vector_stores, tenant, f"{param}.toolgroups"
-        )
+        groups = self._tool_groups
+        server = await groups.server_tools(tenant, config.get("toolgroups") or [], f"{param}.toolgroups")
         for name, tool in (
-            await server_tools(overrides.get("toolgroups") or [], self._vector_stores, tenant, "toolgroups")
+            await groups.server_tools(tenant, overrides.get("toolgroups") or [], "toolgroups")
         ).items():
             if name in server:
                 raise InvalidInput(f"The tool `{name}` is named twice.", param="toolgroups")

@@ -1,11 +1,11 @@
-"""The tool groups an agent may name (Llama Stack's ``toolgroups``), and the tools Cairn runs for them.
+"""The built-in tool groups (Llama Stack's ``toolgroups`` that every tenant has), and the tools Cairn runs
+for them; the groups a tenant registers (MCP servers) are ``core.agents.registry``'s.
 
-One group is served: ``builtin::rag``, whose one tool ``knowledge_search`` searches the vector stores
-the group's ``args`` name (``vector_db_ids``: ``vs_…`` stores of the Vector Stores API) and answers as
-Llama Stack's RAG tool does (the chunks found, between a header and a footer, then a reminder of the
-query). An agent names a group (``builtin::rag``), one of its tools (``builtin::rag/knowledge_search``),
-or either with ``args`` (``{"name": …, "args": {…}}``). A group this server does not have (web search,
-code interpreter, Wolfram Alpha, MCP) is refused by name, never left out in silence.
+One built-in group is served: ``builtin::rag``, whose one tool ``knowledge_search`` searches the vector
+stores the group's ``args`` name (``vector_db_ids``: ``vs_…`` stores of the Vector Stores API) and
+answers as Llama Stack's RAG tool does (the chunks found, between a header and a footer, then a reminder
+of the query). An agent names a group (``builtin::rag``), one of its tools
+(``builtin::rag/knowledge_search``), or either with ``args`` (``{"name": …, "args": {…}}``).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ GROUPS: dict[str, tuple[ToolSpec, ...]] = {
         ),
     ),
 }
-"""Every group this server has, with its tools."""
+"""Every built-in group, with its tools."""
 
 
 def group_of(name: str) -> str:
@@ -92,33 +92,10 @@ def group_of(name: str) -> str:
     return name.split("/", 1)[0]
 
 
-async def server_tools(
-    toolgroups: Sequence[str | Json], vector_stores: VectorStores, tenant: str, param: str
-) -> dict[str, ServerTool]:
-    """The tools of ``toolgroups`` (an agent's, then a turn's), checked: ``InvalidInput`` naming the
-    entry (``param[i]``) for a group or tool this server does not have, or arguments it cannot honour."""
-    tools: dict[str, ServerTool] = {}
-    for at, entry in enumerate(toolgroups):
-        where = f"{param}[{at}]"
-        name, args = (entry, {}) if isinstance(entry, str) else (entry["name"], entry.get("args") or {})
-        group = group_of(name)
-        if group not in GROUPS:
-            raise InvalidInput(f"The tool group `{group}` is not available on this server.", param=where)
-        specs = GROUPS[group]
-        if name != group:
-            specs = tuple(spec for spec in specs if f"{group}/{spec.name}" == name)
-            if not specs:
-                raise InvalidInput(f"The tool group `{group}` has no tool `{name}`.", param=where)
-        for spec in specs:
-            if spec.name in tools:
-                raise InvalidInput(f"The tool `{spec.name}` is named twice.", param=where)
-            tools[spec.name] = await _knowledge_search(spec, args, vector_stores, tenant, f"{where}.args")
-    return tools
-
-
-async def _knowledge_search(
-    spec: ToolSpec, args: Json, vector_stores: VectorStores, tenant: str, param: str
-) -> ServerTool:
+async def knowledge_search(args: Json, vector_stores: VectorStores, tenant: str, param: str) -> ServerTool:
+    """The ``knowledge_search`` tool over the vector stores ``args`` name, checked: ``InvalidInput``
+    naming ``param`` for arguments it cannot honour or a store the tenant does not have."""
+    spec = GROUPS[RAG][0]
     unknown = set(args) - {"vector_db_ids", "query_config"}
     if unknown:
         raise InvalidInput(f"`{RAG}` takes no argument `{sorted(unknown)[0]}`.", param=param)

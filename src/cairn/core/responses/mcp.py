@@ -16,7 +16,8 @@ and run on the server (``core.ports.mcp``).
   the model reads that it was refused (``transcript``).
 - A call shows as an ``mcp_call`` item: its ``arguments``, then its ``output`` or its ``error`` (the
   server's failure, or the tool's own: ``mcp_tool_execution_error``), which the model reads either way;
-  an MCP server's failure never fails the response. Output past ``MAX_OUTPUT_CHARS`` is cut, with a note.
+  an MCP server's failure never fails the response (``core.agents.mcp_tools``, shared with the Agents
+  API: the listing checked, a call run, its output cut with a note).
 - The headers and the token are credentials: they are never logged, and the response object shows the
   tool without them.
 """
@@ -24,26 +25,31 @@ and run on the server (``core.ports.mcp``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
 
-from ..agents.loop import ServerTool, ToolCall, ToolOutput, ToolRunner
-from ..errors import FailedDependency, InvalidInput, McpServerError
+from ..agents.loop import ServerTool, ToolCall, ToolOutput
+from ..agents.mcp_tools import (
+    MAX_TOOLS,
+    MAX_URL_CHARS,
+    checked_tools,
+    function,
+    http_url,
+    list_tools,
+    text_of,
+    tool_runner,
+)
+from ..errors import InvalidInput
 from ..ports.inference import Json
-from ..ports.mcp import McpAnswer, McpClient, McpServer
+from ..ports.mcp import McpClient, McpServer
 from .items import new_id
 from .render import ToolFace
 
 MAX_SERVERS = 8
-MAX_TOOLS = 128  # of one server
-MAX_OUTPUT_CHARS = 100_000
-MAX_URL_CHARS = 2048
 MAX_HEADERS = 32
 MAX_HEADER_CHARS = 8192
 LABEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")  # MCP's rule for a tool's name
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
 SECRETS = ("headers", "authorization")
 
@@ -99,7 +105,7 @@ async def mcp_tools(client: McpClient, tools: list[Json], history: list[Json], i
                 raise InvalidInput(f"Two tools are named `{name}`.", param="tools")
             made.offered[spec.label].append(name)
             runner = runners[spec.label, name] = ServerTool(
-                name, _definition(tool), _runner(client, spec, name)
+                name, function(tool), tool_runner(client, spec.server, name)
             )
             face = _call_face(spec.label, answered)
             if _needs_approval(tool, spec.approval):
@@ -145,7 +151,7 @@ def mcp_call_answer(item: Json) -> str:
     if not isinstance(error, dict):  # none, or a client's string
         return str(error or item.get("output") or "")
     if error.get("type") == "mcp_tool_execution_error":
-        return _text(error.get("content") or []) or "The tool failed."
+        return text_of(error.get("content") or []) or "The tool failed."
     return str(error.get("message") or "The MCP server failed.")
 
 
@@ -165,7 +171,7 @@ def _spec(tool: Json, at: int) -> McpSpec:
             "An mcp tool needs server_url: connectors and tunnels are not available on this server.",
             param=f"{param}.server_url",
         )
-    if not isinstance(url, str) or len(url) > MAX_URL_CHARS or not _http(url):
+    if not isinstance(url, str) or not http_url(url):
         raise InvalidInput(
             f"server_url must be an http or https URL of at most {MAX_URL_CHARS} characters.",
             param=f"{param}.server_url",
@@ -177,14 +183,6 @@ def _spec(tool: Json, at: int) -> McpSpec:
         allowed=_filter_or_names(tool.get("allowed_tools"), f"{param}.allowed_tools"),
         approval=_approval(tool.get("require_approval"), f"{param}.require_approval"),
     )
-
-
-def _http(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _headers(tool: Json, param: str) -> dict[str, str]:
@@ -273,97 +271,18 @@ def _listing_in(context: list[Json], label: str) -> Json | None:
             and item.get("server_label") == label
             and not item.get("error")
         ):
-            return {**item, "tools": _tools(item["tools"])}
+            return {**item, "tools": checked_tools(item["tools"])}
     return None
 
 
 async def _list(client: McpClient, spec: McpSpec) -> Json:
-    try:
-        listed = await client.list_tools(spec.server, MAX_TOOLS)
-    except McpServerError as exc:
-        raise FailedDependency(
-            f"Error retrieving tool list from MCP server: '{spec.label}'. {exc.message}",
-            param=f"tools[{spec.at}]",
-        ) from None
     return {
         "id": new_id("mcpl_"),
         "type": "mcp_list_tools",
         "server_label": spec.label,
-        "tools": _tools(listed),
+        "tools": await list_tools(client, spec.server, spec.label, f"tools[{spec.at}]"),
         "error": None,
     }
-
-
-def _tools(listed: Iterable[Any]) -> list[Json]:
-    """The tools as a listing item holds them: at most ``MAX_TOOLS``, of valid names, with a schema."""
-    tools = []
-    for tool in listed:
-        if (
-            not isinstance(tool, dict)
-            or not isinstance(tool.get("name"), str)
-            or not TOOL_NAME.match(tool["name"])
-        ):
-            continue
-        schema = tool.get("input_schema")
-        description = tool.get("description")
-        annotations = tool.get("annotations")
-        tools.append(
-            {
-                "name": tool["name"],
-                "description": description if isinstance(description, str) else None,
-                "input_schema": schema if isinstance(schema, dict) else {"type": "object"},
-                "annotations": annotations if isinstance(annotations, dict) else None,
-            }
-        )
-    return tools[:MAX_TOOLS]
-
-
-def _definition(tool: Json) -> Json:
-    function: Json = {"name": tool["name"], "parameters": tool["input_schema"]}
-    if tool["description"]:
-        function["description"] = tool["description"]
-    return {"type": "function", "function": function}
-
-
-# Calls
-
-
-def _runner(client: McpClient, spec: McpSpec, name: str) -> ToolRunner:
-    async def run(arguments: Json) -> ToolOutput:
-        try:
-            answer = await client.call_tool(spec.server, name, arguments)
-        except McpServerError as exc:
-            return ToolOutput("", details={"output": None, "error": exc.error}, error=exc.message)
-        return _output(answer)
-
-    return run
-
-
-def _output(answer: McpAnswer) -> ToolOutput:
-    text = _cut(_text(answer.content))
-    if answer.is_error:
-        error = {"type": "mcp_tool_execution_error", "content": [{"type": "text", "text": text}]}
-        return ToolOutput("", details={"output": None, "error": error}, error=text or "The tool failed.")
-    return ToolOutput(text, details={"output": text, "error": None})
-
-
-def _text(content: list[Json]) -> str:
-    """The text of MCP content blocks; a block without text (an image, …) by its type."""
-    parts = []
-    for block in content:
-        if block.get("type") == "text":
-            parts.append(str(block.get("text") or ""))
-        elif isinstance((block.get("resource") or {}).get("text"), str):
-            parts.append(block["resource"]["text"])
-        else:
-            parts.append(f"[{block.get('type', 'content')}]")
-    return "\n".join(parts)
-
-
-def _cut(text: str) -> str:
-    if len(text) <= MAX_OUTPUT_CHARS:
-        return text
-    return f"{text[:MAX_OUTPUT_CHARS]}\n[The output was cut at {MAX_OUTPUT_CHARS:,} characters.]"
 
 
 # Faces and approvals
