@@ -36,6 +36,7 @@ from .adapters.sql.models import SqlModelRows
 from .adapters.sql.objects import SqlObjectRows
 from .adapters.sql.responses import SqlResponseRows
 from .adapters.sql.sessions import SqlUploadSessionRows
+from .adapters.sql.shields import SqlShieldRows
 from .adapters.sql.vector_stores import SqlVectorStoreRows
 from .adapters.tokenizer_hf import HuggingFaceTokenOffsets
 from .adapters.vectors_pg import PgVectorIndex
@@ -65,6 +66,7 @@ from .core.ports.objects import ObjectRows
 from .core.ports.ratelimit import RateLimiter
 from .core.ports.responses import ResponseRows
 from .core.ports.sessions import UploadSessionRows
+from .core.ports.shields import ShieldRows
 from .core.ports.staging import SessionStaging
 from .core.ports.tokens import TokenOffsets
 from .core.ports.vector_stores import VectorStoreRows
@@ -72,6 +74,7 @@ from .core.ports.vectors import VectorIndex
 from .core.ratelimit import RouteClass
 from .core.responses.background import BackgroundResponses
 from .core.responses.service import BACKGROUND_JOB, Responses
+from .core.shields import Shields
 from .core.uploads import UploadEngine
 from .core.vectors.ingest import JOB_KIND as INGESTION_JOB
 from .core.vectors.ingest import Ingestion, TokenizerFor
@@ -93,6 +96,7 @@ class Composition:
     conversation_rows: ConversationRows
     response_rows: ResponseRows
     agent_rows: AgentRows
+    shield_rows: ShieldRows
     job_rows: JobRows
     vector_index: VectorIndex
     blobs: BlobStore
@@ -150,6 +154,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
         conversation_rows = SqlConversationRows(database)
         response_rows = SqlResponseRows(database)
         agent_rows = SqlAgentRows(database)
+        shield_rows = SqlShieldRows(database)
         job_rows = SqlJobRows(database)
         vector_index: VectorIndex = (
             SqliteVectorIndex(database) if database.dialect == "sqlite" else PgVectorIndex(database)
@@ -176,6 +181,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             jobs,
             StreamableHttpMcp(),
         )
+        shields = Shields(shield_rows, inference)
         background = BackgroundResponses(responses)
         jobs.register(BACKGROUND_JOB, background, failed=background.failed)
         services = Services(
@@ -188,7 +194,8 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             vector_io=RawChunks(vector_stores, inference),
             conversations=conversations,
             responses=responses,
-            agents=Agents(agent_rows, loop, inference, vector_stores),
+            agents=Agents(agent_rows, loop, inference, vector_stores, shields),
+            shields=shields,
             jobs=jobs,
             inference_limits=InferenceLimits(limiter, streams_per_tenant=limits.inference_streams_per_tenant),
             rate_limiter=limiter,
@@ -206,6 +213,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             conversation_rows=conversation_rows,
             response_rows=response_rows,
             agent_rows=agent_rows,
+            shield_rows=shield_rows,
             job_rows=job_rows,
             vector_index=vector_index,
             blobs=blobs,

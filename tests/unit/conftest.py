@@ -18,6 +18,7 @@ from cairn.core.ports.models import ModelRows
 from cairn.core.ports.objects import ObjectRows
 from cairn.core.ports.responses import ResponseRows
 from cairn.core.ports.sessions import UploadSessionRows
+from cairn.core.ports.shields import ShieldRows
 from cairn.core.ports.staging import SessionStaging
 from cairn.core.ports.vector_stores import VectorStoreRows
 from cairn.core.ports.vectors import VectorIndex
@@ -100,6 +101,11 @@ def response_rows(composition: Composition) -> ResponseRows:
 @pytest.fixture
 def agent_rows(composition: Composition) -> AgentRows:
     return composition.agent_rows
+
+
+@pytest.fixture
+def shield_rows(composition: Composition) -> ShieldRows:
+    return composition.shield_rows
 
 
 @pytest.fixture

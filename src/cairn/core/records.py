@@ -284,3 +284,15 @@ class TurnRecord:
     turn: dict[str, Any]
     pending: dict[str, Any] | None = None
     revision: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ShieldRecord:
+    """A tenant's shield (Llama Stack's ``shields.register``): a guard check run by a chat model the
+    tenant can use (``provider_resource_id``); only that tenant sees it."""
+
+    tenant: str
+    identifier: str
+    provider_resource_id: str
+    params: dict[str, Any]
+    created_at: float  # seconds since the epoch

@@ -237,3 +237,14 @@ agent_turns = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False),
     sa.Index("ix_agent_turns_turn_id", "session_id", "turn_id", unique=True),
 )
+
+# Llama Stack's shields: a tenant's names for guard checks, each run by a model (``provider_resource_id``)
+shields = sa.Table(
+    "shields",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("identifier", sa.String(256), primary_key=True),
+    sa.Column("provider_resource_id", sa.String(256), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),  # a JSON object
+    sa.Column("created_at", sa.Double, nullable=False),
+)

@@ -57,7 +57,7 @@ async def test_migrate_is_idempotent_and_creates_the_listing_indexes(composition
             for i in sa.inspect(c).get_indexes(table)
         }
     )
-    assert version == "0014"
+    assert version == "0015"
     assert {
         "ix_objects_listing",
         "ix_objects_purpose",
