@@ -40,6 +40,8 @@ FACE_MODULES = (
     "responses",
     "agents",
     "tool_groups",
+    "shields",
+    "moderations",
     "artifacts",
     "buckets",
     "tus",

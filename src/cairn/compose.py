@@ -36,6 +36,7 @@ from .adapters.sql.models import SqlModelRows
 from .adapters.sql.objects import SqlObjectRows
 from .adapters.sql.responses import SqlResponseRows
 from .adapters.sql.sessions import SqlUploadSessionRows
+from .adapters.sql.shields import SqlShieldRows
 from .adapters.sql.tool_groups import SqlToolGroupRows
 from .adapters.sql.vector_stores import SqlVectorStoreRows
 from .adapters.tokenizer_hf import HuggingFaceTokenOffsets
@@ -68,6 +69,7 @@ from .core.ports.objects import ObjectRows
 from .core.ports.ratelimit import RateLimiter
 from .core.ports.responses import ResponseRows
 from .core.ports.sessions import UploadSessionRows
+from .core.ports.shields import ShieldRows
 from .core.ports.staging import SessionStaging
 from .core.ports.tokens import TokenOffsets
 from .core.ports.tool_groups import ToolGroupRows
@@ -76,6 +78,7 @@ from .core.ports.vectors import VectorIndex
 from .core.ratelimit import RouteClass
 from .core.responses.background import BackgroundResponses
 from .core.responses.service import BACKGROUND_JOB, Responses
+from .core.shields import Shields
 from .core.uploads import UploadEngine
 from .core.vectors.ingest import JOB_KIND as INGESTION_JOB
 from .core.vectors.ingest import Ingestion, TokenizerFor
@@ -98,6 +101,7 @@ class Composition:
     response_rows: ResponseRows
     agent_rows: AgentRows
     tool_group_rows: ToolGroupRows
+    shield_rows: ShieldRows
     job_rows: JobRows
     vector_index: VectorIndex
     blobs: BlobStore
@@ -156,6 +160,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
         response_rows = SqlResponseRows(database)
         agent_rows = SqlAgentRows(database)
         tool_group_rows = SqlToolGroupRows(database)
+        shield_rows = SqlShieldRows(database)
         job_rows = SqlJobRows(database)
         vector_index: VectorIndex = (
             SqliteVectorIndex(database) if database.dialect == "sqlite" else PgVectorIndex(database)
@@ -195,6 +200,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             jobs,
             mcp,
         )
+        shields = Shields(shield_rows, inference)
         background = BackgroundResponses(responses)
         jobs.register(BACKGROUND_JOB, background, failed=background.failed)
         services = Services(
@@ -208,7 +214,8 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             conversations=conversations,
             responses=responses,
             tool_groups=tool_groups,
-            agents=Agents(agent_rows, loop, inference, memory, tool_groups),
+            shields=shields,
+            agents=Agents(agent_rows, loop, inference, memory, tool_groups, shields),
             jobs=jobs,
             inference_limits=InferenceLimits(limiter, streams_per_tenant=limits.inference_streams_per_tenant),
             rate_limiter=limiter,
@@ -227,6 +234,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             response_rows=response_rows,
             agent_rows=agent_rows,
             tool_group_rows=tool_group_rows,
+            shield_rows=shield_rows,
             job_rows=job_rows,
             vector_index=vector_index,
             blobs=blobs,

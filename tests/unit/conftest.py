@@ -18,6 +18,7 @@ from cairn.core.ports.models import ModelRows
 from cairn.core.ports.objects import ObjectRows
 from cairn.core.ports.responses import ResponseRows
 from cairn.core.ports.sessions import UploadSessionRows
+from cairn.core.ports.shields import ShieldRows
 from cairn.core.ports.staging import SessionStaging
 from cairn.core.ports.tool_groups import ToolGroupRows
 from cairn.core.ports.vector_stores import VectorStoreRows
@@ -106,6 +107,11 @@ def agent_rows(composition: Composition) -> AgentRows:
 @pytest.fixture
 def tool_group_rows(composition: Composition) -> ToolGroupRows:
     return composition.tool_group_rows
+
+
+@pytest.fixture
+def shield_rows(composition: Composition) -> ShieldRows:
+    return composition.shield_rows
 
 
 @pytest.fixture

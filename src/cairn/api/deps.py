@@ -19,6 +19,7 @@ from ..core.jobs import JobRunner
 from ..core.objects import ObjectEngine
 from ..core.ports.ratelimit import RateLimiter
 from ..core.responses.service import Responses
+from ..core.shields import Shields
 from ..core.uploads import UploadEngine
 from ..core.vectors.raw_chunks import RawChunks
 from ..core.vectors.stores import VectorStores
@@ -43,6 +44,8 @@ class Services:
     """Llama Stack's tool groups and tool-runtime: built in, and the MCP servers tenants registered."""
     agents: Agents
     """Llama Stack's Agents API, on the same agent loop as the Responses API."""
+    shields: Shields
+    """Llama Stack's shields and safety checks, and OpenAI's moderations, on the tenant's models."""
     jobs: JobRunner
     """Background work; the app starts it and closes it before the database."""
     inference_limits: InferenceLimits

@@ -300,3 +300,15 @@ class ToolGroupRecord:
     mcp_uri: str
     args: dict[str, Any] | None
     tools: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ShieldRecord:
+    """A tenant's shield (Llama Stack's ``shields.register``): a guard check run by a chat model the
+    tenant can use (``provider_resource_id``); only that tenant sees it."""
+
+    tenant: str
+    identifier: str
+    provider_resource_id: str
+    params: dict[str, Any]
+    created_at: float  # seconds since the epoch

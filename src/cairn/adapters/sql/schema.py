@@ -252,3 +252,14 @@ tool_groups = sa.Table(
     sa.Column("args", sa.Text, nullable=True),  # a JSON object
     sa.Column("tools", sa.Text, nullable=False),  # the names of the tools listed, a JSON array
 )
+
+# Llama Stack's shields: a tenant's names for guard checks, each run by a model (``provider_resource_id``)
+shields = sa.Table(
+    "shields",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("identifier", sa.String(256), primary_key=True),
+    sa.Column("provider_resource_id", sa.String(256), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),  # a JSON object
+    sa.Column("created_at", sa.Double, nullable=False),
+)

@@ -13,7 +13,10 @@ this server cannot honour, refused by name.
   reach the model as chat-completions functions (D24), not in a system prompt of Llama Stack's that
   the instructions could replace. ``tool_prompt_format`` is accepted and changes nothing, for the same
   reason.
-- ``input_shields`` and ``output_shields``: this server has no shields, so any is refused by name.
+- ``input_shields`` and ``output_shields``: the tenant's shields (``core.shields``), checked by the
+  service, not here: an unknown one is refused when the agent is created and when a turn starts. The
+  input shields check a new turn's messages before its first inference step, the output shields its
+  final answer; a violation ends the turn with a ``shield_call`` step and the refusal as its answer.
 """
 
 from __future__ import annotations
@@ -42,12 +45,6 @@ JSON schema type; any other leaves the parameter's type open."""
 
 
 def refuse_unsupported(config: Json, param: str) -> None:
-    for kind in ("input_shields", "output_shields"):
-        if config.get(kind):
-            raise InvalidInput(
-                f"There are no shields on this server: `{config[kind][0]}` cannot be used.",
-                param=f"{param}.{kind}",
-            )
     if (config.get("response_format") or {}).get("type") == "grammar":
         raise InvalidInput(
             "A grammar response_format is not supported here; use json_schema.",

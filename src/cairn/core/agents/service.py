@@ -20,6 +20,10 @@ and yields the stream payloads, ``finish`` runs it whole and returns the turn.
   pending call, no other) completes that step and runs on, as the same turn. ``max_infer_iters`` bounds
   the inference steps of the whole turn, across its resumes; a forced ``tool_choice`` holds for its
   first step only.
+- Shields (``core.shields``): the agent's input shields check a new turn's messages before the loop
+  runs, its output shields the answer of a turn that ends (not one that pauses), each check a
+  ``shield_call`` step; a violation ends the turn there, with the refusal as its ``output_message``.
+  The loop knows nothing of them.
 - A turn is kept when it ends or pauses, after the last of its steps and before the payload that says
   so; a turn that fails or whose client leaves keeps nothing (a resume that fails leaves the turn
   awaiting input, to be resumed again). Of two resumes of one pause, the second to end is refused.
@@ -32,17 +36,19 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import Conflict, InvalidInput, NotFound
 from ..inference.router import InferenceRouter
 from ..ports.agents import AgentRows
 from ..ports.inference import Json, ModelType
-from ..records import AgentRecord, AgentSessionRecord, Page, TurnRecord
+from ..records import AgentRecord, AgentSessionRecord, Page, ShieldRecord, TurnRecord
+from ..safety import violation
+from ..shields import Shields
 from . import config as agent_config
 from .loop import AgentLoop, LoopDone, LoopRequest, ServerTool
 from .memory import SessionMemory
-from .messages import input_message, turn_messages
+from .messages import as_text, input_message, turn_messages
 from .registry import ToolGroups
 from .steps import TurnSteps, iso, seconds, step_complete
 
@@ -72,6 +78,8 @@ class TurnRun:
     revision: int | None = None  # of the row a resume read; None for a new turn
     turn: Json | None = None  # the Turn as it ended
     tokens: int = 0  # read and written by the model over the run's steps, once it ended
+    input_shields: list[ShieldRecord] = field(default_factory=list)  # none on a resume
+    output_shields: list[ShieldRecord] = field(default_factory=list)
 
 
 class Agents:
@@ -82,6 +90,7 @@ class Agents:
         inference: InferenceRouter,
         memory: SessionMemory,
         tool_groups: ToolGroups,
+        shields: Shields,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.rows = rows
@@ -89,6 +98,7 @@ class Agents:
         self._inference = inference
         self._memory = memory
         self._tool_groups = tool_groups
+        self._shields = shields
         self._clock = clock
 
     # Agents
@@ -103,6 +113,7 @@ class Agents:
                 f"The model `{config['model']}` is not available.", param="agent_config.model"
             ) from None
         await self._tools(tenant, config, {}, "agent_config")
+        await self._shields_of(tenant, config)
         agent = AgentRecord(str(uuid.uuid4()), tenant, self._clock(), config)
         await self.rows.insert_agent(agent)
         return agent
@@ -186,6 +197,7 @@ class Agents:
             for turn in await self.rows.turns(tenant, session_id)
             for message in turn_messages(turn.turn)
         ]
+        input_shields, output_shields = await self._shields_of(tenant, agent.config)
         turn_id, started_at = str(uuid.uuid4()), self._clock()
         if request.get("documents"):
             await self._memory.remember(tenant, session, request["documents"])
@@ -201,6 +213,8 @@ class Agents:
             opening=[{"event_type": "turn_start", "turn_id": turn_id}, *recalled.payloads],
             loop_request=self._loop_request(tenant, agent.config, tools, messages, tools.choice, 0),
             overrides=overrides,
+            input_shields=input_shields,
+            output_shields=output_shields,
         )
 
     async def resume(
@@ -227,6 +241,7 @@ class Agents:
             earlier += turn_messages(turn.turn)
         messages = [*earlier, *turn_messages({**row.turn, "steps": steps}, current=True)]
         turn_steps = TurnSteps(turn_id, steps, agent.config["max_infer_iters"], self._clock)
+        _, output_shields = await self._shields_of(tenant, agent.config)
         return TurnRun(
             tenant=tenant,
             session_id=session_id,
@@ -240,6 +255,7 @@ class Agents:
             ),
             overrides=overrides,
             revision=row.revision,
+            output_shields=output_shields,
         )
 
     async def events(self, run: TurnRun) -> AsyncGenerator[Json, None]:
@@ -247,16 +263,30 @@ class Agents:
         a failure is raised (after the payloads before it)."""
         for payload in run.opening:
             yield payload
-        done = None
-        events = self._loop.run(run.loop_request)
-        async with contextlib.aclosing(events):
-            async for event in events:
-                for payload in run.steps.on(event):
-                    yield payload
-                done = event
-        assert isinstance(done, LoopDone)  # every run ends with it
-        run.tokens = done.usage["total_tokens"]
-        ending = run.steps.ending(done)
+        refusal = None
+        if run.input_shields:
+            yield run.steps.shield_started("user-input")
+            said = [(message["role"], as_text(message["content"])) for message in run.input_messages]
+            refusal = await self._shield_check(run, run.input_shields, said)
+            yield run.steps.shield_done(refusal)
+        if refusal is None:
+            done = None
+            events = self._loop.run(run.loop_request)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    for payload in run.steps.on(event):
+                        yield payload
+                    done = event
+            assert isinstance(done, LoopDone)  # every run ends with it
+            run.tokens += done.usage["total_tokens"]
+            ending = run.steps.ending(done)
+            if ending.pending_step is None and run.output_shields:
+                yield run.steps.shield_started("assistant-output")
+                answer = [("assistant", as_text(ending.output_message["content"]))]
+                refusal = await self._shield_check(run, run.output_shields, answer)
+                yield run.steps.shield_done(refusal)
+        if refusal is not None:
+            ending = run.steps.refused(refusal)
         run.turn = {
             "turn_id": run.turn_id,
             "session_id": run.session_id,
@@ -298,6 +328,27 @@ class Agents:
         if row is None:
             raise NotFound(f"Turn '{turn_id[:80]}' not found in session '{session_id}'.", param="turn_id")
         return row
+
+    async def _shields_of(
+        self, tenant: str, config: Json
+    ) -> tuple[builtins.list[ShieldRecord], builtins.list[ShieldRecord]]:
+        """The agent's input and output shields; an unknown one is ``InvalidInput``."""
+        return (
+            await self._shields.resolve(
+                tenant, config.get("input_shields") or [], "agent_config.input_shields"
+            ),
+            await self._shields.resolve(
+                tenant, config.get("output_shields") or [], "agent_config.output_shields"
+            ),
+        )
+
+    async def _shield_check(
+        self, run: TurnRun, shields: builtins.list[ShieldRecord], conversation: builtins.list[tuple[str, str]]
+    ) -> Json | None:
+        """The violation the shields found, if any."""
+        verdict = await self._shields.check(run.tenant, shields, conversation)
+        run.tokens += verdict.tokens
+        return violation(verdict)
 
     async def _tools(self, tenant: str, config: Json, overrides: Json, param: str) -> TurnTools:
         """The turn's tools, checked: the agent's, and the turn's own ``toolgroups`` and

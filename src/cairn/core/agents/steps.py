@@ -8,13 +8,15 @@ JSON object), and ``step_complete`` with the ``InferenceStep``, whose ``model_re
 ``end_of_turn``, ``end_of_message`` (it calls tools) or ``out_of_tokens``. A call of one of Cairn's
 tools is a ``tool_execution`` step of its own: ``step_start``, a ``step_progress`` with the call, and
 ``step_complete`` with the call and its ``ToolResponse``. Steps carry ``started_at`` and
-``completed_at`` (ISO 8601, UTC) in the order they ran.
+``completed_at`` (ISO 8601, UTC) in the order they ran. A check of the agent's shields is a
+``shield_call`` step (``step_start`` with the ``touchpoint``, then ``step_complete`` with its
+``violation``, null when the shields passed).
 
 How the run ended decides the turn's ``output_message`` (``ending``): the last model message; for a
 stop for the client's tools, with only those calls, ``end_of_message``, and an in-progress
 ``tool_execution`` step that the resume completes. Once the turn's last inference step
 (``max_infer_iters``) has run, the turn ends there, as Llama Stack ends it: ``end_of_turn``, even with
-calls in it, which no client resumes."""
+calls in it, which no client resumes. A turn a shield stopped ends with the violation's refusal."""
 
 from __future__ import annotations
 
@@ -49,8 +51,13 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def step_start(step_type: str, step_id: str) -> Json:
-    return {"event_type": "step_start", "step_type": step_type, "step_id": step_id, "metadata": {}}
+def step_start(step_type: str, step_id: str, metadata: Json | None = None) -> Json:
+    return {
+        "event_type": "step_start",
+        "step_type": step_type,
+        "step_id": step_id,
+        "metadata": metadata or {},
+    }
 
 
 def step_complete(step: Json) -> Json:
@@ -83,6 +90,7 @@ class TurnSteps:
         self._step_id = ""  # of the inference step under way
         self._calls_begun: set[int] = set()
         self._tool_steps: dict[str, str] = {}  # call id -> the id of its tool_execution step
+        self._shield_step = ("", 0.0)  # the id and start of the shield_call step under way
 
     def on(self, event: LoopEvent) -> list[Json]:
         if isinstance(event, StepStarted):
@@ -130,6 +138,36 @@ class TurnSteps:
         if paused or done.reason == "max_steps":
             return Ending("completed", {**last, "stop_reason": "end_of_turn"}, None)
         return Ending("completed", last, None)
+
+    def refused(self, violation: Json) -> Ending:
+        """How a turn ends that a shield stopped: with the violation's refusal."""
+        message = {
+            "role": "assistant",
+            "content": violation["user_message"],
+            "stop_reason": "end_of_turn",
+            "tool_calls": [],
+        }
+        return Ending("completed", message, None)
+
+    # Shields
+
+    def shield_started(self, touchpoint: str) -> Json:
+        """``touchpoint``: ``user-input`` or ``assistant-output``, as Llama Stack names what is checked."""
+        self._shield_step = (new_id(), self._clock())
+        return step_start("shield_call", self._shield_step[0], {"touchpoint": touchpoint})
+
+    def shield_done(self, violation: Json | None) -> Json:
+        step_id, started_at = self._shield_step
+        step = {
+            "turn_id": self.turn_id,
+            "step_id": step_id,
+            "started_at": iso(started_at),
+            "completed_at": iso(self._clock()),
+            "step_type": "shield_call",
+            "violation": violation,
+        }
+        self.steps.append(step)
+        return step_complete(step)
 
     # Inference
 

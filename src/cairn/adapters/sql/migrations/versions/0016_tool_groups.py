@@ -3,14 +3,14 @@ both dialects: one row per (tenant, group name), the server's URI, the group's `
 the tools it listed, as JSON text.
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
