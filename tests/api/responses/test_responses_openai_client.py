@@ -194,6 +194,19 @@ def test_file_search_answers_cite_the_file_and_include_shows_what_is_kept(oai):
     shown = oai.responses.retrieve(final.id, include=["file_search_call.results"])
     assert shown.output[0].results[0].file_id == kept.id and "BLUE HERON" in shown.output[0].results[0].text
 
+    empty = oai.vector_stores.create(name="empty")
+    found_nothing = respond(
+        oai,
+        input="What is the codename of the Zanzibar project?",
+        tools=[{"type": "file_search", "vector_store_ids": [empty.id]}],
+        tool_choice={"type": "file_search"},
+        max_tool_calls=1,
+        include=["file_search_call.results"],
+        max_output_tokens=48,
+    )
+    assert found_nothing.output[0].results == []
+    assert all(not part.annotations for item in found_nothing.output[1:] for part in item.content)
+
 
 def test_retrieve_shows_the_logprobs_kept_when_include_asks(oai):
     made = respond(oai, include=["message.output_text.logprobs"], max_output_tokens=3)
