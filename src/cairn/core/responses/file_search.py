@@ -16,9 +16,9 @@ from .render import ToolFace
 NAME = "file_search"
 MAX_STORES = 16
 MAX_QUERY_CHARS = 256
-CITE = (
+CITE = (  # the example's id is no file's: a model that copies it cites nothing
     "Each passage above follows its file's marker. After a sentence that uses a passage, write that "
-    "marker, as in: The sky is blue {example}."
+    "marker, as in: The sky is blue <|file-example|>."
 )
 DEFINITION = {
     "type": "function",
@@ -77,8 +77,7 @@ def file_search_tool(spec: Json, vector_stores: VectorStores, tenant: str) -> Se
         if not hits:
             return ToolOutput("No results.", details=hits)
         passages = [f"{marker(hit['file_id'])} [{hit['filename']}]\n{hit['text']}" for hit in hits]
-        cite = CITE.format(example=marker(hits[0]["file_id"]))
-        return ToolOutput("\n\n".join([*passages, cite]), details=hits)
+        return ToolOutput("\n\n".join([*passages, CITE]), details=hits)
 
     return ServerTool(NAME, DEFINITION, run)
 
