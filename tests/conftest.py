@@ -347,15 +347,33 @@ def client(server: LiveServer, tenant: Tenant) -> Iterator[httpx.Client]:
         yield http
 
 
+@contextlib.contextmanager
+def _model_server(data_dir: Path, **overrides: Any) -> Iterator[LiveServer]:
+    settings = Settings(data_dir=data_dir, rate_limits=False, chat_context=2048, **overrides)
+    asyncio.run(_create_key(settings, "bootstrap"))
+    live = start_server(settings)
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
 @pytest.fixture(scope="module")
 def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One keyed server per module on the embedded default (SQLite, local disk, the packaged models),
     for the model faces: storage plays no part there, and each model loads once per module."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("models"), rate_limits=False, chat_context=2048)
-    asyncio.run(_create_key(settings, "bootstrap"))
-    live = start_server(settings)
-    yield live
-    live.stop()
+    with _model_server(tmp_path_factory.mktemp("models")) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def postgres_model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """``model_server`` with its metadata on PostgreSQL: for the model faces' rows on that backend."""
+    with (
+        _postgres_database() as url,
+        _model_server(tmp_path_factory.mktemp("models"), database_url=url) as live,
+    ):
+        yield live
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,9 @@
 
 A conversation is ``{"id": "conv_…", "object": "conversation", "created_at", "metadata"}``; its items are
 the Responses API's, as ``core.responses.items`` stores them. Item lists are OpenAI's cursor pages
-(``first_id``, ``last_id``, ``has_more``), newest first unless ``order=asc``. ``include`` is accepted
-and changes nothing: every item is returned whole."""
+(``first_id``, ``last_id``, ``has_more``), newest first unless ``order=asc``. An item keeps its
+``file_search_call`` results and its text's logprobs; ``include`` shows them
+(``core.responses.include``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from starlette.responses import Response
 
 from ..core.conversations import MAX_ITEMS_PER_CALL, MAX_PAGE
 from ..core.records import ConversationRecord
+from ..core.responses.include import shown_item
 from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
 from .faces import Face
@@ -45,7 +47,9 @@ Includable = Literal[
 ]
 Include = Annotated[
     list[Includable] | None,
-    Query(alias="include[]", max_length=16, description="Accepted; every item is returned whole."),
+    Query(
+        alias="include[]", max_length=16, description="What to show that is kept but not shown by default."
+    ),
 ]
 Items = Annotated[list[Any], Field(max_length=MAX_ITEMS_PER_CALL)]
 """Each item is checked by the service, which names the one at fault (``items[2].content``)."""
@@ -128,7 +132,7 @@ async def create_items(
 ) -> Response:
     """Up to 20 items, appended after the last in order, all or none; the list of them as stored."""
     added = await services.conversations.add_items(principal.tenant, conversation_id, body.items)
-    return cursor_page(added, has_more=False)
+    return cursor_page([shown_item(item, include or ()) for item in added], has_more=False)
 
 
 @router.get("/{conversation_id}/items", summary="List a conversation's items")
@@ -146,7 +150,7 @@ async def list_items(
     page = await services.conversations.list_items(
         principal.tenant, conversation_id, after=after, limit=limit, order=order
     )
-    return cursor_page(page.items, page.has_more)
+    return cursor_page([shown_item(item, include or ()) for item in page.items], page.has_more)
 
 
 @router.get("/{conversation_id}/items/{item_id}", summary="Retrieve a conversation item")
@@ -157,7 +161,8 @@ async def retrieve_item(
     principal: PrincipalDep,
     include: Include = None,
 ) -> Response:
-    return json_response(await services.conversations.get_item(principal.tenant, conversation_id, item_id))
+    item = await services.conversations.get_item(principal.tenant, conversation_id, item_id)
+    return json_response(shown_item(item, include or ()))
 
 
 @router.delete("/{conversation_id}/items/{item_id}", summary="Delete a conversation item")

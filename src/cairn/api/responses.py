@@ -29,6 +29,7 @@ from ..core.inference.limits import Meter
 from ..core.ports.inference import Json
 from ..core.ratelimit import RouteClass
 from ..core.records import StoredResponse
+from ..core.responses.include import shown_item, shown_response
 from ..core.responses.service import MAX_PAGE, Run
 from .deps import PrincipalDep, Services, ServicesDep
 from .errors import error_responses, status_for
@@ -36,7 +37,7 @@ from .faces import Face
 from .front_door import LLAMA_STACK_PREFIX, FrontDoorRoute, refuse_browser_attacks
 from .ratelimit import MeterDep, charged_as
 from .render import cursor_page, json_response
-from .response_requests import CreateResponseRequest, ResponseContext
+from .response_requests import CreateResponseRequest, Include, ResponseContext
 from .sse import EventStreamResponse, frame
 
 router = APIRouter(
@@ -53,6 +54,12 @@ Cursor = Annotated[
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"1 to {MAX_PAGE}.")]
 OrderQuery = Annotated[Literal["asc", "desc"], Query(description="By creation.")]
+IncludeQuery = Annotated[
+    list[Include] | None,
+    Query(
+        alias="include[]", max_length=16, description="What to show that is kept but not shown by default."
+    ),
+]
 
 
 def _event(event: dict[str, Any]) -> bytes:
@@ -197,7 +204,7 @@ async def list_responses(
     model: Annotated[str | None, Query(max_length=256)] = None,
 ) -> Response:
     page = await services.responses.list(principal.tenant, after=after, limit=limit, order=order, model=model)
-    data = [row.response for row in page.items]
+    data = [shown_response(row.response, ()) for row in page.items]
     return cursor_page(data, page.has_more)
 
 
@@ -210,10 +217,13 @@ async def retrieve_response(
     starting_after: Annotated[
         int | None, Query(ge=-1, description="With stream: the events after this sequence number.")
     ] = None,
+    include: IncludeQuery = None,
 ) -> Response:
+    """The response as kept, showing what ``include`` asks for; with ``stream``, a background
+    response's events again, as its create's ``include`` showed them."""
     row = await services.responses.get(principal.tenant, response_id)
     if not stream:
-        return json_response(row.response)
+        return json_response(shown_response(row.response, include or ()))
     if not row.response.get("background"):
         raise InvalidInput("Only a background response can be streamed again.", param="stream")
     after = -1 if starting_after is None else starting_after
@@ -234,7 +244,8 @@ async def delete_response(
 async def cancel_response(
     response_id: ResponseId, services: ServicesDep, principal: PrincipalDep
 ) -> Response:
-    return json_response((await services.responses.cancel(principal.tenant, response_id)).response)
+    cancelled = await services.responses.cancel(principal.tenant, response_id)
+    return json_response(shown_response(cancelled.response, ()))
 
 
 @router.get("/{response_id}/input_items", summary="List a response's input items")
@@ -245,11 +256,12 @@ async def list_input_items(
     after: Cursor = None,
     limit: Limit = 20,
     order: OrderQuery = "desc",
+    include: IncludeQuery = None,
 ) -> Response:
     page = await services.responses.input_items(
         principal.tenant, response_id, after=after, limit=limit, order=order
     )
-    data = page.items
+    data = [shown_item(item, include or ()) for item in page.items]
     return cursor_page(data, page.has_more)
 
 

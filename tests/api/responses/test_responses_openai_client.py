@@ -156,6 +156,75 @@ def test_file_search_finds_the_document(oai):
     assert [item.type for item in made.output] == ["file_search_call", "message"]
 
 
+def test_file_search_answers_cite_the_file_and_include_shows_what_is_kept(oai):
+    store = oai.vector_stores.create(name="facts")
+    text = "The Zanzibar project codename is BLUE HERON. It ships in March."
+    kept = oai.vector_stores.files.upload_and_poll(
+        vector_store_id=store.id, file=("facts.txt", io.BytesIO(text.encode())), poll_interval_ms=50
+    )
+    events = list(
+        respond(
+            oai,
+            input="What is the codename of the Zanzibar project?",
+            tools=[{"type": "file_search", "vector_store_ids": [store.id]}],
+            tool_choice={"type": "file_search"},
+            max_tool_calls=1,
+            max_output_tokens=64,
+            stream=True,
+        )
+    )
+    added = [event for event in events if event.type == "response.output_text.annotation.added"]
+    done = next(event for event in events if event.type == "response.output_text.done")
+    assert added and added[-1].sequence_number < done.sequence_number
+    final = events[-1].response
+    message = final.output[-1]
+    part = message.content[0]
+    assert [a.model_dump() for a in part.annotations] == [event.annotation.model_dump() for event in added]
+    citation = part.annotations[0]
+    assert (citation.type, citation.file_id, citation.filename) == ("file_citation", kept.id, "facts.txt")
+    assert 0 < citation.index <= len(part.text) and "<|" not in part.text
+    assert (added[0].item_id, added[0].output_index, added[0].content_index) == (message.id, 1, 0)
+    assert [event.annotation_index for event in added] == list(range(len(added)))
+    deltas = "".join(event.delta for event in events if event.type == "response.output_text.delta")
+    assert deltas == part.text == done.text
+
+    assert final.output[0].results is None  # kept, but the create did not ask to see them
+    again = oai.responses.retrieve(final.id)
+    assert again.output[0].results is None and again.output[-1].content[0].annotations == part.annotations
+    shown = oai.responses.retrieve(final.id, include=["file_search_call.results"])
+    assert shown.output[0].results[0].file_id == kept.id and "BLUE HERON" in shown.output[0].results[0].text
+
+    empty = oai.vector_stores.create(name="empty")
+    found_nothing = respond(
+        oai,
+        input="What is the codename of the Zanzibar project?",
+        tools=[{"type": "file_search", "vector_store_ids": [empty.id]}],
+        tool_choice={"type": "file_search"},
+        max_tool_calls=1,
+        include=["file_search_call.results"],
+        max_output_tokens=48,
+    )
+    assert found_nothing.output[0].results == []
+    assert all(not part.annotations for item in found_nothing.output[1:] for part in item.content)
+
+
+def test_retrieve_shows_the_logprobs_kept_when_include_asks(oai):
+    made = respond(oai, include=["message.output_text.logprobs"], max_output_tokens=3)
+    kept = made.output[0].content[0].logprobs
+    assert len(kept) == 3
+    assert oai.responses.retrieve(made.id).output[0].content[0].logprobs == []
+    shown = oai.responses.retrieve(made.id, include=["message.output_text.logprobs"])
+    assert shown.output[0].content[0].logprobs == kept
+    plain = respond(oai, max_output_tokens=3)  # none asked for, none kept
+    assert (
+        oai.responses.retrieve(plain.id, include=["message.output_text.logprobs"])
+        .output[0]
+        .content[0]
+        .logprobs
+        == []
+    )
+
+
 def test_store_false_keeps_nothing(oai):
     made = respond(oai, store=False)
     assert made.store is False

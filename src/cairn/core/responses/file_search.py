@@ -1,7 +1,8 @@
 """The ``file_search`` tool of the Responses API: the model asks with queries, Cairn searches the
-request's vector stores (``core.vectors``) and the model reads the best chunks; the response shows the
-call as a ``file_search_call`` item, with its results when ``include`` asks for
-``file_search_call.results``."""
+request's vector stores (``core.vectors``) and the model reads the best chunks, each under its file's
+citation marker (``core.responses.citations``); the response shows the call as a ``file_search_call``
+item, which keeps its results (shown when ``include`` asks for ``file_search_call.results``), and the
+answer cites the files it used."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ from ..agents.loop import ServerTool, ToolCall, ToolOutput
 from ..errors import InvalidInput
 from ..ports.inference import Json
 from ..vectors.stores import VectorStores
+from .citations import Source, marker
 from .render import ToolFace
 
 NAME = "file_search"
 MAX_STORES = 16
 MAX_QUERY_CHARS = 256
+CITE = (  # the example's id is no file's: a model that copies it cites nothing
+    "Each passage above follows its file's marker. After a sentence that uses a passage, write that "
+    "marker, as in: The sky is blue <|file-example|>."
+)
 DEFINITION = {
     "type": "function",
     "function": {
@@ -68,13 +74,15 @@ def file_search_tool(spec: Json, vector_stores: VectorStores, tenant: str) -> Se
                 for hit in page.hits
             ]
         hits = sorted(hits, key=lambda hit: -hit["score"])[:limit]
-        text = "\n\n".join(f"[{hit['filename']}]\n{hit['text']}" for hit in hits) or "No results."
-        return ToolOutput(text, details=hits)
+        if not hits:
+            return ToolOutput("No results.", details=hits)
+        passages = [f"{marker(hit['file_id'])} [{hit['filename']}]\n{hit['text']}" for hit in hits]
+        return ToolOutput("\n\n".join([*passages, CITE]), details=hits)
 
     return ServerTool(NAME, DEFINITION, run)
 
 
-def file_search_face(include_results: bool) -> ToolFace:
+def file_search_face() -> ToolFace:
     def fields(call: ToolCall) -> Json:
         try:
             query = call.parsed().get("query")
@@ -83,6 +91,9 @@ def file_search_face(include_results: bool) -> ToolFace:
         return {"queries": [query] if isinstance(query, str) else [], "results": None}
 
     def result(call: ToolCall, output: ToolOutput) -> Json:
-        return {"results": output.details if include_results else None}
+        return {"results": output.details}
 
-    return ToolFace("file_search_call", "fs_", fields, result, progress=("searching",))
+    def sources(output: ToolOutput) -> list[Source]:
+        return [Source(hit["file_id"], hit["filename"], hit["text"]) for hit in output.details or ()]
+
+    return ToolFace("file_search_call", "fs_", fields, result, progress=("searching",), sources=sources)

@@ -10,15 +10,20 @@ tools shows as that tool's item (``file_search_call``: ``in_progress``, ``search
 never as a function call; an ``mcp_call`` shows as the model writes it, as a function call does
 (``mcp_call_arguments.delta``, ``.done``), then runs (``mcp_call.in_progress``, ``.completed`` or
 ``.failed``), and one that waits for the client's approval is an ``mcp_approval_request`` item alone.
+When a tool offers passages to cite (``file_search``), the answer's text streams without the citation
+markers the model writes, and each file it cites is a ``file_citation`` annotation
+(``response.output_text.annotation.added``, before ``output_text.done``; ``core.responses.citations``).
 The MCP listings made for the response (``mcp_list_tools``) open its output, right after
 ``response.in_progress``. Every event carries the next ``sequence_number``, from 0; the response object
-that ``response.completed`` (or ``incomplete``, ``failed``) carries holds the whole output.
+that ``response.completed`` (or ``incomplete``, ``failed``) carries holds the whole output. The
+response object keeps everything; the events show what the request's ``include`` asks for
+(``core.responses.include``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +40,8 @@ from ..agents.loop import (
     ToolStarted,
 )
 from ..ports.inference import Json
+from .citations import CitedText, Source
+from .include import shown_item, shown_response
 from .items import new_id
 
 
@@ -51,6 +58,7 @@ class ToolFace:
     streams_arguments: bool = False  # shown as it is written: ``<item_type>_arguments.delta``, ``.done``
     failed_event: bool = False  # a call that fails ends with ``<item_type>.failed``, not ``.completed``
     held: ToolFace | None = None  # the model's calls wait for the client's approval, shown as this item
+    sources: Callable[[ToolOutput], Sequence[Source]] | None = None  # what the answer may cite
 
 
 class ResponseRenderer:
@@ -62,8 +70,10 @@ class ResponseRenderer:
         tools: Mapping[str, ToolFace],
         clock: Callable[[], float] = time.time,
         listings: Sequence[Json] = (),
+        include: Collection[str] = (),
     ):
         self.response = response
+        self._include = include
         self._tools = tools
         self._listings = listings  # the mcp_list_tools items made for this response
         self._clock = clock
@@ -72,6 +82,10 @@ class ResponseRenderer:
         self._calls: dict[int, Json] = {}  # the step's function call items, by call index
         self._hidden: set[int] = set()  # the step's call indexes that are Cairn's tools, not yet shown
         self._tool_items: dict[str, Json] = {}  # Cairn's tool items not yet done, by call id
+        self._cites = any(face.sources is not None for face in tools.values())
+        self._sources: list[Source] = []  # the passages the tools gave, which the answer may cite
+        self._cited: CitedText | None = None  # the message's text being written, when it may cite
+        self._logprobs: list[Json] = []  # of the text held back (it may be a marker)
 
     @property
     def output(self) -> list[Json]:
@@ -110,7 +124,9 @@ class ResponseRenderer:
                 ),
                 self.event("response.mcp_list_tools.in_progress", **at),
                 self.event("response.mcp_list_tools.completed", **at),
-                self.event("response.output_item.done", output_index=at["output_index"], item=_copy(listing)),
+                self.event(
+                    "response.output_item.done", output_index=at["output_index"], item=self._item(listing)
+                ),
             ]
         return events
 
@@ -161,30 +177,60 @@ class ResponseRenderer:
             events.append(
                 self.event("response.content_part.added", **self._at(self._message), part=_copy(part))
             )
+            self._cited = CitedText(self._sources) if self._cites else None
+        if self._cited is None:
+            return [*events, *self._shown_text(event.text, event.logprobs)]
+        text, citations, removed = self._cited.feed(event.text)
+        self._logprobs = [] if removed else self._logprobs + event.logprobs  # a marker's go with it
+        events += self._shown_text(text, self._logprobs) if text else []
+        self._logprobs = [] if text else self._logprobs
+        return events + self._annotated(citations)
+
+    def _shown_text(self, text: str, logprobs: list[Json]) -> list[Json]:
+        assert self._message is not None
         part = self._message["content"][0]
-        part["text"] += event.text
-        part["logprobs"] += event.logprobs
-        events.append(
-            self.event(
-                "response.output_text.delta",
-                **self._at(self._message),
-                delta=event.text,
-                logprobs=event.logprobs,
+        part["text"] += text
+        part["logprobs"] += logprobs
+        return [
+            self.event("response.output_text.delta", **self._at(self._message), delta=text, logprobs=logprobs)
+        ]
+
+    def _annotated(self, citations: list[Json]) -> list[Json]:
+        assert self._message is not None
+        annotations = self._message["content"][0]["annotations"]
+        events = []
+        for annotation in citations:
+            annotations.append(annotation)
+            events.append(
+                self.event(
+                    "response.output_text.annotation.added",
+                    **self._at(self._message),
+                    annotation_index=len(annotations) - 1,
+                    annotation=_copy(annotation),
+                )
             )
-        )
         return events
 
     def _close_message(self, status: str = "completed") -> list[Json]:
-        message, self._message = self._message, None
-        if message is None:
+        if self._message is None:
             return []
+        events = []
+        if self._cited is not None:
+            text, citations = self._cited.close()
+            events += self._shown_text(text, self._logprobs) if text else []
+            events += self._annotated(citations)
+            self._cited, self._logprobs = None, []
+        message, self._message = self._message, None
         message["status"] = status
         part = message["content"][0]
         at = self._at(message)
         return [
+            *events,
             self.event("response.output_text.done", **at, text=part["text"], logprobs=part["logprobs"]),
             self.event("response.content_part.done", **at, part=_copy(part)),
-            self.event("response.output_item.done", output_index=at["output_index"], item=_copy(message)),
+            self.event(
+                "response.output_item.done", output_index=at["output_index"], item=self._item(message)
+            ),
         ]
 
     # Calls
@@ -242,7 +288,9 @@ class ResponseRenderer:
                 )
             )
             events.append(
-                self.event("response.output_item.done", output_index=at["output_index"], item=_copy(item))
+                self.event(
+                    "response.output_item.done", output_index=at["output_index"], item=self._item(item)
+                )
             )
         return events
 
@@ -250,7 +298,9 @@ class ResponseRenderer:
         """A call that waits for the client's approval: its item, whole."""
         item = {"id": new_id(face.id_prefix), "type": face.item_type, **face.fields(call)}
         self.output.append(item)
-        done = self.event("response.output_item.done", output_index=len(self.output) - 1, item=_copy(item))
+        done = self.event(
+            "response.output_item.done", output_index=len(self.output) - 1, item=self._item(item)
+        )
         return [self._added(item), done]
 
     def _tool_started(self, call: ToolCall) -> list[Json]:
@@ -273,11 +323,13 @@ class ResponseRenderer:
         item = self._tool_items.pop(event.call.call_id)
         item.update(face.result(event.call, event.output))
         item["status"] = "failed" if event.output.error else "completed"
+        if face.sources is not None:
+            self._sources += face.sources(event.output)
         ending = "failed" if event.output.error and face.failed_event else "completed"
         at = self.output.index(item)
         return [
             self.event(f"response.{face.item_type}.{ending}", item_id=item["id"], output_index=at),
-            self.event("response.output_item.done", output_index=at, item=_copy(item)),
+            self.event("response.output_item.done", output_index=at, item=self._item(item)),
         ]
 
     # The end
@@ -288,7 +340,7 @@ class ResponseRenderer:
             item["status"] = "incomplete"
             events.append(
                 self.event(
-                    "response.output_item.done", output_index=self.output.index(item), item=_copy(item)
+                    "response.output_item.done", output_index=self.output.index(item), item=self._item(item)
                 )
             )
         self._tool_items.clear()
@@ -313,15 +365,21 @@ class ResponseRenderer:
 
     def _added(self, item: Json) -> Json:
         return self.event(
-            "response.output_item.added", output_index=self.output.index(item), item=_copy(item)
+            "response.output_item.added", output_index=self.output.index(item), item=self._item(item)
         )
 
     def _at(self, message: Json) -> Json:
         return {"item_id": message["id"], "output_index": self.output.index(message), "content_index": 0}
 
+    def shown(self) -> Json:
+        """The response as the request's ``include`` shows it."""
+        return self._snapshot()
+
     def _snapshot(self) -> Json:
-        snapshot: Json = _copy(self.response)
-        return snapshot
+        return shown_response(_copy(self.response), self._include)
+
+    def _item(self, item: Json) -> Json:
+        return shown_item(_copy(item), self._include)
 
 
 def _call_item(first: ToolCallDelta, face: ToolFace | None) -> Json:

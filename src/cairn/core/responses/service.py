@@ -48,6 +48,7 @@ from ..records import ObjectRecord, Page, StoredResponse
 from ..vectors.stores import VectorStores
 from .events import EventLog
 from .file_search import file_search_face, file_search_tool
+from .include import LOGPROBS
 from .items import input_items
 from .mcp import McpTools, mcp_tool_choice, mcp_tools, shown_tools
 from .render import ResponseRenderer, ToolFace
@@ -155,7 +156,7 @@ class Responses:
         _answers_known_calls(history, new_items)
         include = set(body.get("include") or ())
         functions, server_tools, faces, mcp = await self._tools(
-            tenant, body.get("tools") or [], include, history, new_items
+            tenant, body.get("tools") or [], history, new_items
         )
         for tool in body.get("tools") or ():  # the stores file_search reads are the tenant's, now
             for store_id in tool.get("vector_store_ids") or () if tool["type"] == "file_search" else ():
@@ -182,7 +183,9 @@ class Responses:
         )
         return Run(
             tenant=tenant,
-            renderer=ResponseRenderer(response, faces, clock=self._clock, listings=mcp.listings),
+            renderer=ResponseRenderer(
+                response, faces, clock=self._clock, listings=mcp.listings, include=include
+            ),
             loop_request=loop_request,
             input_items=new_items,
             store=_given(body.get("store"), True),
@@ -244,13 +247,14 @@ class Responses:
                 request = replace(request, messages=shorter)
 
     async def finish(self, run: Run) -> Json:
-        """Run it whole: the response object. A failure before any output is raised (a request the
-        model refused is the request's error); a later one is the response's ``failed`` status."""
+        """Run it whole: the response object as the request's ``include`` shows it. A failure before
+        any output is raised (a request the model refused is the request's error); a later one is the
+        response's ``failed`` status."""
         async for _ in self.events(run):
             pass
         if run.failure is not None and not run.output_started:
             raise run.failure
-        return run.response
+        return run.renderer.shown()
 
     async def input_tokens(self, tenant: str, body: Json) -> int:
         """The tokens the model would read for ``body``, counted by the model itself: it reads the
@@ -355,7 +359,6 @@ class Responses:
         self,
         tenant: str,
         tools: builtins.list[Json],
-        include: set[str],
         history: builtins.list[Json],
         new_items: builtins.list[Json],
     ) -> tuple[builtins.list[Json], dict[str, ServerTool], dict[str, ToolFace], McpTools]:
@@ -374,7 +377,7 @@ class Responses:
             elif kind == "file_search":
                 built = file_search_tool(tool, self._vector_stores, tenant)
                 server[built.name] = built
-                faces[built.name] = file_search_face("file_search_call.results" in include)
+                faces[built.name] = file_search_face()
             elif kind != "mcp":  # the mcp tools are read together, below
                 raise InvalidInput(
                     f"The tool `{kind}` is not available on this server.", param=f"tools[{at}].type"
@@ -501,7 +504,7 @@ def _sampling(body: Json, include: set[str]) -> Json:
             key: text_format[key] for key in ("name", "schema", "strict", "description") if key in text_format
         }
         sampling["response_format"] = {"type": "json_schema", "json_schema": schema}
-    if "message.output_text.logprobs" in include:
+    if LOGPROBS in include:
         sampling["logprobs"] = True
         if body.get("top_logprobs"):
             sampling["top_logprobs"] = body["top_logprobs"]
