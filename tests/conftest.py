@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import llama_stack_client
 import pytest
 import uvicorn
 
@@ -379,6 +380,22 @@ def postgres_model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 @pytest.fixture(scope="module")
 def model_tenant(model_server: LiveServer) -> Tenant:
     return model_server.new_tenant()
+
+
+@pytest.fixture(scope="module")
+def http(model_server: LiveServer, model_tenant: Tenant) -> Iterator[httpx.Client]:
+    """httpx on the module's model server, as its tenant (a module may have its own)."""
+    with model_server.client(model_tenant) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def llama(model_server: LiveServer, model_tenant: Tenant) -> Iterator[llama_stack_client.LlamaStackClient]:
+    """llama-stack-client 0.2 on the module's model server, as its tenant (a module may have its own)."""
+    with llama_stack_client.LlamaStackClient(
+        base_url=model_server.url, api_key=model_tenant.key, max_retries=0, timeout=120
+    ) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from datetime import datetime
 
 import httpx
@@ -31,20 +30,6 @@ def get_weather(city: str) -> str:
     """
     asked.append(city)
     return "Sunny, 24 C"
-
-
-@pytest.fixture(scope="module")
-def llama(model_server, model_tenant) -> Iterator[llama_stack_client.LlamaStackClient]:
-    with llama_stack_client.LlamaStackClient(
-        base_url=model_server.url, api_key=model_tenant.key, max_retries=0, timeout=120
-    ) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def http(model_server, model_tenant) -> Iterator[httpx.Client]:
-    with model_server.client(model_tenant) as client:
-        yield client
 
 
 def weather_agent(llama, **settings) -> Agent:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-import httpx
 import llama_stack_client
 import pytest
 from _mcp import closed_url, serving
@@ -34,12 +33,6 @@ def llama(model_server, model_tenant, mcp_url) -> Iterator[llama_stack_client.Ll
         base_url=model_server.url, api_key=model_tenant.key, max_retries=0, timeout=120
     ) as client:
         client.toolgroups.register(toolgroup_id="mcp::calc", provider_id=MCP, mcp_endpoint={"uri": mcp_url})
-        yield client
-
-
-@pytest.fixture(scope="module")
-def http(model_server, model_tenant) -> Iterator[httpx.Client]:
-    with model_server.client(model_tenant) as client:
         yield client
 
 

@@ -3,22 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import llama_stack_client
-import pytest
-
 CHAT = "llama-cpp/SmolLM2-135M-Instruct"
 EMBED = "onnx/all-MiniLM-L6-v2"
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-@pytest.fixture(scope="module")
-def llama(model_server, model_tenant) -> Iterator[llama_stack_client.LlamaStackClient]:
-    with llama_stack_client.LlamaStackClient(
-        base_url=model_server.url, api_key=model_tenant.key, max_retries=0, timeout=120
-    ) as client:
-        yield client
 
 
 def test_models_list_reads_the_llama_stack_fields(llama):

@@ -8,12 +8,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import httpx
-import pytest
 import sqlalchemy as sa
 from _support import assert_openai_error
 
@@ -28,12 +27,6 @@ TEXT = (
     "Basalt is a fine-grained volcanic rock that forms when lava rich in iron and magnesium cools quickly "
     "at the surface. Columns of basalt crack into hexagons as the flow shrinks.\n\n"
 )
-
-
-@pytest.fixture(scope="module")
-def http(model_server, model_tenant) -> Iterator[httpx.Client]:
-    with model_server.client(model_tenant) as client:
-        yield client
 
 
 def uploaded(http: httpx.Client, name: str, data: bytes) -> str:

@@ -6,7 +6,6 @@ embedding) and queried by nearness, keywords or both, their metadata back as giv
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import llama_stack_client
 import pytest
@@ -15,14 +14,6 @@ EMBED = "onnx/all-MiniLM-L6-v2"
 CATS = "Cats are small carnivorous mammals. A cat sleeps most of the day and purrs."
 ROCKET = "A rocket engine burns propellant to produce thrust; orbital launch needs staging."
 BREAD = "Knead the dough, let it rise in a warm place, then bake the bread until golden."
-
-
-@pytest.fixture(scope="module")
-def llama(model_server, model_tenant) -> Iterator[llama_stack_client.LlamaStackClient]:
-    with llama_stack_client.LlamaStackClient(
-        base_url=model_server.url, api_key=model_tenant.key, max_retries=0, timeout=120
-    ) as client:
-        yield client
 
 
 def new_store(llama, name: str):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from _agent_configs import WEATHER, config, said
 
 from cairn.compose import Composition, composed
 from cairn.core.agents.service import Agents
@@ -14,30 +15,6 @@ from cairn.core.errors import Conflict
 from cairn.settings import Settings
 
 pytestmark = pytest.mark.anyio
-
-CHAT = "llama-cpp/SmolLM2-135M-Instruct"
-WEATHER = {
-    "name": "get_weather",
-    "description": "The current weather in a city.",
-    "parameters": [{"name": "city", "parameter_type": "str", "description": "a city", "required": True}],
-}
-
-
-def config(**fields: object) -> dict:
-    return {
-        "model": CHAT,
-        "instructions": "Answer briefly.",
-        "sampling_params": {"strategy": {"type": "greedy"}, "max_tokens": 48},
-        "toolgroups": [],
-        "client_tools": [],
-        "tool_config": {"tool_choice": "auto"},
-        "max_infer_iters": 10,
-        **fields,
-    }
-
-
-def said(text: str) -> dict:
-    return {"role": "user", "content": text, "context": None}
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import base64
 from collections.abc import AsyncIterator
 
 import pytest
+from _agent_configs import WEATHER, config, said
 
 from cairn.compose import Composition, composed
 from cairn.core.agents.memory import FOOTER, HEADER, SessionMemory, memory_store_id
@@ -21,30 +22,7 @@ from cairn.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
-CHAT = "llama-cpp/SmolLM2-135M-Instruct"
 HERON = "The Zanzibar project codename is BLUE HERON. It ships in March."
-WEATHER = {
-    "name": "get_weather",
-    "description": "The current weather in a city.",
-    "parameters": [{"name": "city", "parameter_type": "str", "description": "a city", "required": True}],
-}
-
-
-def config(**fields: object) -> dict:
-    return {
-        "model": CHAT,
-        "instructions": "Answer briefly.",
-        "sampling_params": {"strategy": {"type": "greedy"}, "max_tokens": 16},
-        "toolgroups": [],
-        "client_tools": [],
-        "tool_config": {"tool_choice": "auto"},
-        "max_infer_iters": 10,
-        **fields,
-    }
-
-
-def said(text: str) -> dict:
-    return {"role": "user", "content": text, "context": None}
 
 
 def text(content: object, mime_type: str = "text/plain") -> dict:
@@ -69,7 +47,7 @@ def agents(composition: Composition) -> Agents:
 
 
 async def session_of(agents: Agents, tenant: str = "t", **fields: object) -> AgentSessionRecord:
-    agent = await agents.create(tenant, config(**fields))
+    agent = await agents.create(tenant, config(16, **fields))
     return await agents.create_session(tenant, agent.id, "memory")
 
 
@@ -244,7 +222,7 @@ async def test_the_memory_is_made_once_and_goes_with_its_session_and_its_agent(
     with pytest.raises(NotFound):
         await stores.get("t", store_id)
 
-    agent = await agents.create("t", config())
+    agent = await agents.create("t", config(16))
     sessions = [await agents.create_session("t", agent.id, str(n)) for n in range(3)]
     for each in sessions[:2]:
         await agents.start_turn(
