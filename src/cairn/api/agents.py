@@ -5,7 +5,9 @@ their steps, under ``/v1`` and ``/v1alpha``, on the agent loop (``core.agents``)
 A streamed turn is server-sent events as Llama Stack sends them: ``data: {"event": {"payload": …}}``
 per event, no ``event:`` line and no ``[DONE]``; a failure after the first event is one
 ``data: {"error": {"message": …}}``. Lists are Llama Stack's pages: ``start_index`` and ``limit`` in,
-``{data, has_more}`` out. Errors before any event are OpenAI's envelope, with their status."""
+``{data, has_more}`` out. Errors before any event are OpenAI's envelope, with their status. An agent's
+creation, a turn and a resume send the MCP servers of their tool groups the headers the request's
+provider data gives for them (``provider_data``)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
 from .faces import Face
 from .front_door import FrontDoorRoute
+from .provider_data import PROVIDER_DATA, McpHeadersDep
 from .ratelimit import MeterDep, charged_as
 from .render import json_response
 from .sse import EventStreamResponse, frame
@@ -114,10 +117,12 @@ async def _metered(run: TurnRun, services: ServicesDep, meter: Meter) -> AsyncGe
 
 
 @router.post("", summary="Create an agent")
-async def create_agent(body: CreateAgentRequest, services: ServicesDep, principal: PrincipalDep) -> Response:
+async def create_agent(
+    body: CreateAgentRequest, services: ServicesDep, principal: PrincipalDep, headers: McpHeadersDep
+) -> Response:
     """The configuration checked whole (its model, tools, settings) → ``{agent_id}``."""
     config = body.agent_config.model_dump(mode="json")
-    agent = await services.agents.create(principal.tenant, config)
+    agent = await services.agents.create(principal.tenant, config, headers)
     return json_response({"agent_id": agent.id})
 
 
@@ -209,13 +214,14 @@ async def create_turn(
     request: Request,
     services: ServicesDep,
     meter: MeterDep,
+    headers: McpHeadersDep,
 ) -> Response:
     """The ``Turn``, or with ``stream: true`` its events as they happen (a client that leaves stops the
     model, and the turn is not kept). ``documents`` go into the session's memory first."""
     turn = body.model_dump(mode="json", exclude={"stream"})
     for document in turn["documents"] or ():
         document["content"] = _own_file(document["content"], request, services.settings)
-    run = await services.agents.start_turn(meter.tenant, agent_id, session_id, turn)
+    run = await services.agents.start_turn(meter.tenant, agent_id, session_id, turn, headers)
     return await _answer(run, body.stream, services, meter)
 
 
@@ -235,11 +241,12 @@ async def resume_turn(
     body: ResumeTurnRequest,
     services: ServicesDep,
     meter: MeterDep,
+    headers: McpHeadersDep,
 ) -> Response:
     """``tool_responses``: one per pending call of a turn that awaits input, no other; the same turn
     runs on, streamed or whole."""
     responses = [response.model_dump(mode="json") for response in body.tool_responses]
-    run = await services.agents.resume(meter.tenant, agent_id, session_id, turn_id, responses)
+    run = await services.agents.resume(meter.tenant, agent_id, session_id, turn_id, responses, headers)
     return await _answer(run, body.stream, services, meter)
 
 
@@ -256,4 +263,4 @@ async def get_step(
     return json_response({"step": step})
 
 
-FACE = Face(router, prefixes=("/v1", "/v1alpha"))
+FACE = Face(router, prefixes=("/v1", "/v1alpha"), cors_request_headers=(PROVIDER_DATA,))

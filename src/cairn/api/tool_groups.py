@@ -2,7 +2,8 @@
 (``client.toolgroups``, ``client.tools``, ``client.tool_runtime``; the ``Agent`` helper lists the tools of
 each group it is given), under ``/v1``: the built-in groups and the MCP servers a tenant registers
 (``core.agents.registry``). Lists are ``{data}``; registering and deleting answer ``null``, as Llama
-Stack does."""
+Stack does. Whatever reaches an MCP server sends it the headers the request's provider data gives for
+it (``provider_data``)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .deps import PrincipalDep, ServicesDep
 from .errors import error_responses
 from .faces import Face
 from .front_door import FrontDoorRoute
+from .provider_data import PROVIDER_DATA, McpHeadersDep
 from .ratelimit import charged_as
 from .render import json_response
 
@@ -109,7 +111,7 @@ async def list_tool_groups(services: ServicesDep, principal: PrincipalDep) -> Re
 
 @router.post("/toolgroups", summary="Register a tool group", responses=error_responses(424))
 async def register_tool_group(
-    body: RegisterToolGroupRequest, services: ServicesDep, principal: PrincipalDep
+    body: RegisterToolGroupRequest, services: ServicesDep, principal: PrincipalDep, headers: McpHeadersDep
 ) -> Response:
     """An MCP server (``provider_id`` ``model-context-protocol``, ``mcp_endpoint``), whose tools are
     listed first (424 if it cannot list them); a name registered again is replaced."""
@@ -119,6 +121,7 @@ async def register_tool_group(
         body.provider_id,
         None if body.mcp_endpoint is None else body.mcp_endpoint.uri,
         body.args,
+        headers,
     )
     return json_response(None)
 
@@ -143,20 +146,24 @@ async def delete_tool_group(
 async def list_tools(
     services: ServicesDep,
     principal: PrincipalDep,
+    headers: McpHeadersDep,
     toolgroup_id: Annotated[
         str | None, Query(max_length=256, description="A group, or a ``group/tool`` name: that group's.")
     ] = None,
 ) -> Response:
     """A registered group's tools are asked of its server."""
-    tools = await services.tool_groups.tools(principal.tenant, toolgroup_id)
+    tools = await services.tool_groups.tools(principal.tenant, toolgroup_id, headers)
     return json_response({"data": [tool_object(tool) for tool in tools]})
 
 
 @router.get("/tools/{tool_name}", summary="Retrieve a tool", responses=error_responses(424))
 async def get_tool(
-    tool_name: Annotated[str, Path(max_length=128)], services: ServicesDep, principal: PrincipalDep
+    tool_name: Annotated[str, Path(max_length=128)],
+    services: ServicesDep,
+    principal: PrincipalDep,
+    headers: McpHeadersDep,
 ) -> Response:
-    return json_response(tool_object(await services.tool_groups.tool(principal.tenant, tool_name)))
+    return json_response(tool_object(await services.tool_groups.tool(principal.tenant, tool_name, headers)))
 
 
 # The tool runtime
@@ -166,6 +173,7 @@ async def get_tool(
 async def list_runtime_tools(
     services: ServicesDep,
     principal: PrincipalDep,
+    headers: McpHeadersDep,
     tool_group_id: Annotated[str | None, Query(max_length=256)] = None,
     mcp_endpoint: Annotated[
         str | None,
@@ -175,9 +183,9 @@ async def list_runtime_tools(
     """Those of a group (as ``GET /v1/tools``), or those of any MCP server (``mcp_endpoint``), as tool
     definitions."""
     if mcp_endpoint is not None:
-        tools = await services.tool_groups.endpoint_tools(mcp_endpoint)
+        tools = await services.tool_groups.endpoint_tools(mcp_endpoint, headers)
     elif tool_group_id is not None:
-        tools = await services.tool_groups.tools(principal.tenant, tool_group_id)
+        tools = await services.tool_groups.tools(principal.tenant, tool_group_id, headers)
     else:
         raise InvalidInput("Give tool_group_id or mcp_endpoint.", param="tool_group_id")
     return json_response({"data": [tool_def(tool) for tool in tools]})
@@ -185,10 +193,12 @@ async def list_runtime_tools(
 
 @router.post("/tool-runtime/invoke", summary="Invoke a tool", responses=error_responses(424))
 @charged_as(RouteClass.INFERENCE)  # a search embeds its query; an MCP call runs on another server
-async def invoke_tool(body: InvokeToolRequest, services: ServicesDep, principal: PrincipalDep) -> Response:
+async def invoke_tool(
+    body: InvokeToolRequest, services: ServicesDep, principal: PrincipalDep, headers: McpHeadersDep
+) -> Response:
     """``knowledge_search`` (``query``, ``vector_db_ids``, ``query_config``), or a tool of a registered
     group, by its name → Llama Stack's ``ToolInvocationResult``."""
-    result = await services.tool_groups.invoke(principal.tenant, body.tool_name, body.kwargs)
+    result = await services.tool_groups.invoke(principal.tenant, body.tool_name, body.kwargs, headers)
     return json_response(
         {
             "content": result.content,
@@ -199,4 +209,4 @@ async def invoke_tool(body: InvokeToolRequest, services: ServicesDep, principal:
     )
 
 
-FACE = Face(router, prefixes=("/v1",))
+FACE = Face(router, prefixes=("/v1",), cors_request_headers=(PROVIDER_DATA,))

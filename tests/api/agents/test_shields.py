@@ -130,3 +130,31 @@ def test_an_output_shield_checks_the_answer_and_unknown_shields_are_refused(llam
         config = {"model": CHAT, "instructions": "", kind: [guard, "no-such-shield"]}
         made = http.post("/v1/agents", json={"agent_config": config})
         assert made.status_code == 400 and made.json()["error"]["param"] == f"agent_config.{kind}"
+
+
+def test_an_output_shield_refuses_a_harmful_answer_streamed_and_stored(llama, guard):
+    forced = {"type": "json_schema", "json_schema": {"type": "string", "enum": [HARMFUL]}}
+    agent = Agent(
+        llama,
+        model=CHAT,
+        instructions="Answer briefly.",
+        output_shields=[guard],
+        response_format=forced,  # the answer is the harmful sentence, whatever the model would say
+        sampling_params={**GREEDY, "max_tokens": 32},
+    )
+    session_id = agent.create_session("refused")
+    chunks = list(agent.create_turn(messages=[{"role": "user", "content": BENIGN}], session_id=session_id))
+    payloads = [chunk.event.payload for chunk in chunks]
+    starts = [p for p in payloads if p.event_type == "step_start"]
+    assert [(p.step_type, p.metadata) for p in starts] == [
+        ("inference", {}),
+        ("shield_call", {"touchpoint": "assistant-output"}),
+    ]
+    done = [p.step_details for p in payloads if p.event_type == "step_complete"]
+    assert HARMFUL in done[0].api_model_response.content
+    assert done[1].violation.user_message == REFUSAL and done[1].violation.metadata["violation_type"]
+    turn = payloads[-1].turn
+    assert payloads[-1].event_type == "turn_complete" and turn.steps == done
+    assert turn.output_message.content == REFUSAL and turn.output_message.stop_reason == "end_of_turn"
+    stored = llama.agents.turn.retrieve(turn.turn_id, agent_id=agent.agent_id, session_id=session_id)
+    assert stored == turn

@@ -8,16 +8,20 @@ as a chat-completions function; a call run on the server, its answer as the mode
 - A call's answer is its text (a block without text by its type), cut at ``MAX_OUTPUT_CHARS`` with a
   note; the server's failure, or the tool's own (``is_error``), is an error the model reads, never an
   exception: ``details`` keep ``{"output", "error"}`` as an ``mcp_call`` item shows them.
+- The headers a request gives for a server (credentials, often) are checked as HTTP headers, never
+  shown in an error or a ``repr``, and never kept. ``McpHeaders`` are Llama Stack's ``mcp_headers``:
+  headers by server URL, each set sent to the server of its URL only.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlparse, urlsplit
 
-from ..errors import FailedDependency, McpServerError
+from ..errors import FailedDependency, InvalidInput, McpServerError
 from ..ports.inference import Json
 from ..ports.mcp import McpAnswer, McpClient, McpServer
 from .loop import ToolOutput, ToolRunner
@@ -25,7 +29,11 @@ from .loop import ToolOutput, ToolRunner
 MAX_TOOLS = 128  # of one server
 MAX_OUTPUT_CHARS = 100_000
 MAX_URL_CHARS = 2048
+MAX_HEADERS = 32  # sent to one server
+MAX_HEADER_CHARS = 8192
+MAX_HEADER_SERVERS = 16  # in one request's ``McpHeaders``
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")  # MCP's rule for a tool's name
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")  # an HTTP token
 
 
 def http_url(url: str) -> bool:
@@ -35,6 +43,65 @@ def http_url(url: str) -> bool:
     except ValueError:
         return False
     return len(url) <= MAX_URL_CHARS and parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def checked_headers(given: Any, param: str) -> dict[str, str]:
+    """``given`` as headers to send a server: an object of at most ``MAX_HEADERS`` valid HTTP headers;
+    else ``InvalidInput`` naming ``param``, and the header's name but never its value (a credential)."""
+    if not isinstance(given, dict) or len(given) > MAX_HEADERS:
+        raise InvalidInput(f"headers must be an object of at most {MAX_HEADERS} headers.", param=param)
+    for name, value in given.items():
+        if (
+            not HEADER_NAME.match(name)
+            or not isinstance(value, str)
+            or len(value) > MAX_HEADER_CHARS
+            or any(ch in value for ch in "\r\n\0")
+        ):
+            raise InvalidInput(f"The header `{name[:64]}` is not a valid HTTP header.", param=param)
+    return dict(given)
+
+
+@dataclass(frozen=True)
+class McpHeaders:
+    """Headers a request gives for MCP servers, by server URL (Llama Stack's ``mcp_headers``)."""
+
+    by_url: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def checked(cls, given: Any, param: str) -> McpHeaders:
+        """``given``: an object of at most ``MAX_HEADER_SERVERS`` URLs, each with its headers."""
+        if given is None:
+            return cls()
+        if not isinstance(given, dict) or len(given) > MAX_HEADER_SERVERS:
+            raise InvalidInput(
+                f"mcp_headers must be an object of at most {MAX_HEADER_SERVERS} server URLs.", param=param
+            )
+        by_url = {}
+        for url, headers in given.items():
+            if not http_url(url):
+                raise InvalidInput(
+                    f"mcp_headers' keys must be http or https URLs of at most {MAX_URL_CHARS} characters.",
+                    param=param,
+                )
+            by_url[url] = checked_headers(headers, param)
+        return cls(by_url)
+
+    def server(self, url: str) -> McpServer:
+        """The server at ``url``, with the headers given for it: those of every URL of the same host
+        (with its port) and path, as Llama Stack matches them (the scheme and the query aside)."""
+        headers: dict[str, str] = {}
+        for given, values in self.by_url.items():
+            if _host_and_path(given) == _host_and_path(url):
+                headers.update(values)
+        return McpServer(url, headers)
+
+
+NO_HEADERS = McpHeaders()
+
+
+def _host_and_path(url: str) -> tuple[str, str]:
+    parts = urlparse(url)
+    return parts.netloc, parts.path
 
 
 async def list_tools(client: McpClient, server: McpServer, label: str, param: str) -> list[Json]:

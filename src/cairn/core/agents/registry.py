@@ -18,6 +18,8 @@ client of the Responses API (``core.agents.mcp_tools``).
   group's are listed when the agent is made and when a turn starts or resumes (424 if its server cannot
   list them); a call's arguments are the model's with the entry's ``args`` over them, as Llama Stack
   passes them; a server's or a tool's failure is an error the model reads.
+- Whatever reaches a server takes the request's ``McpHeaders`` (Llama Stack's ``mcp_headers``): the
+  headers given for that server's URL go to it, and nowhere else; nothing keeps them.
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ from dataclasses import dataclass
 
 from ..errors import FailedDependency, InvalidInput, McpServerError, NotFound
 from ..ports.inference import Json
-from ..ports.mcp import McpClient, McpServer
+from ..ports.mcp import McpClient
 from ..ports.tool_groups import ToolGroupRows
 from ..records import ToolGroupRecord
 from ..vectors.stores import VectorStores
 from .loop import ServerTool, ToolOutput, ToolRunner
-from .mcp_tools import function, http_url, list_tools, output, tool_runner
+from .mcp_tools import McpHeaders, function, http_url, list_tools, output, tool_runner
 from .toolgroups import GROUPS, PROVIDER, RAG, ToolParameter, ToolSpec, group_of, knowledge_search
 
 MCP_PROVIDER = "model-context-protocol"
@@ -87,7 +89,13 @@ class ToolGroups:
     # Groups
 
     async def register(
-        self, tenant: str, group_id: str, provider_id: str, mcp_uri: str | None, args: Json | None
+        self,
+        tenant: str,
+        group_id: str,
+        provider_id: str,
+        mcp_uri: str | None,
+        args: Json | None,
+        headers: McpHeaders,
     ) -> ToolGroup:
         if group_id in GROUPS:
             raise InvalidInput(
@@ -106,7 +114,7 @@ class ToolGroups:
         groups = await self.rows.list_groups(tenant)
         if len(groups) >= MAX_GROUPS and all(group.id != group_id for group in groups):
             raise InvalidInput(f"At most {MAX_GROUPS} tool groups can be registered.", param="toolgroup_id")
-        listed = await list_tools(self._mcp, McpServer(mcp_uri), group_id, "mcp_endpoint")
+        listed = await list_tools(self._mcp, headers.server(mcp_uri), group_id, "mcp_endpoint")
         record = ToolGroupRecord(
             group_id, tenant, self._clock(), MCP_PROVIDER, mcp_uri, args, [tool["name"] for tool in listed]
         )
@@ -133,28 +141,28 @@ class ToolGroups:
 
     # Tools
 
-    async def tools(self, tenant: str, group_id: str | None) -> builtins.list[GroupTool]:
+    async def tools(self, tenant: str, group_id: str | None, headers: McpHeaders) -> builtins.list[GroupTool]:
         """The tools of a group (``group_id`` may be a ``group/tool`` name: its group's), or of every
         group."""
         groups = [await self.get(tenant, group_of(group_id))] if group_id else await self.list(tenant)
-        return [tool for group in groups for tool in await self._group_tools(group)]
+        return [tool for group in groups for tool in await self._group_tools(group, headers)]
 
-    async def tool(self, tenant: str, name: str) -> GroupTool:
+    async def tool(self, tenant: str, name: str, headers: McpHeaders) -> GroupTool:
         """The tool of that name that ``invoke`` would run."""
         group = await self._group_of_tool(tenant, name)
-        tools = [] if group is None else await self._group_tools(group)
+        tools = [] if group is None else await self._group_tools(group, headers)
         found = next((tool for tool in tools if tool.spec.name == name), None)
         if found is None:  # no group has one, or its server no longer does
             raise _no_tool(name)
         return found
 
-    async def endpoint_tools(self, uri: str) -> builtins.list[GroupTool]:
+    async def endpoint_tools(self, uri: str, headers: McpHeaders) -> builtins.list[GroupTool]:
         """The tools of any MCP server (``/v1/tool-runtime/list-tools`` with an ``mcp_endpoint``)."""
         if not http_url(uri):
             raise InvalidInput("mcp_endpoint.uri must be an http or https URL.", param="mcp_endpoint")
-        return await self._group_tools(ToolGroup(uri, MCP_PROVIDER, uri))
+        return await self._group_tools(ToolGroup(uri, MCP_PROVIDER, uri), headers)
 
-    async def invoke(self, tenant: str, name: str, kwargs: Json) -> Invocation:
+    async def invoke(self, tenant: str, name: str, kwargs: Json, headers: McpHeaders) -> Invocation:
         group = await self._group_of_tool(tenant, name)
         if group is None:
             raise _no_tool(name)
@@ -168,7 +176,7 @@ class ToolGroups:
             found = await search.run({"query": kwargs.get("query")})
         else:
             try:
-                answer = await self._mcp.call_tool(McpServer(group.mcp_uri), name, kwargs)
+                answer = await self._mcp.call_tool(headers.server(group.mcp_uri), name, kwargs)
             except McpServerError as exc:
                 raise FailedDependency(
                     f"The MCP server of the tool group `{group.id}` failed: {exc.message}", param="tool_name"
@@ -182,7 +190,7 @@ class ToolGroups:
         return Invocation([{"type": "text", "text": found.text}], error_code=0, metadata=details)
 
     async def server_tools(
-        self, tenant: str, toolgroups: Sequence[str | Json], param: str
+        self, tenant: str, toolgroups: Sequence[str | Json], param: str, headers: McpHeaders
     ) -> dict[str, ServerTool]:
         """The tools of ``toolgroups`` (an agent's, or a turn's), checked: ``InvalidInput`` naming the
         entry (``param[i]``) for a group or tool the tenant does not have, or arguments that cannot be
@@ -192,7 +200,7 @@ class ToolGroups:
             where = f"{param}[{at}]"
             name, args = (entry, {}) if isinstance(entry, str) else (entry["name"], entry.get("args") or {})
             group = group_of(name)
-            offered = await self._offered(tenant, group, args, where)
+            offered = await self._offered(tenant, group, args, where, headers)
             if name != group:
                 offered = [tool for tool in offered if f"{group}/{tool.name}" == name]
                 if not offered:
@@ -219,19 +227,21 @@ class ToolGroups:
         record = next((r for r in await self.rows.list_groups(tenant) if name in r.tools), None)
         return None if record is None else _registered(record)
 
-    async def _group_tools(self, group: ToolGroup) -> builtins.list[GroupTool]:
+    async def _group_tools(self, group: ToolGroup, headers: McpHeaders) -> builtins.list[GroupTool]:
         if group.mcp_uri is None:
             return [GroupTool(group, spec) for spec in GROUPS[group.id]]
-        listed = await list_tools(self._mcp, McpServer(group.mcp_uri), group.id, "toolgroup_id")
+        listed = await list_tools(self._mcp, headers.server(group.mcp_uri), group.id, "toolgroup_id")
         return [GroupTool(group, _spec(tool), {"endpoint": group.mcp_uri}) for tool in listed]
 
-    async def _offered(self, tenant: str, group_id: str, args: Json, param: str) -> builtins.list[ServerTool]:
+    async def _offered(
+        self, tenant: str, group_id: str, args: Json, param: str, headers: McpHeaders
+    ) -> builtins.list[ServerTool]:
         if group_id == RAG:
             return [await knowledge_search(args, self._vector_stores, tenant, f"{param}.args")]
         record = None if group_id in GROUPS else await self.rows.get_group(tenant, group_id)
         if record is None:
             raise InvalidInput(f"The tool group `{group_id}` is not available on this server.", param=param)
-        server = McpServer(record.mcp_uri)
+        server = headers.server(record.mcp_uri)
         return [
             ServerTool(
                 tool["name"], function(tool), _with_args(tool_runner(self._mcp, server, tool["name"]), args)

@@ -14,7 +14,8 @@ and yields the stream payloads, ``finish`` runs it whole and returns the turn.
   a turn of a session with memory starts with a ``memory_retrieval`` step, whose context its last user
   message carries (``context``). The memory goes with the session.
 - Tools: the agent's client tools, and the tools of its tool groups and of the turn's
-  (``toolgroups``); the turn's ``tool_config`` in place of the agent's.
+  (``toolgroups``); the turn's ``tool_config`` in place of the agent's. The MCP servers of the groups
+  get the request's ``McpHeaders``, each its own, for the run only: a resume brings its own.
 - A call of a client tool pauses the turn (``turn_awaiting_input``): it is kept ``awaiting_input`` with
   an in-progress ``tool_execution`` step, and ``resume`` with the client's ``tool_responses`` (one per
   pending call, no other) completes that step and runs on, as the same turn. ``max_infer_iters`` bounds
@@ -47,6 +48,7 @@ from ..safety import violation
 from ..shields import Shields
 from . import config as agent_config
 from .loop import AgentLoop, LoopDone, LoopRequest, ServerTool
+from .mcp_tools import NO_HEADERS, McpHeaders
 from .memory import SessionMemory
 from .messages import as_text, input_message, turn_messages
 from .registry import ToolGroups
@@ -103,7 +105,7 @@ class Agents:
 
     # Agents
 
-    async def create(self, tenant: str, config: Json) -> AgentRecord:
+    async def create(self, tenant: str, config: Json, headers: McpHeaders = NO_HEADERS) -> AgentRecord:
         """``config``: an ``AgentConfig`` as the face completed it; refused (``InvalidInput``) unless
         this server can honour every setting."""
         try:
@@ -112,7 +114,7 @@ class Agents:
             raise InvalidInput(
                 f"The model `{config['model']}` is not available.", param="agent_config.model"
             ) from None
-        await self._tools(tenant, config, {}, "agent_config")
+        await self._tools(tenant, config, {}, "agent_config", headers)
         await self._shields_of(tenant, config)
         agent = AgentRecord(str(uuid.uuid4()), tenant, self._clock(), config)
         await self.rows.insert_agent(agent)
@@ -184,14 +186,16 @@ class Agents:
             raise NotFound(f"Step '{step_id[:80]}' not found in turn '{turn_id[:80]}'.", param="step_id")
         return step
 
-    async def start_turn(self, tenant: str, agent_id: str, session_id: str, request: Json) -> TurnRun:
+    async def start_turn(
+        self, tenant: str, agent_id: str, session_id: str, request: Json, headers: McpHeaders = NO_HEADERS
+    ) -> TurnRun:
         """``request``: the turn's ``messages`` (user and tool-response messages), its ``documents``
         and its own ``toolgroups`` and ``tool_config``; everything checked, nothing run or written yet
         but the documents, remembered in the session's memory, from which the turn retrieves."""
         agent = await self.get(tenant, agent_id)
         session = await self._session(tenant, agent_id, session_id)
         overrides = {"toolgroups": request.get("toolgroups") or [], "tool_config": request.get("tool_config")}
-        tools = await self._tools(tenant, agent.config, overrides, "agent_config")
+        tools = await self._tools(tenant, agent.config, overrides, "agent_config", headers)
         history = [
             message
             for turn in await self.rows.turns(tenant, session_id)
@@ -218,7 +222,13 @@ class Agents:
         )
 
     async def resume(
-        self, tenant: str, agent_id: str, session_id: str, turn_id: str, tool_responses: builtins.list[Json]
+        self,
+        tenant: str,
+        agent_id: str,
+        session_id: str,
+        turn_id: str,
+        tool_responses: builtins.list[Json],
+        headers: McpHeaders = NO_HEADERS,
     ) -> TurnRun:
         """Continue a turn that awaits the client's tool results with them, as the same turn."""
         agent = await self.get(tenant, agent_id)
@@ -233,7 +243,7 @@ class Agents:
         }
         steps = [*row.turn["steps"], done]
         overrides = row.pending["overrides"]
-        tools = await self._tools(tenant, agent.config, overrides, "agent_config")
+        tools = await self._tools(tenant, agent.config, overrides, "agent_config", headers)
         earlier = []
         for turn in await self.rows.turns(tenant, session_id):
             if turn.id == turn_id:
@@ -350,14 +360,18 @@ class Agents:
         run.tokens += verdict.tokens
         return violation(verdict)
 
-    async def _tools(self, tenant: str, config: Json, overrides: Json, param: str) -> TurnTools:
+    async def _tools(
+        self, tenant: str, config: Json, overrides: Json, param: str, headers: McpHeaders
+    ) -> TurnTools:
         """The turn's tools, checked: the agent's, and the turn's own ``toolgroups`` and
         ``tool_config``."""
         agent_config.refuse_unsupported(config, param)
         groups = self._tool_groups
-        server = await groups.server_tools(tenant, config.get("toolgroups") or [], f"{param}.toolgroups")
+        server = await groups.server_tools(
+            tenant, config.get("toolgroups") or [], f"{param}.toolgroups", headers
+        )
         for name, tool in (
-            await groups.server_tools(tenant, overrides.get("toolgroups") or [], "toolgroups")
+            await groups.server_tools(tenant, overrides.get("toolgroups") or [], "toolgroups", headers)
         ).items():
             if name in server:
                 raise InvalidInput(f"The tool `{name}` is named twice.", param="toolgroups")

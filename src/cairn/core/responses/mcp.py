@@ -33,6 +33,7 @@ from ..agents.loop import ServerTool, ToolCall, ToolOutput
 from ..agents.mcp_tools import (
     MAX_TOOLS,
     MAX_URL_CHARS,
+    checked_headers,
     checked_tools,
     function,
     http_url,
@@ -47,10 +48,7 @@ from .items import new_id
 from .render import ToolFace
 
 MAX_SERVERS = 8
-MAX_HEADERS = 32
-MAX_HEADER_CHARS = 8192
 LABEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
 SECRETS = ("headers", "authorization")
 
 
@@ -186,26 +184,11 @@ def _spec(tool: Json, at: int) -> McpSpec:
 
 
 def _headers(tool: Json, param: str) -> dict[str, str]:
-    given = tool.get("headers") or {}
+    headers = checked_headers(tool.get("headers") or {}, f"{param}.headers")
     token = tool.get("authorization")
-    if not isinstance(given, dict) or len(given) > MAX_HEADERS:
-        raise InvalidInput(
-            f"headers must be an object of at most {MAX_HEADERS} headers.", param=f"{param}.headers"
-        )
-    headers = dict(given)
     if token is not None:
-        headers["Authorization"] = f"Bearer {token}" if isinstance(token, str) else token
-    for name, value in headers.items():
-        if (
-            not HEADER_NAME.match(name)
-            or not isinstance(value, str)
-            or len(value) > MAX_HEADER_CHARS
-            or any(ch in value for ch in "\r\n\0")
-        ):
-            # never the value in the message: it may be a credential
-            raise InvalidInput(
-                f"The header `{name[:64]}` is not a valid HTTP header.", param=f"{param}.headers"
-            )
+        bearer = f"Bearer {token}" if isinstance(token, str) else token
+        headers.update(checked_headers({"Authorization": bearer}, f"{param}.headers"))
     return headers
 
 

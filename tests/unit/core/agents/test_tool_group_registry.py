@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cairn.compose import Composition
+from cairn.core.agents.mcp_tools import NO_HEADERS
 from cairn.core.agents.registry import MAX_GROUPS, MCP_PROVIDER
 from cairn.core.errors import InvalidInput
 from cairn.core.records import ToolGroupRecord
@@ -21,6 +22,6 @@ async def test_a_tenant_registers_at_most_max_groups(composition: Composition) -
         await composition.tool_group_rows.put_group(group)
     groups = composition.services.tool_groups
     with pytest.raises(InvalidInput) as refused:
-        await groups.register("alice", "mcp::one-more", MCP_PROVIDER, NOWHERE, None)
+        await groups.register("alice", "mcp::one-more", MCP_PROVIDER, NOWHERE, None, NO_HEADERS)
     assert refused.value.param == "toolgroup_id"
     assert len(await groups.list("alice")) == MAX_GROUPS + 1  # and builtin::rag
