@@ -8,7 +8,7 @@ opened (or after its request began) → 408; both in plain text, closing the con
 before a body of over ``DISCARD_BYTES`` was read (401, 413, …) closes the connection too, rather than
 reading the rest only to drop it. And the application gets the body bytes that arrived before the client
 went away (uvicorn drops them).
-docs/decisions.md D19 says why this is a subclass of uvicorn's protocol rather than another server.
+docs/decisions.md D20 says why this is a subclass of uvicorn's protocol rather than another server.
 """
 
 from __future__ import annotations
