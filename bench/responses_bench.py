@@ -8,11 +8,13 @@ own that streams ``--tokens`` one-word chunks per request as fast as it can). Th
 ``remote::openai`` provider, in open mode on loopback with the access log and rate limits off. Cairn's
 other bounds on inference are opened so that ``--streams`` streams may run at once: the open-streams
 limit (``CAIRN_INFERENCE_STREAMS_PER_TENANT``, 4 a tenant by default) is off, and the provider's
-``max_concurrency`` and ``queue_depth`` (16 and 64 by default) are ``--streams`` each. Four paths:
+``max_concurrency`` and ``queue_depth`` (16 and 64 by default) are ``--streams`` each. Five paths:
 
   direct     POST /v1/chat/completions on the upstream;
   chat       the same through Cairn;
   responses  POST /v1/responses through Cairn (stored, as by default; ``--no-store`` sends store false);
+  conversation  the same in a conversation of its own (``conversation``: its input and output appended to
+             it), the stateful Responses request an Agents turn compares with;
   agents     a streamed turn through Cairn, POST /v1/agents/{agent_id}/session/{session_id}/turn with
              the one user message, in a session of its own.
 
@@ -20,7 +22,8 @@ The agents path runs on two agents made once per run, the chat model through the
 sampling, one with ``max_tokens`` 1 (for the one-token requests) and one with none, as the other paths
 send it. A session's turns read every earlier turn of it, so each turn has a fresh session, which keeps
 its context the one user message that the Responses path sends; the sessions are all made before the
-warm-up, so that neither the clocks nor the router's CPU of a phase count them.
+warm-up, so that neither the clocks nor the router's CPU of a phase count them; the conversations of the
+conversation path too, one per request.
 
 Measures:
 
@@ -78,9 +81,10 @@ TARGETS = {"ttft_added_ms": 5.0, "gap_p99_added_ms": 20.0, "rss_mib": 32, "agent
 ENDS = {
     "chat": ("[DONE]",),
     "responses": ("response.completed", "response.incomplete"),
+    "conversation": ("response.completed", "response.incomplete"),
     "agents": ("turn_complete",),
 }
-Face = Literal["chat", "responses", "agents"]
+Face = Literal["chat", "responses", "conversation", "agents"]
 
 
 class Upstream(Server):
@@ -148,15 +152,18 @@ class Route:
     model: str
     face: Face = "chat"
     store: bool = True
-    turns: dict[int | None, list[str]] = field(default_factory=dict)
-    """Agents: the turn paths of fresh sessions, by the ``max_tokens`` of their agent (None: none)."""
+    fresh: dict[int | None, list[str]] = field(default_factory=dict)
+    """Agents: the turn paths of fresh sessions, by the ``max_tokens`` of their agent (None: none);
+    conversation: the ids of fresh conversations, by the ``max_output_tokens`` of the requests to come."""
 
     async def prepare(self, count: int, limit: int | None = None) -> None:
         """Agents: a new agent whose ``max_tokens`` is ``limit`` and ``count`` sessions of it, one per turn
-        to come."""
+        to come; conversation: ``count`` conversations, one per request to come."""
+        paths = self.fresh.setdefault(limit, [])
+        if self.face == "conversation":
+            paths.extend([(await self._post("/v1/conversations", {}))["id"] for _ in range(count)])
         if self.face != "agents":
             return
-        paths = self.turns.setdefault(limit, [])
         config = {
             "model": self.model,
             "instructions": "",
@@ -174,13 +181,15 @@ class Route:
         return response.json()  # type: ignore[no-any-return]
 
     def request(self, limit: int | None) -> tuple[str, dict[str, Any]]:
+        if self.face in ("agents", "conversation") and not self.fresh.get(limit):
+            raise RuntimeError(f"{self.name}: nothing fresh left for max_tokens {limit}")
         if self.face == "agents":
-            if not self.turns.get(limit):
-                raise RuntimeError(f"{self.name}: no session left for max_tokens {limit}")
             turn = {"messages": [{"role": "user", "content": PROMPT}], "stream": True}
-            return self.turns[limit].pop(), turn
-        if self.face == "responses":
+            return self.fresh[limit].pop(), turn
+        if self.face in ("responses", "conversation"):
             body: dict[str, Any] = {"model": self.model, "input": PROMPT, "stream": True, "store": self.store}
+            if self.face == "conversation":
+                body["conversation"] = self.fresh[limit].pop()
             return "/v1/responses", body | ({"max_output_tokens": limit} if limit else {})
         body = {
             "model": self.model,
@@ -199,7 +208,7 @@ class Route:
             payload = event["event"]["payload"]
             kind = payload["event_type"]
             return kind, kind == "step_progress" and payload["delta"]["type"] == "text"
-        if self.face == "responses":
+        if self.face in ("responses", "conversation"):
             return event["type"], event["type"] == "response.output_text.delta"
         return "chunk", any((choice.get("delta") or {}).get("content") for choice in event["choices"])
 
@@ -294,10 +303,11 @@ async def bench(args: argparse.Namespace, work: Path, res: Results) -> None:
                 Route("direct", direct, MODEL),
                 Route("chat", routed, f"{PROVIDER}/{MODEL}"),
                 Route("responses", routed, f"{PROVIDER}/{MODEL}", face="responses", store=not args.no_store),
+                Route("conversation", routed, f"{PROVIDER}/{MODEL}", face="conversation"),
                 Route("agents", routed, f"{PROVIDER}/{MODEL}", face="agents"),
             ]
             whole = WARM_UP + args.runs + args.streams * args.rounds
-            log(f"agents: {whole + args.ttft_runs} sessions")
+            log(f"agents and conversation: {whole + args.ttft_runs} sessions and conversations")
             for route in routes:
                 await route.prepare(args.ttft_runs, limit=1)
                 await route.prepare(whole)
@@ -356,7 +366,7 @@ def report(args: argparse.Namespace, res: Results) -> int:
     print(f"1. Time to first token, {len(direct)} one-token streamed requests on each path")
     rows = [["direct", f"{pct(direct, 50):.2f}", f"{pct(direct, 99):.2f}", f"{min(direct):.2f}", *[""] * 5]]
     added = {}
-    for name in ("chat", "responses", "agents"):
+    for name in ("chat", "responses", "conversation", "agents"):
         through = res.ttft[name]
         paired = [r - d for r, d in zip(through, direct, strict=True)]
         added[name] = pct(through, 50) - pct(direct, 50)
@@ -387,7 +397,11 @@ def report(args: argparse.Namespace, res: Results) -> int:
     missed += not ok
     print(
         f"   target agents added p50 <= {1 + within:.1f}x responses': {added['agents']:.2f} ms against "
-        f"{added['responses']:.2f} ms {verdict(ok)}\n"
+        f"{added['responses']:.2f} ms {verdict(ok)}"
+    )
+    print(
+        f"   agents against responses in a conversation (both read and append a history): "
+        f"{added['agents'] / added['conversation']:.2f}x ({added['conversation']:.2f} ms)\n"
     )
 
     print(f"2. One client, one stream of {args.tokens} tokens at a time, {args.runs} runs on each path")
@@ -413,13 +427,17 @@ def report(args: argparse.Namespace, res: Results) -> int:
         "   events: SSE data frames but [DONE] (a response and a turn have their lifecycle events besides "
         "the deltas); router µs/token: the router's CPU over the pieces of text it sent"
     )
-    events_s = {name: med([s.events_s for s in res.single[name]]) for name in ("responses", "agents")}
+    events_s = {
+        name: med([s.events_s for s in res.single[name]]) for name in ("responses", "conversation", "agents")
+    }
     ok = events_s["agents"] >= events_s["responses"] * (1 - within)
     missed += not ok
     print(
         f"   target agents events/s >= {1 - within:.1f}x responses': {events_s['agents']:.0f} against "
-        f"{events_s['responses']:.0f} ({events_s['agents'] / events_s['responses']:.2f}x) {verdict(ok)}\n"
+        f"{events_s['responses']:.0f} ({events_s['agents'] / events_s['responses']:.2f}x) {verdict(ok)}"
     )
+    stateful = events_s["agents"] / events_s["conversation"]
+    print(f"   agents against responses in a conversation: {stateful:.2f}x\n")
 
     print(
         f"3. {args.streams} concurrent streams of {args.tokens} tokens on each path, {args.rounds} round(s)"
