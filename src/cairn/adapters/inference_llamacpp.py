@@ -27,9 +27,10 @@ workers and releases every server.
 
 Errors: llama.cpp's ``exceed_context_size_error`` → ``ContextLengthExceeded``; its other refusals of the
 request (400, 501) and the ``ValueError`` it raises on a malformed one → ``InvalidInput`` with its
-message; an image (or any part other than text) → ``InvalidInput`` before any work, since the models
-are loaded without a multimodal projector; anything else → ``UpstreamFailed``; a model that does not
-load → ``Unavailable``.
+message (a ``grammar`` it cannot parse: ``param`` ``grammar``, since it says only that it failed); an
+image (or any part other than text) → ``InvalidInput`` before any work, since the models are loaded
+without a multimodal projector; anything else → ``UpstreamFailed``; a model that does not load →
+``Unavailable``.
 """
 
 from __future__ import annotations
@@ -385,5 +386,11 @@ def _failure(exc: BaseException) -> CairnError:
 
 
 def _invalid(message: str) -> InvalidInput:
+    if "failed to parse grammar" in message:  # llama.cpp logs why, and answers only this
+        return InvalidInput(
+            "The grammar is not valid GBNF: llama.cpp could not parse it (a rule used but not defined, "
+            "left recursion, or a syntax error).",
+            param="grammar",
+        )
     field = _FIELD.match(message)
     return InvalidInput(message, param=field.group(1) if field else None)

@@ -15,6 +15,8 @@ MAX_TOOLS = 128
 MAX_MESSAGES = 1024
 MAX_ITEMS = 256  # content items in one message
 MAX_SHIELDS = 16
+MAX_GRAMMAR_RULES = 256
+MAX_GRAMMAR_CHARS = 64 << 10  # a grammar's rule bodies, together
 
 Name = Annotated[str, Field(min_length=1, max_length=256)]
 ToolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -153,9 +155,26 @@ class JsonSchemaFormat(_Closed):
     json_schema: dict[str, Any]
 
 
+GrammarRule = Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")]  # a GBNF rule's name
+GrammarRules = Annotated[
+    dict[GrammarRule, Annotated[str, Field(min_length=1)]], Field(max_length=MAX_GRAMMAR_RULES)
+]
+
+
 class GrammarFormat(_Closed):
+    """``bnf``: a GBNF grammar as its rules, each name to its body (``{"root": "\"yes\" | \"no\""}``);
+    ``root`` is where every answer starts."""
+
     type: Literal["grammar"]
-    bnf: dict[str, Any]
+    bnf: GrammarRules
+
+    @model_validator(mode="after")
+    def _rooted(self) -> GrammarFormat:
+        if "root" not in self.bnf:
+            raise ValueError("a grammar needs a `root` rule, where every answer starts")
+        if sum(len(body) for body in self.bnf.values()) > MAX_GRAMMAR_CHARS:
+            raise ValueError(f"a grammar's rules may hold at most {MAX_GRAMMAR_CHARS} characters")
+        return self
 
 
 ResponseFormat = Annotated[JsonSchemaFormat | GrammarFormat, Field(discriminator="type")]

@@ -1,7 +1,8 @@
 """Llama Stack's Agents API through its own client (``llama-stack-client`` 0.2) on the embedded SmolLM2,
 greedy: the ``Agent`` helper with a client tool, streamed through the pause and the resume and whole;
 the turn's steps in order; agents and sessions; a session's turns in order; knowledge search over a
-vector store; turn documents in the session's memory; the errors the client maps; and tenants kept apart."""
+vector store; turn documents in the session's memory; a grammar response format; the errors the client
+maps; and tenants kept apart."""
 
 from __future__ import annotations
 
@@ -321,12 +322,38 @@ def test_turn_documents_are_remembered_and_retrieved_in_every_turn(llama, http, 
     assert http.get(f"/v1/vector_stores/{memory.vector_db_ids}").status_code == 404
 
 
+def test_a_grammar_constrains_every_answer_and_an_invalid_one_is_refused(llama):
+    def agent(bnf: dict) -> str:
+        config = {
+            "model": CHAT,
+            "instructions": "Answer the question.",
+            "sampling_params": {"strategy": {"type": "greedy"}, "max_tokens": 8},
+            "response_format": {"type": "grammar", "bnf": bnf},
+        }
+        return llama.agents.create(agent_config=config).agent_id
+
+    def ask(agent_id: str, question: str) -> llama_stack_client.types.agents.Turn:
+        session_id = llama.agents.session.create(agent_id, session_name="grammar").session_id
+        question = [{"role": "user", "content": question}]
+        return llama.agents.turn.create(session_id, agent_id=agent_id, messages=question, stream=False)
+
+    yes_or_no = agent({"root": "answer", "answer": '"yes" | "no"'})
+    for question in ("Is the sky blue?", "Write a poem about the sea."):
+        assert ask(yes_or_no, question).output_message.content in ("yes", "no")
+    with pytest.raises(llama_stack_client.BadRequestError) as caught:  # no root rule
+        agent({"answer": '"yes" | "no"'})
+    assert caught.value.body["error"]["param"].startswith("agent_config.response_format")
+    undefined = agent({"root": "answer"})  # llama.cpp parses the grammar with the first inference step
+    with pytest.raises(llama_stack_client.BadRequestError) as caught:
+        ask(undefined, "Is the sky blue?")
+    assert caught.value.body["error"]["param"] == "grammar"
+
+
 def test_what_the_server_cannot_honour_is_refused_by_name(llama, http):
     refused = {
         "toolgroups": (["builtin::websearch"], "agent_config.toolgroups[0]"),
         "input_shields": (["llama-guard"], "agent_config.input_shields"),
         "tool_config": ({"tool_choice": "no_such_tool"}, "agent_config.tool_config.tool_choice"),
-        "response_format": ({"type": "grammar", "bnf": {}}, "agent_config.response_format"),
         "model": ("no-such-model", "agent_config.model"),
     }
     for field, (value, param) in refused.items():

@@ -5,7 +5,11 @@ this server cannot honour, refused by name.
 - ``sampling_params``: ``greedy`` is temperature 0; ``top_p`` its temperature and ``top_p``; ``top_k``
   its ``top_k``; ``max_tokens`` (0: none) bounds each inference step, as in Llama Stack;
   ``repetition_penalty`` is llama.cpp's ``repeat_penalty``; ``stop`` as given.
-- ``response_format``: ``json_schema`` constrains every answer to the schema; ``grammar`` is refused.
+- ``response_format``: ``json_schema`` constrains every answer to the schema; ``grammar`` every answer
+  to a GBNF grammar, llama.cpp's ``grammar``: its ``bnf`` maps each rule's name to its body (``root``
+  where answers start), one ``name ::= body`` line each. A remote server gets the same field, which
+  llama.cpp's server honours and others may ignore. A forced tool call is constrained by its own
+  schema instead (``core.inference.tool_calls``).
 - ``client_tools``: each a function whose parameters are the tool's (Llama Stack's list of parameters,
   or a JSON schema as ``input_schema``); a call of one ends the turn's run for the client to answer.
 - ``tool_config.tool_choice``: ``auto``, ``none``, ``required``, or the name of one tool, which the first
@@ -44,15 +48,6 @@ PARAMETER_TYPES = {
 JSON schema type; any other leaves the parameter's type open."""
 
 
-def refuse_unsupported(config: Json, param: str) -> None:
-    if (config.get("response_format") or {}).get("type") == "grammar":
-        raise InvalidInput(
-            "A grammar response_format is not supported here; use json_schema.",
-            param=f"{param}.response_format",
-        )
-    check_tool_config(config.get("tool_config") or {}, f"{param}.tool_config")
-
-
 def check_tool_config(tool_config: Json, param: str) -> None:
     if tool_config.get("system_message_behavior") == "replace":
         raise InvalidInput(
@@ -81,10 +76,17 @@ def sampling(config: Json) -> Json:
     if params.get("stop"):
         chosen["stop"] = params["stop"]
     response_format = config.get("response_format")
-    if response_format is not None:
+    if response_format is not None and response_format["type"] == "grammar":
+        chosen["grammar"] = gbnf(response_format["bnf"])
+    elif response_format is not None:
         schema = {"name": "response", "schema": response_format["json_schema"]}
         chosen["response_format"] = {"type": "json_schema", "json_schema": schema}
     return chosen
+
+
+def gbnf(rules: Json) -> str:
+    """The grammar's rules (name to body) as GBNF text, one ``name ::= body`` line each."""
+    return "\n".join(f"{name} ::= {body}" for name, body in rules.items())
 
 
 def client_functions(tools: Iterable[Json], param: str) -> list[Json]:

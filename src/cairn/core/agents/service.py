@@ -365,7 +365,7 @@ class Agents:
     ) -> TurnTools:
         """The turn's tools, checked: the agent's, and the turn's own ``toolgroups`` and
         ``tool_config``."""
-        agent_config.refuse_unsupported(config, param)
+        agent_config.check_tool_config(config.get("tool_config") or {}, f"{param}.tool_config")
         groups = self._tool_groups
         server = await groups.server_tools(
             tenant, config.get("toolgroups") or [], f"{param}.toolgroups", headers

@@ -5,7 +5,8 @@ the model writes back into a tool call.
 - ``none``, or no tools: the model is not told of any tool and never calls one.
 - ``required`` or a named function: generation is constrained by a JSON schema whose only values are a
   call ``{"name": <a declared tool>, "arguments": <its parameters>}`` (the named tool, when named), so
-  the answer is one valid call. Only a ``length`` stop can cut it short: then there is no call.
+  the answer is one valid call, whatever ``response_format`` or ``grammar`` the request gave. Only a
+  ``length`` stop can cut it short: then there is no call.
 - ``auto``: the model writes freely. An answer that is a JSON call naming a declared tool, bare, fenced
   (```json …```) or tagged (``<tool_call>…</tool_call>``), becomes a tool call; any other answer is
   text, streamed as soon as it can no longer be the start of a call.
@@ -63,6 +64,7 @@ def plan(body: Json) -> tuple[Json, ToolPlan]:
     body["messages"] = _with_instructions(messages, offered)
     if choice == "auto":
         return body, ToolPlan("auto", offered)
+    body.pop("grammar", None)  # llama.cpp would answer nothing under both
     body["response_format"] = {
         "type": "json_schema",
         "json_schema": {"name": "tool_call", "strict": True, "schema": _call_schema(offered)},

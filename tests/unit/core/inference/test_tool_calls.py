@@ -58,8 +58,10 @@ def test_required_constrains_generation_to_a_call_of_a_declared_tool():
     assert call["type"] == "function" and call["id"].startswith("call_")
 
 
-def test_a_named_choice_offers_only_that_tool():
-    body, tool_plan = plan(request(tool_choice={"type": "function", "function": {"name": "get_time"}}))
+def test_a_named_choice_offers_only_that_tool_whatever_grammar_the_request_gave():
+    named = {"type": "function", "function": {"name": "get_time"}}
+    body, tool_plan = plan(request(tool_choice=named, grammar='root ::= "no"'))
+    assert "grammar" not in body
     assert list(tool_plan.tools) == ["get_time"]
     schema = body["response_format"]["json_schema"]["schema"]
     assert schema["properties"]["name"] == {"const": "get_time"}
