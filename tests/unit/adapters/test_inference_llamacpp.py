@@ -208,8 +208,9 @@ async def test_bad_requests_are_invalid_input(runtime: LlamaCppRuntime) -> None:
     assert several.value.param == "prompt"
     with pytest.raises(InvalidInput, match="response_format"):  # an exception in llama.cpp
         await collect(runtime.chat(ask(response_format={"type": "yaml"})))
-    with pytest.raises(InvalidInput, match="grammar"):
+    with pytest.raises(InvalidInput, match="not valid GBNF") as unparsed:
         await collect(runtime.chat(ask(grammar="not a grammar")))
+    assert unparsed.value.param == "grammar"
     with pytest.raises(ModelNotFound):
         await collect(runtime.chat(ask(model="gpt-5")))
 
