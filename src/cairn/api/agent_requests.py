@@ -162,8 +162,8 @@ GrammarRules = Annotated[
 
 
 class GrammarFormat(_Closed):
-    """``bnf``: a GBNF grammar as its rules, each name to its body (``{"root": "\"yes\" | \"no\""}``);
-    ``root`` is where every answer starts."""
+    """``bnf``: a GBNF grammar as its rules, each name to its body; ``root`` is where every answer
+    starts."""
 
     type: Literal["grammar"]
     bnf: GrammarRules
