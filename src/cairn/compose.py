@@ -16,16 +16,12 @@ from dataclasses import dataclass
 
 from . import __version__
 from .adapters.blobs_local import LocalBlobStore
-from .adapters.blobs_s3 import S3BlobStore, S3Client, S3Location
 from .adapters.embed_onnx import OnnxEmbeddingRuntime
 from .adapters.inference_llamacpp import LlamaCppRuntime
 from .adapters.inference_openai import OpenAICompatibleProvider
-from .adapters.locks_pg import PgSessionLocks
 from .adapters.mcp_http import StreamableHttpMcp
 from .adapters.packaged_models import packaged_chat_model, packaged_embedding_model
 from .adapters.ratelimit_memory import InProcessRateLimiter
-from .adapters.ratelimit_redis import RedisRateLimiter
-from .adapters.sessions_s3 import S3SessionStaging
 from .adapters.sql.agents import SqlAgentRows
 from .adapters.sql.completions import SqlChatCompletionRows
 from .adapters.sql.conversations import SqlConversationRows
@@ -243,7 +239,7 @@ async def composed(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             backends=backends,
             capabilities={
                 "free space reporting": free_space is not None,
-                "any replica continues any upload": isinstance(staging, S3SessionStaging),
+                "any replica continues any upload": bool(storage.blob_store),  # staging on S3
             },
         )
 
@@ -258,6 +254,11 @@ async def _blobs_and_staging(
         local = LocalBlobStore(storage.data_dir.resolve())
         where = f"local {storage.data_dir.resolve()}"
         return local, local, {"blobs": where, "upload staging": where, "upload locks": "local files"}
+    # imported only here, as the Redis client is below: a deployment that uses neither never loads them
+    from .adapters.blobs_s3 import S3BlobStore, S3Client, S3Location
+    from .adapters.locks_pg import PgSessionLocks
+    from .adapters.sessions_s3 import S3SessionStaging
+
     secret = storage.s3_secret_access_key
     blobs = S3BlobStore(
         S3Location.parse(storage.blob_store),
@@ -410,5 +411,7 @@ def _rate_limiter(settings: Settings) -> RateLimiter | None:
         return None
     per_minute = _per_minute(settings)
     if settings.storage.redis_url:
+        from .adapters.ratelimit_redis import RedisRateLimiter
+
         return RedisRateLimiter(settings.storage.redis_url, per_minute)
     return InProcessRateLimiter(per_minute)

@@ -30,17 +30,45 @@ def python312() -> str | None:
     return None
 
 
-def client_environment(tmp_path_factory: pytest.TempPathFactory, requirement: str) -> Path:
-    """The python of a new Python 3.12 environment with ``requirement`` installed."""
+# What llama-stack-client imports (0.3 and 0.7 alike): its other dependencies (pandas and numpy, the
+# larger half of the install, with click, tqdm, pyaml, prompt-toolkit) serve only its command line.
+CLIENT_IMPORTS = (
+    "httpx",
+    "pydantic",
+    "anyio",
+    "distro",
+    "sniffio",
+    "typing-extensions",
+    "rich",
+    "fire",
+    "termcolor",
+    "requests",
+)
+
+
+def client_environment(tmp_path_factory: pytest.TempPathFactory, client: str) -> Path:
+    """The python of a new Python 3.12 environment with ``client`` (a pinned llama-stack-client) and what
+    it imports, installed by this interpreter's pip (the environment has none of its own)."""
     interpreter = python312()
     if interpreter is None:
         if os.environ.get("CAIRN_TEST_REQUIRE_PY312"):
             pytest.fail("CAIRN_TEST_REQUIRE_PY312 is set and there is no python3.12")
-        pytest.skip(f"{requirement} needs Python 3.12, and there is none here")
+        pytest.skip(f"{client} needs Python 3.12, and there is none here")
     venv = tmp_path_factory.mktemp("py312") / "venv"
-    subprocess.run([interpreter, "-m", "venv", str(venv)], check=True)
+    subprocess.run([interpreter, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", requirement], check=True, timeout=600)
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        str(python),
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+    ]
+    subprocess.run([*pip, *CLIENT_IMPORTS], check=True, timeout=600)
+    subprocess.run([*pip, "--no-deps", client], check=True, timeout=600)
     return python
 
 

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import httpx2
-from mcp import Client, MCPError
-from mcp.client.streamable_http import streamable_http_client
 from pydantic import BaseModel, ValidationError
 
 from ..core.errors import McpServerError
 from ..core.ports.inference import Json
 from ..core.ports.mcp import McpAnswer, McpServer
+
+if TYPE_CHECKING:
+    from mcp import Client
 
 log = logging.getLogger("cairn.mcp")
 
@@ -76,6 +77,10 @@ class StreamableHttpMcp:
         return await self._exchange(server, self._call_seconds, call)
 
     async def _exchange(self, server: McpServer, seconds: float, work: Callable[[Client], Awaitable[T]]) -> T:
+        # the mcp package is imported at the first exchange: it is a third of the server's start-up time
+        from mcp import Client
+        from mcp.client.streamable_http import streamable_http_client
+
         transport = _Bounded(httpx2.AsyncHTTPTransport(), self._max_bytes)
         try:
             with anyio.fail_after(seconds):
@@ -108,6 +113,8 @@ def _json(model: BaseModel) -> Json:
 
 def _failure(exc: Exception, transport: _Bounded) -> McpServerError:
     """What went wrong, from the first of the (possibly grouped) exceptions and what the transport saw."""
+    from mcp import MCPError
+
     while isinstance(exc, ExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     if transport.refusal is not None:

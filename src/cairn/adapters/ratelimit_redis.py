@@ -7,7 +7,8 @@ an admission and a spend are each one ``EVALSHA`` of a Lua script that reads, de
 atomically: one round trip per call and no race between replicas.
 
 Failure: Redis unreachable, silent for ``TIMEOUT_SECONDS`` (or every pooled connection busy for as
-long), or a new connection not made within ``CONNECT_TIMEOUT_SECONDS`` → ``Unavailable`` (503): a request is neither let through unlimited nor refused as over budget.
+long), or a new connection not made within ``CONNECT_TIMEOUT_SECONDS`` → ``Unavailable`` (503): a
+request is neither let through unlimited nor refused as over budget.
 Every charge takes a pooled connection and reconnects when it finds it broken, so charges succeed again
 as soon as Redis is back, without a restart; a restarted Redis has forgotten the script and the client
 loads it again. Budgets start afresh then.
