@@ -9,8 +9,9 @@ How ``nearest`` finds the best chunks of a store:
   neighbours (recall 0.76 on 20 chunks, D31).
 - **Approximate** above that: one partial HNSW index per dimension in use, on
   ``(embedding::vector(N)) vector_cosine_ops WHERE dimension = N`` (``halfvec`` above 2,000 dimensions;
-  none above 4,000, where every search is exact), searched with ``hnsw.iterative_scan = relaxed_order``
-  so that other stores' chunks and the filter never starve it, ``hnsw.ef_search`` ``max(40, 2 × limit)``.
+  none above 4,000, where every search is exact), built with ``ef_construction`` 128, searched with
+  ``hnsw.iterative_scan = relaxed_order`` so that other stores' chunks and the filter never starve it,
+  ``hnsw.ef_search`` ``max(40, 2 × limit)``.
   The best rows are ordered again by their distance (relaxed order returns them nearly sorted). If
   fewer than wanted come back (the scan stopped at ``hnsw.max_scan_tuples``), the search runs exactly.
   That happens to a store above ``EXACT_CHUNKS`` that is a small part of its dimension's chunks (a few
@@ -73,6 +74,9 @@ from .vector_inputs import (
 EXACT_CHUNKS = 2048
 MIN_EF_SEARCH = 40
 MAX_EF_SEARCH = 1000  # pgvector's bound
+# pgvector's default, 64, builds graphs in which more searches of a large clustered store end in the
+# wrong cluster, however wide their ef_search (D31)
+EF_CONSTRUCTION = 128
 VECTOR_INDEX_MAX_DIMENSION = 2000  # HNSW on ``vector``; ``halfvec`` above, up to its own bound
 HALFVEC_INDEX_MAX_DIMENSION = 4000
 INDEX_LOCK = 0x76656374  # "vect"; with the dimension, the advisory lock of one dimension's index
@@ -295,7 +299,7 @@ def _ensure_hnsw_index(conn: sa.Connection, dimension: int) -> None:
         sa.text(
             f"CREATE INDEX IF NOT EXISTS {name} ON vector_chunks "
             f"USING hnsw ((embedding::{indexed}({dimension:d})) {indexed}_cosine_ops) "
-            f"WHERE dimension = {dimension:d}"
+            f"WITH (ef_construction = {EF_CONSTRUCTION:d}) WHERE dimension = {dimension:d}"
         )
     )
 
