@@ -1,7 +1,8 @@
 """Stored response rows in SQL (``core.ports.responses``). Response ids begin with their time in
 milliseconds, so lists are keyset pages by id alone, on ``(tenant, id)`` or, of one model, on
 ``(tenant, model, id)``; a cursor that is not one of the tenant's responses empties the page within the
-same statement. The response object and its input items are JSON as text. An update and a finish are
+same statement. The response object and its input items are JSON as text, written by orjson (compact,
+UTF-8); rows stdlib ``json`` wrote before read back too (see ``_loads``). An update and a finish are
 each one ``UPDATE`` whose WHERE clause decides whether it writes: of two racing, the database orders
 them. A background response's events are rows of ``response_events`` keyed by ``(response_id, seq)``,
 deleted with the response in one transaction."""
@@ -12,6 +13,7 @@ import json
 from collections.abc import Collection, Sequence
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from ...core.ports.inference import Json
@@ -27,6 +29,12 @@ DELETE_RESPONSE = table.delete().where(_mine)
 DELETE_EVENTS = events.delete().where(
     events.c.tenant == sa.bindparam("tenant"), events.c.response_id == sa.bindparam("response_id")
 )
+REPLACE_RESPONSE = (
+    table.update()
+    .where(table.c.tenant == sa.bindparam("key_tenant"), table.c.id == sa.bindparam("key_id"))
+    .values(status=sa.bindparam("new_status"), response=sa.bindparam("new_response"))
+)
+FINISH_RESPONSE = REPLACE_RESPONSE.where(table.c.status.in_(sa.bindparam("unfinished", expanding=True)))
 CURSOR = table.alias("cursor")  # the row ``after`` names, looked up apart from the rows listed
 
 
@@ -43,8 +51,8 @@ class SqlResponseRows:
             "status": response.status,
             "previous_response_id": response.previous_response_id,
             "conversation_id": response.conversation_id,
-            "response": json.dumps(response.response),
-            "input_items": json.dumps(response.input_items),
+            "response": _dumps(response.response),
+            "input_items": _dumps(response.input_items),
         }
         await self._db.write(lambda conn: conn.execute(table.insert(), values))
 
@@ -54,18 +62,20 @@ class SqlResponseRows:
         return None if row is None else _response(row)
 
     async def update_response(self, response: StoredResponse) -> bool:
-        return await self._replace(response)
+        return await self._replace(REPLACE_RESPONSE, response)
 
     async def finish_response(self, response: StoredResponse, unfinished: Collection[str]) -> bool:
-        return await self._replace(response, table.c.status.in_(list(unfinished)))
+        return await self._replace(FINISH_RESPONSE, response, unfinished=list(unfinished))
 
-    async def _replace(self, response: StoredResponse, *conditions: sa.ColumnElement[bool]) -> bool:
-        statement = (
-            table.update()
-            .where(table.c.tenant == response.tenant, table.c.id == response.id, *conditions)
-            .values(status=response.status, response=json.dumps(response.response))
-        )
-        return await self._db.write(lambda conn: conn.execute(statement).rowcount == 1)
+    async def _replace(self, statement: sa.Update, response: StoredResponse, **more: Any) -> bool:
+        values = {
+            "key_tenant": response.tenant,
+            "key_id": response.id,
+            "new_status": response.status,
+            "new_response": _dumps(response.response),
+            **more,
+        }
+        return await self._db.write(lambda conn: conn.execute(statement, values).rowcount == 1)
 
     async def delete_response(self, tenant: str, response_id: str) -> bool:
         key = {"tenant": tenant, "response_id": response_id}
@@ -82,7 +92,7 @@ class SqlResponseRows:
                 "response_id": response_id,
                 "seq": event["sequence_number"],
                 "tenant": tenant,
-                "event": json.dumps(event),
+                "event": _dumps(event),
             }
             for event in kept
         ]
@@ -97,7 +107,7 @@ class SqlResponseRows:
             .limit(limit)
         )
         texts = await self._db.read(lambda conn: list(conn.execute(query).scalars()))
-        return [json.loads(text) for text in texts]
+        return [_loads(text) for text in texts]
 
     async def list_responses(
         self,
@@ -122,6 +132,17 @@ class SqlResponseRows:
 
 def _response(row: sa.Row[Any]) -> StoredResponse:
     values = dict(row._mapping)
-    values["response"] = json.loads(values["response"])
-    values["input_items"] = json.loads(values["input_items"])
+    values["response"] = _loads(values["response"])
+    values["input_items"] = _loads(values["input_items"])
     return StoredResponse(**values)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _loads(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # NaN or Infinity, which stdlib json wrote before orjson did
+        return json.loads(text)
