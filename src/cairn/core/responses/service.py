@@ -2,7 +2,7 @@
 
 A response runs in two parts, so that a request the server refuses is refused with a status code before
 any event: ``start`` checks everything (the model, the tools, the chain or conversation it continues,
-the input items, the files they attach) and returns a ``Run``; ``events`` runs it and yields the stream
+the input items, the files they attach) and returns a ``Run``; ``batches`` runs it and yields the stream
 events, and ``finish`` runs it whole and returns the response object.
 
 - Context: the instructions of this request only, then the items of the ``previous_response_id`` chain
@@ -195,35 +195,32 @@ class Responses:
             truncate=body.get("truncation") == "auto",
         )
 
-    async def events(self, run: Run) -> AsyncGenerator[Json, None]:
+    async def batches(self, run: Run) -> AsyncGenerator[list[Json], None]:
         """The stream events of the run, from ``response.created`` to its end (a background run: from
-        ``response.in_progress``, ``submit`` having sent the first ones); closing the iterator stops the
-        run (``cancelled``)."""
+        ``response.in_progress``, ``submit`` having sent the first ones), in batches of those that come
+        at once (so they go out in one write); closing the iterator stops the run (``cancelled``)."""
         if run.background:
-            for event in run.renderer.started():
-                yield event
+            yield run.renderer.started()
         else:
-            for event in run.renderer.opening():
-                yield event
+            yield run.renderer.opening()
             if run.store:
                 await self.rows.insert_response(self.row_of(run))
         try:
             events = self._loop_events(run)
             async with contextlib.aclosing(events):
                 async for loop_event in events:
-                    for event in run.renderer.on(loop_event):
+                    shown = run.renderer.on(loop_event)
+                    if shown:
                         run.output_started = True
-                        yield event
+                        yield shown
             run.finished = True
         except CairnError as exc:
             run.failure, run.finished = exc, True
-            for event in run.renderer.failed(exc.code, exc.message):
-                yield event
+            yield run.renderer.failed(exc.code, exc.message)
         except Exception:
             log.exception("responses.failed response=%s", run.response["id"])
             run.failure, run.finished = Unavailable("The response failed."), True
-            for event in run.renderer.failed("server_error", "The response failed."):
-                yield event
+            yield run.renderer.failed("server_error", "The response failed.")
         finally:
             if not run.finished:
                 run.renderer.cancelled()
@@ -250,7 +247,7 @@ class Responses:
         """Run it whole: the response object as the request's ``include`` shows it. A failure before
         any output is raised (a request the model refused is the request's error); a later one is the
         response's ``failed`` status."""
-        async for _ in self.events(run):
+        async for _ in self.batches(run):
             pass
         if run.failure is not None and not run.output_started:
             raise run.failure
