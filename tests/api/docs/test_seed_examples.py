@@ -479,7 +479,7 @@ def test_003_workspace_examples(module_server, workdir: Path) -> None:
 
 def test_a_first_segment_under_v1_files_is_a_file_id_or_a_bucket(module_server) -> None:
     """What lets the two documents share /v1/files: a file id starts with 'file-', a bucket name never."""
-    with httpx.Client(base_url=module_server.url) as http:
+    with module_server.client() as http:
         created = http.post(
             "/v1/files", files={"file": ("a.txt", b"a")}, data={"purpose": "assistants"}
         ).json()
@@ -497,7 +497,7 @@ def test_a_first_segment_under_v1_files_is_a_file_id_or_a_bucket(module_server) 
 
 
 def test_the_llama_stack_prefix_takes_its_openai_segment_in_any_case(module_server) -> None:
-    with httpx.Client(base_url=module_server.url) as http:
+    with module_server.client() as http:
         created = http.post(
             "/v1/OPENAI/v1/files", files={"file": ("b.txt", b"b")}, data={"purpose": "assistants"}
         ).json()

@@ -173,7 +173,7 @@ def test_open_mode_refuses_other_hosts_and_cross_site_changes(make_server: Calla
     )
     assert upload.status_code == 200, upload.text
 
-    with httpx.Client(base_url=server.url) as client:
+    with server.client() as client:
         for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}"):
             refused = client.get("/api/v1/files", params={"path": "notes"}, headers={"Host": host})
             assert refused.status_code == 403, refused.text

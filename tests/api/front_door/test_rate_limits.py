@@ -267,7 +267,7 @@ def test_429_speaks_each_family_envelope(make_server):
 def test_requests_without_a_tenant_are_answered_by_their_route(make_server):
     """No key, no tenant to charge: the route refuses the request as it would without limits."""
     live = make_server(rate_limits=True, rate_limit_retrievals=1, rate_limit_uploads=1)
-    with httpx.Client(base_url=live.url) as anonymous:
+    with live.client() as anonymous:
         for key in (None, "cairn-not-a-key", None):
             headers = {"Authorization": f"Bearer {key}"} if key else {}
             response = anonymous.get("/v1/files", headers=headers)

@@ -110,7 +110,7 @@ def upload_file(client: httpx.Client, data: bytes, **meta: str) -> tuple[str, ht
 
 def test_options_discovery_needs_no_key(make_server):
     live = make_server(max_upload_bytes=5000)
-    with httpx.Client(base_url=live.url) as anonymous:
+    with live.client() as anonymous:
         for path in ("/v1/tus/", "/v1/tus"):
             response = anonymous.options(path)
             assert response.status_code == 204, response.text
@@ -395,7 +395,7 @@ def test_tus_resumable_missing_or_unsupported_is_412(server, client):
             assert response.headers["tus-version"] == "1.0.0"
     assert offset_of(client, url) == 0
     assert client.get("/v1/files").json()["data"] == []
-    with httpx.Client(base_url=server.url) as anonymous:  # the version is checked before the key
+    with server.client() as anonymous:  # the version is checked before the key
         assert_tus_error(anonymous.post("/v1/tus/", headers={"Upload-Length": "3"}), 412)
 
 
@@ -593,7 +593,7 @@ def test_another_tenant_gets_404_and_changes_nothing(server, client):
 
 def test_without_a_key_is_401(server, client):
     url = start(client, 3)
-    with httpx.Client(base_url=server.url) as anonymous:
+    with server.client() as anonymous:
         responses = [
             anonymous.post("/v1/tus/", headers={**TUS, "Upload-Length": "3"}),
             head(anonymous, url),
@@ -615,7 +615,7 @@ ORIGIN = "https://app.example"
 def test_cors_preflight_without_a_key_and_exposed_headers(make_server):
     live = make_server(cors_origins=[ORIGIN])
     tenant = live.new_tenant()
-    with httpx.Client(base_url=live.url) as browser:
+    with live.client() as browser:
         preflight = browser.options(
             "/v1/tus/",
             headers={
@@ -664,7 +664,7 @@ def test_cors_preflight_without_a_key_and_exposed_headers(make_server):
 
 
 def test_no_cors_by_default(server):
-    with httpx.Client(base_url=server.url) as browser:
+    with server.client() as browser:
         preflight = browser.options(
             "/v1/tus/", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"}
         )

@@ -5,6 +5,7 @@ on one database without running twice. Leases are a fraction of a second so that
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection
@@ -180,11 +181,11 @@ async def test_a_cancel_stops_a_running_handler_here_or_from_elsewhere(
     make_runner: MakeRunner, job_rows: JobRows
 ) -> None:
     runner = make_runner()
-    started: dict[str, asyncio.Event] = {}
+    started: collections.defaultdict[str, asyncio.Event] = collections.defaultdict(asyncio.Event)
     stopped: dict[str, StopReason | None] = {}
 
     async def endless(job: JobRecord, lease: Lease) -> None:
-        started[job.id].set()
+        started[job.id].set()  # the runner may take a job before its enqueue returns here
         try:
             await asyncio.sleep(60)
         finally:
@@ -193,8 +194,7 @@ async def test_a_cancel_stops_a_running_handler_here_or_from_elsewhere(
     runner.register("endless", endless)
     runner.start()
     here, elsewhere = await runner.enqueue("t", "endless", {}), await runner.enqueue("t", "endless", {})
-    started.update({here.id: asyncio.Event(), elsewhere.id: asyncio.Event()})
-    await asyncio.wait_for(asyncio.gather(*(event.wait() for event in started.values())), 5)
+    await asyncio.wait_for(asyncio.gather(started[here.id].wait(), started[elsewhere.id].wait()), 5)
 
     asked = time.monotonic()
     await runner.cancel("t", here.id)  # runs in this process: stops at once

@@ -125,7 +125,12 @@ async def test_no_tool_calls_allowed_offers_no_tool(loop):
 
     tool = ServerTool("lookup", function("lookup"), count)
     events = await run(
-        loop, server_tools={"lookup": tool}, tool_choice="required", max_tool_calls=0, max_steps=1
+        loop,
+        server_tools={"lookup": tool},
+        tool_choice="required",
+        max_tool_calls=0,
+        max_steps=1,
+        max_output_tokens=8,
     )
     assert calls == [] and not any(isinstance(e, ToolStarted) for e in events)
     assert next(e for e in events if isinstance(e, InferenceDone)).text
