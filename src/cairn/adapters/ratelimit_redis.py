@@ -6,9 +6,9 @@ clock all replicas share. It expires when it falls behind now, so an idle tenant
 an admission and a spend are each one ``EVALSHA`` of a Lua script that reads, decides and writes
 atomically: one round trip per call and no race between replicas.
 
-Failure: Redis unreachable, silent for ``TIMEOUT_SECONDS`` (or every pooled connection busy for as
-long), or a new connection not made within ``CONNECT_TIMEOUT_SECONDS`` → ``Unavailable`` (503): a
-request is neither let through unlimited nor refused as over budget.
+Failure: Redis unreachable, silent for ``TIMEOUT_SECONDS``, or no connection (a new one, or a pooled
+one come free) had within ``CONNECT_TIMEOUT_SECONDS`` → ``Unavailable`` (503): a request is neither let
+through unlimited nor refused as over budget.
 Every charge takes a pooled connection and reconnects when it finds it broken, so charges succeed again
 as soon as Redis is back, without a restart; a restarted Redis has forgotten the script and the client
 loads it again. Budgets start afresh then.
@@ -32,7 +32,8 @@ from ..core.ratelimit import Decision, RouteClass, budgets
 KEY_PREFIX = "cairn:ratelimit:"
 TIMEOUT_SECONDS = 1.0
 # Longer than a round trip's: a burst that grows the pool opens many connections at once, each a TCP
-# handshake plus the client's own handshake commands, and a busy host can take over a second for them.
+# handshake plus the client's own handshake commands, and a busy host can take over a second for them;
+# the calls past the pool's size wait for those as long.
 CONNECT_TIMEOUT_SECONDS = 5.0
 POOL_SIZE = 50  # connections per process; a charge holds one for a round trip, the next waits for it
 
@@ -111,7 +112,7 @@ class RedisRateLimiter:
         pool = BlockingConnectionPool.from_url(
             url,
             max_connections=POOL_SIZE,
-            timeout=TIMEOUT_SECONDS,
+            timeout=CONNECT_TIMEOUT_SECONDS,
             socket_timeout=TIMEOUT_SECONDS,
             socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
