@@ -18,8 +18,8 @@ the small store (the adapter's own statement; its time is printed): a million ch
 may use is set on the bench's database, as a deployment loading that much would.
 
 Run by hand: .venv/bin/python bench/vector_bench.py [--chunks 10000,100000] [--queries 200]
-[--backends sqlite,postgres] [--bulk] [--ef-search 40,100] [--keyword-queries 20] [--intrinsic 16]
-[--shared-buffers 4GB]
+[--backends sqlite,postgres] [--bulk] [--ef-search 40,100] [--ef-construction 256]
+[--keyword-queries 20] [--intrinsic 16] [--shared-buffers 4GB]
 """
 
 from __future__ import annotations
@@ -145,7 +145,10 @@ async def run(chunks: int, url: str, args: argparse.Namespace) -> None:
         started = time.perf_counter()
         await index.create_store("vs_small", DIM)  # builds the dimension's index again
         built = time.perf_counter() - started
-        loading = f"bulk COPY {chunks / loaded:7.0f} chunks/s, HNSW index built in {built:.0f} s"
+        loading = (
+            f"bulk COPY {chunks / loaded:7.0f} chunks/s, HNSW index built in {built:.0f} s"
+            f" (ef_construction {vectors_pg.EF_CONSTRUCTION})"
+        )
     else:
         loading = f"insert {await insert(index, points, rng):7.0f} chunks/s"
         await index.create_store("vs_small", DIM)
@@ -235,11 +238,16 @@ def main() -> None:
     parser.add_argument("--maintenance-memory", default="8GB", help="PostgreSQL: for the index build")
     parser.add_argument("--ef-search", default="", help="PostgreSQL: hnsw.ef_search floors to compare")
     parser.add_argument(
+        "--ef-construction", type=int, help=f"PostgreSQL: the index's (default {vectors_pg.EF_CONSTRUCTION})"
+    )
+    parser.add_argument(
         "--shared-buffers", help="PostgreSQL: a server of its own with this shared_buffers (e.g. 4GB)"
     )
     parser.add_argument("--intrinsic", type=int, default=DIM, help="directions a cluster spreads over")
     args = parser.parse_args()
     args.ef_search = [int(n) for n in args.ef_search.split(",") if n] or [vectors_pg.MIN_EF_SEARCH]
+    if args.ef_construction:
+        vectors_pg.EF_CONSTRUCTION = args.ef_construction
     for backend in args.backends.split(","):
         for chunks in (int(n) for n in args.chunks.split(",")):
             with database_url(backend, args) as url:

@@ -179,6 +179,7 @@ def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Conf
             "lifespan": "on",
             "proxy_headers": False,  # forwarded headers are the app's to judge (server.trusted_proxies)
             "server_header": False,
+            "timeout_keep_alive": settings.limits.keepalive_timeout,
             "timeout_graceful_shutdown": 30,
             **options,
         },

@@ -169,6 +169,13 @@ class LimitsSettings(BaseModel):
         description="Seconds a request body may stall, and that a request's headers may take, before the "
         "request is dropped (408).",
     )
+    keepalive_timeout: float = Field(
+        75.0,
+        gt=0,
+        description="Seconds an idle connection is kept for its client's next request. Longer than "
+        "clients and load balancers keep one (httpx and the openai SDK 5 s, AWS ALB 60 s), so they close "
+        "it first and never send a request as the server closes it.",
+    )
     upload_expiry: int = Field(86_400, ge=60, description="Seconds an unfinished upload session lives.")
     expiry_interval: float = Field(
         60.0, gt=0, description="Seconds between sweeps for expired objects, uploads and vector stores."

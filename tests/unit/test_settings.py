@@ -317,7 +317,7 @@ def test_describe_settings_names_every_value_and_its_source_and_masks_secrets(
 
     names = [name for name, _, _ in rows]
     assert names[:2] == ["server.host", "server.port"]
-    assert len(names) == len(set(names)) == 42  # every field of every section, once
+    assert len(names) == len(set(names)) == 43  # every field of every section, once
     assert "limits.rate_limit_deletions" in names
 
     table = {name: (value, source) for name, value, source in rows}
@@ -331,6 +331,7 @@ def test_describe_settings_names_every_value_and_its_source_and_masks_secrets(
     )
     assert table["storage.redis_url"] == ("rediss://:********@cache:6380/2", "argument")
     assert table["limits.idle_timeout"] == ("1.5", "argument")
+    assert table["limits.keepalive_timeout"] == ("75", "default")
     assert table["limits.max_upload_bytes"] == ("107374182400 (100 GiB)", "default")
     assert table["server.cors_origins"] == ("(none)", "default")
     assert table["server.public_url"] == ("(unset)", "default")

@@ -11,11 +11,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 from _support import RawConnection, assert_openai_error, wait_until
+
+from cairn.settings import Settings
 
 if TYPE_CHECKING:
     from conftest import LiveServer
@@ -116,6 +119,26 @@ def test_a_head_that_stalls_gets_408_and_a_silent_connection_is_closed(
     status, answer, elapsed = exchange(server, b"")
     assert (status, answer) == (None, b"")
     assert 0.9 < elapsed < 5
+
+
+def test_an_idle_connection_outlasts_the_clients_keepalive(
+    tmp_path: Path, start_servers: Callable[[Settings], LiveServer]
+) -> None:
+    """httpx and the openai SDK keep an idle connection 5 s: the server keeps it longer, so a request
+    sent after 5 s on it is answered, never met by the server's close. The connection is the server's
+    alone, whatever the backend: SQLite and the local disk."""
+    default = start_servers(Settings(data_dir=tmp_path / "default", min_free_bytes=0))
+    with RawConnection.open(default.url) as conn:
+        conn.request("GET", "/health")
+        assert conn.response().status == 200
+        assert not conn.server_closed(wait=5.5)
+        conn.request("GET", "/health")
+        assert conn.response().status == 200
+    short = start_servers(Settings(data_dir=tmp_path / "short", min_free_bytes=0, keepalive_timeout=0.5))
+    with RawConnection.open(short.url) as conn:
+        conn.request("GET", "/health")
+        assert conn.response().status == 200
+        assert conn.server_closed(wait=3)
 
 
 def test_request_heads_are_bounded(server: LiveServer) -> None:
