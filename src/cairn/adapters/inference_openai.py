@@ -2,7 +2,7 @@
 
 One provider is one server at ``base_url`` (its ``…/v1``), reached through one pooled
 ``aiohttp.ClientSession`` (D33: a third of httpx's time per request) that ``close()`` closes. A stream
-read to its end returns its connection to the pool. Its models are the configured list or, when none is
+read to its end returns its connection to the pool, for ``KEEPALIVE_SECONDS``. Its models are the configured list or, when none is
 configured, whatever the server's ``GET /models`` lists, all taken as chat models.
 
 Bounds: at most ``max_concurrency`` requests in flight to the server and ``queue_depth`` more waiting
@@ -77,6 +77,10 @@ MAX_BODY_BYTES = 128 << 20  # 2,048 embeddings of 1,536 floats are ~65 MB of JSO
 MAX_ERROR_BYTES = 64 << 10
 MAX_QUOTED_CHARS = 500
 PARSE_ON_LOOP_BYTES = 256 << 10  # larger JSON answers are decoded in a worker thread
+KEEPALIVE_SECONDS = 4.0
+"""How long an idle pooled connection is reused: less than the 5 s after which uvicorn (vLLM's server)
+and llama.cpp's server close one, so Cairn drops it first and no request goes out as the server closes
+it (which fails with no answer). undici keeps the same 4 s for the same reason."""
 BUSY_RETRY_SECONDS = 1.0
 CONTEXT_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
 CONTEXT_PHRASES = (
@@ -165,7 +169,7 @@ class OpenAICompatibleProvider:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
-                connector=aiohttp.TCPConnector(limit=self._pool),
+                connector=aiohttp.TCPConnector(limit=self._pool, keepalive_timeout=KEEPALIVE_SECONDS),
                 auto_decompress=True,
             )
         return self._session
