@@ -2,8 +2,9 @@
 
 One provider is one server at ``base_url`` (its ``…/v1``), reached through one pooled
 ``aiohttp.ClientSession`` (D33: a third of httpx's time per request) that ``close()`` closes. A stream
-read to its end returns its connection to the pool, for ``KEEPALIVE_SECONDS``. Its models are the configured list or, when none is
-configured, whatever the server's ``GET /models`` lists, all taken as chat models.
+read to its end returns its connection to the pool, for ``KEEPALIVE_SECONDS``. Its models are the
+configured list or, when none is configured, whatever the server's ``GET /models`` lists, all taken as
+chat models.
 
 Bounds: at most ``max_concurrency`` requests in flight to the server and ``queue_depth`` more waiting
 (each at most ``timeout``) for one of them to finish; any other request is ``Busy`` at once. A stream
