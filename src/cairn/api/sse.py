@@ -7,8 +7,9 @@ A face gives an async iterator of its events (the producer), ``render`` (event â
   error handlers answer with a status code and the family's envelope. Keep-alives start after the first
   frame, so a producer should yield its first event promptly (``response.created``).
 - The producer is iterated, and closed, in one task of its own (its cancel scopes and context never change
-  task) and hands frames over a queue of one: it runs at most one frame ahead of the socket, so memory
-  is bounded and a slow client slows the producer down.
+  task). It hands its frames to the socket through ``_Frames``: the frames rendered while the socket was
+  busy go out together, in one write (a model server's read often brings many tokens at once), and it
+  waits while ``MAX_AHEAD_BYTES`` are pending, so memory is bounded and a slow client slows it down.
 - While the producer yields nothing for ``keepalive_seconds``, a ``: keep-alive`` comment line goes out.
   The producer's pending step is neither cancelled nor restarted.
 - The client leaving (``http.disconnect``, or a send that fails) cancels the producer's task: its
@@ -74,6 +75,44 @@ class _Failed:
 
 
 _Item = bytes | _Failed | _Signal
+MAX_AHEAD_BYTES = 64 << 10
+
+
+class _Frames:
+    """The frames the producer rendered and the socket has not taken yet, joined, then its last item
+    (``END`` or a failure). ``get`` takes all that is pending at once; ``put`` waits while ``limit``
+    bytes are pending."""
+
+    def __init__(self, limit: int = MAX_AHEAD_BYTES) -> None:
+        self._limit = limit
+        self._pending = bytearray()
+        self._last: _Failed | _Signal | None = None
+        self._added = asyncio.Event()
+        self._taken = asyncio.Event()
+
+    async def put(self, frame: bytes) -> None:
+        while len(self._pending) >= self._limit:
+            self._taken.clear()
+            await self._taken.wait()
+        self._pending += frame
+        self._added.set()
+
+    def end(self, last: _Failed | _Signal) -> None:
+        self._last = last
+        self._added.set()
+
+    async def get(self) -> _Item:
+        """What is pending, else the last item; cancelled while it waits, it has taken nothing."""
+        while not self._pending and self._last is None:
+            self._added.clear()
+            await self._added.wait()
+        if not self._pending:
+            assert self._last is not None
+            return self._last
+        taken = bytes(self._pending)
+        self._pending.clear()
+        self._taken.set()
+        return taken
 
 
 class EventStreamResponse(Response):
@@ -101,7 +140,7 @@ class EventStreamResponse(Response):
         self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        frames: asyncio.Queue[_Item] = asyncio.Queue(maxsize=1)
+        frames = _Frames()
         pump = asyncio.create_task(self._pump(frames))
         left = asyncio.create_task(_client_left(receive))
         try:
@@ -111,7 +150,7 @@ class EventStreamResponse(Response):
             left.cancel()
             await self._stop(pump)
 
-    async def _stream(self, frames: asyncio.Queue[_Item], left: asyncio.Task[None], send: Send) -> bool:
+    async def _stream(self, frames: _Frames, left: asyncio.Task[None], send: Send) -> bool:
         """Send the stream; False when the client left before its end."""
         item = await self._next(frames, left, send, keepalive=None)  # no keep-alive before the head
         if isinstance(item, _Failed):
@@ -132,10 +171,10 @@ class EventStreamResponse(Response):
         return await _body(send, b"", more=False)
 
     async def _next(
-        self, frames: asyncio.Queue[_Item], left: asyncio.Task[None], send: Send, *, keepalive: float | None
+        self, frames: _Frames, left: asyncio.Task[None], send: Send, *, keepalive: float | None
     ) -> _Item:
         """The producer's next item, or LEFT; a keep-alive every ``keepalive`` seconds of waiting."""
-        get = asyncio.ensure_future(frames.get())  # Queue.get is cancellation-safe: no item is lost
+        get = asyncio.ensure_future(frames.get())
         try:
             while True:
                 await asyncio.wait((get, left), timeout=keepalive, return_when=asyncio.FIRST_COMPLETED)
@@ -148,7 +187,7 @@ class EventStreamResponse(Response):
         finally:
             get.cancel()
 
-    async def _pump(self, frames: asyncio.Queue[_Item]) -> None:
+    async def _pump(self, frames: _Frames) -> None:
         """Iterate the producer in this one task; it is closed before the last item (END or the
         failure) goes out, so once the stream has its last item the pump has nothing left to do."""
         try:
@@ -158,9 +197,9 @@ class EventStreamResponse(Response):
             finally:
                 await _aclose(self.producer)
         except Exception as exc:
-            await frames.put(_Failed(exc))
+            frames.end(_Failed(exc))
         else:
-            await frames.put(_Signal.END)
+            frames.end(_Signal.END)
 
     async def _stop(self, pump: asyncio.Task[None]) -> None:
         """Cancel the pump (its pending await gets CancelledError) and wait, at most ``close_seconds``,

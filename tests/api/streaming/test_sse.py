@@ -18,6 +18,7 @@ import uvicorn
 from _support import assert_openai_error
 from fastapi import FastAPI
 from openai._streaming import SSEDecoder
+from starlette.types import Message
 
 from cairn.api.errors import install_error_handlers
 from cairn.api.sse import DONE, EventStreamResponse, frame
@@ -295,7 +296,7 @@ def test_sse_slow_client_holds_the_producer_back(http: httpx.Client) -> None:
     token, probe = new_probe()
     with http.stream("GET", "/flood", params={"probe": token}) as response:
         assert response.status_code == 200
-        time.sleep(0.5)  # read nothing: only socket buffers and the one-frame queue may fill
+        time.sleep(0.5)  # read nothing: only socket buffers and the 64 KiB of frames ahead may fill
         held_at = probe.produced
         assert held_at < 500, f"the producer ran {held_at} events ahead of a client that reads nothing"
         assert not probe.closed.is_set()
@@ -303,3 +304,27 @@ def test_sse_slow_client_holds_the_producer_back(http: httpx.Client) -> None:
     # closed by the task that iterated it (left to the garbage collector, a new task would close it)
     assert len(probe.tasks) == 1
     assert probe.produced < 500  # stopped, not drained
+
+
+def test_sse_events_that_come_together_go_out_in_one_write() -> None:
+    """Events a producer yields without waiting between them (the tokens of one read from a model
+    server) are one body message, not one each; the bytes are the same."""
+    sent: list[Message] = []
+
+    async def burst() -> AsyncIterator[dict[str, Any]]:
+        for i in range(50):
+            yield delta(i)
+        yield {"type": "done"}
+
+    async def receive() -> Message:
+        await asyncio.Event().wait()  # the client never leaves
+        raise AssertionError
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    response = EventStreamResponse(burst(), render, render_error=render_error)
+    asyncio.run(response({"type": "http", "path": "/burst"}, receive, send))
+    bodies = [message["body"] for message in sent if message["type"] == "http.response.body"]
+    assert b"".join(bodies) == b"".join(render(delta(i)) for i in range(50)) + DONE
+    assert len(bodies) <= 3, f"{len(bodies)} writes"  # the first event, the rest, the end
