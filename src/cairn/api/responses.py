@@ -66,10 +66,6 @@ def _event(event: dict[str, Any]) -> bytes:
     return frame(event, event=event["type"])
 
 
-def _events(batch: list[Json]) -> bytes:
-    return b"".join(_event(event) for event in batch)
-
-
 def _stream_error(exc: Exception) -> bytes:
     if isinstance(exc, CairnError):
         code, message, param = exc.code, exc.message, exc.param
@@ -94,22 +90,20 @@ async def create_response(body: CreateResponseRequest, services: ServicesDep, me
         return EventStreamResponse(replay, _event, render_error=_stream_error)
     if body.stream:
         return EventStreamResponse(
-            _metered(responses.batches(run), run, meter), _events, render_error=_stream_error
+            _metered(responses.events(run), run, meter), _event, render_error=_stream_error
         )
     answer = await responses.finish(run)
     await meter.spend(_tokens(run))
     return json_response(answer)
 
 
-async def _metered(
-    batches: AsyncGenerator[list[Json], None], run: Run, meter: Meter
-) -> AsyncGenerator[list[Json], None]:
+async def _metered(events: AsyncGenerator[Json, None], run: Run, meter: Meter) -> AsyncGenerator[Json, None]:
     """A streamed response in one of the tenant's places for open streams, its tokens spent at its end."""
     with meter.limits.stream_place(meter.tenant):
         try:
-            async with contextlib.aclosing(batches):
-                async for batch in batches:
-                    yield batch
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield event
         finally:
             await meter.spend(_tokens(run))
 
@@ -151,11 +145,10 @@ async def responses_socket(socket: WebSocket) -> None:
             except CairnError as exc:
                 await socket.send_text(_error_message(exc))
                 continue
-            batches = _metered(services.responses.batches(run), run, meter)
-            async with contextlib.aclosing(batches):
-                async for batch in batches:
-                    for event in batch:
-                        await socket.send_bytes(orjson.dumps(event))
+            events = _metered(services.responses.events(run), run, meter)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    await socket.send_bytes(orjson.dumps(event))
             held = services.responses.row_of(run)
 
 

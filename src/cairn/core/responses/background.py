@@ -51,11 +51,10 @@ class BackgroundResponses:
         if not await rows.finish_response(running, ("queued",)):
             return None  # cancelled meanwhile
         async with self._responses.log.writer(tenant, response_id) as writer:
-            batches = self._responses.batches(run)
-            async with contextlib.aclosing(batches):
-                async for batch in batches:
-                    for event in batch:
-                        await writer.add(event)
+            events = self._responses.events(run)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    await writer.add(event)
         return {"status": run.response["status"]}
 
     async def failed(self, job: JobRecord, error: dict[str, str]) -> None:

@@ -2,7 +2,7 @@
 
 A response runs in two parts, so that a request the server refuses is refused with a status code before
 any event: ``start`` checks everything (the model, the tools, the chain or conversation it continues,
-the input items, the files they attach) and returns a ``Run``; ``batches`` runs it and yields the stream
+the input items, the files they attach) and returns a ``Run``; ``events`` runs it and yields the stream
 events, and ``finish`` runs it whole and returns the response object.
 
 - Context: the instructions of this request only, then the items of the ``previous_response_id`` chain
@@ -195,32 +195,35 @@ class Responses:
             truncate=body.get("truncation") == "auto",
         )
 
-    async def batches(self, run: Run) -> AsyncGenerator[list[Json], None]:
+    async def events(self, run: Run) -> AsyncGenerator[Json, None]:
         """The stream events of the run, from ``response.created`` to its end (a background run: from
-        ``response.in_progress``, ``submit`` having sent the first ones), in batches of those that come
-        at once (so they go out in one write); closing the iterator stops the run (``cancelled``)."""
+        ``response.in_progress``, ``submit`` having sent the first ones); closing the iterator stops the
+        run (``cancelled``)."""
         if run.background:
-            yield run.renderer.started()
+            for event in run.renderer.started():
+                yield event
         else:
-            yield run.renderer.opening()
+            for event in run.renderer.opening():
+                yield event
             if run.store:
                 await self.rows.insert_response(self.row_of(run))
         try:
             events = self._loop_events(run)
             async with contextlib.aclosing(events):
                 async for loop_event in events:
-                    shown = run.renderer.on(loop_event)
-                    if shown:
+                    for event in run.renderer.on(loop_event):
                         run.output_started = True
-                        yield shown
+                        yield event
             run.finished = True
         except CairnError as exc:
             run.failure, run.finished = exc, True
-            yield run.renderer.failed(exc.code, exc.message)
+            for event in run.renderer.failed(exc.code, exc.message):
+                yield event
         except Exception:
             log.exception("responses.failed response=%s", run.response["id"])
             run.failure, run.finished = Unavailable("The response failed."), True
-            yield run.renderer.failed("server_error", "The response failed.")
+            for event in run.renderer.failed("server_error", "The response failed."):
+                yield event
         finally:
             if not run.finished:
                 run.renderer.cancelled()
@@ -247,7 +250,7 @@ class Responses:
         """Run it whole: the response object as the request's ``include`` shows it. A failure before
         any output is raised (a request the model refused is the request's error); a later one is the
         response's ``failed`` status."""
-        async for _ in self.batches(run):
+        async for _ in self.events(run):
             pass
         if run.failure is not None and not run.output_started:
             raise run.failure
